@@ -158,11 +158,18 @@ def load_lancaster(path: str | Path, *, dimensions: Sequence[str] | None = None,
     given); ``<Dim>.SD`` and ``N_known.perceptual``/``N_known.action`` are kept when present.
     """
     frame = read_table(path) if frame is None else frame
-    names = list(dimensions or [d for d in LANCASTER_DIMS if f"{d}.mean" in frame.columns] or LANCASTER_DIMS)
+    names = list(dimensions or _lancaster_blocks(frame.columns))
     words, means = _validate(frame, "Word", {d: f"{d}.mean" for d in names}, source=path, scale=(0, 5), allow_missing=allow_missing)
     sds = _optional(frame, [f"{d}.SD" for d in names], path)
     n_known = _optional(frame, ["N_known.perceptual"], path)
     return Norms(words, names, means, "en", str(path), sds, None if n_known is None else n_known[:, 0])
+
+
+def _lancaster_blocks(columns) -> list[str]:
+    """The perceptual block always; the action block when any action column is there
+    (so a misspelled ``Foot_leg.meen`` is reported, not silently dropped)."""
+    motor = any(f"{d}.mean" in columns for d in dims.LANCASTER_MOTOR) or "N_known.action" in columns
+    return list(dims.LANCASTER_SENSORY) + (list(dims.LANCASTER_MOTOR) if motor else [])
 
 
 def load_dutch(path: str | Path, *, dimensions: Sequence[str] | None = None, allow_missing: bool = False,
@@ -271,7 +278,7 @@ def load_paired(path: str | Path, *, english_dimensions: Sequence[str] | None = 
     frame = read_table(path)
     _require_columns(frame, ["Word", "Woord"], path)
     # Pair tables repeat English words by design; validate the English side on unique rows.
-    names = list(english_dimensions or [d for d in LANCASTER_DIMS if f"{d}.mean" in frame.columns])
+    names = list(english_dimensions or _lancaster_blocks(frame.columns))
     _require_columns(frame, [f"{d}.mean" for d in names] + list(DUTCH_DIMS), path)
     english = np.column_stack([numeric_column(frame, f"{d}.mean", source=path) for d in names])
     _check_scale(english, names, path)

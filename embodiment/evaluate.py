@@ -1,0 +1,119 @@
+"""From model ratings and human norms to the metrics, RSA, transfer and word-wise tables.
+
+This is the science behind ``egrid evaluate-ratings`` and the grid's aggregate stage:
+plain functions of arrays, returning pandas tables in the long layout of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from embodiment import dimensions as dims
+from embodiment.metrics import per_dimension, rsa_by_subset, transfer_rows, wordwise_similarity
+from embodiment.metrics.rsa import STUDY_RECIPE, RSARecipe, get_recipe
+from embodiment.ratings import JoinedRatings
+
+METRIC_COLUMNS = ["condition", "eval_set", "metric", "subset", "dimension", "recipe", "standardise", "rdm_method",
+                  "compare_method", "layer", "value", "ci_low", "ci_high", "p", "n", "n_dropped"]
+
+
+@dataclass
+class EvaluationOptions:
+    """Choices of one evaluation; defaults follow the study.
+
+    Attributes:
+        base: the condition the transfer table compares against (None: no transfer table).
+        n_boot: bootstrap resamples for correlation CIs.
+        rsa_recipe: RSA recipe name, dict or object.
+        rsa_subsets: dimension subsets for RSA.
+        rsa_perm: concept permutations for the RSA p-value (0: none).
+        rsa_boot: bootstrap resamples for RSA CIs (0: none).
+        seed: seed for every resampling.
+        eval_set: label of the evaluation set in every row.
+    """
+
+    base: str | None = "base"
+    n_boot: int = 1000
+    rsa_recipe: str | dict | RSARecipe = field(default_factory=lambda: STUDY_RECIPE)
+    rsa_subsets: Sequence[str] = ("all", "sensory", "motor")
+    rsa_perm: int = 0
+    rsa_boot: int = 0
+    seed: int = 0
+    eval_set: str = "ratings"
+
+
+def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict[str, pd.DataFrame]:
+    """Compute every table for ratings already aligned with the norms.
+
+    Returns:
+        ``metrics`` (per-dimension correlations, RSA, word-wise mean), ``transfer``
+        (deltas against the base with Steiger tests), ``wordwise`` (per concept) and
+        ``ratings`` (the joined long table).
+    """
+    opt = options or EvaluationOptions()
+    recipe = get_recipe(opt.rsa_recipe)
+    say = progress or (lambda _: None)
+    metric_rows, wordwise_rows = [], []
+    for condition, model in joined.model.items():
+        say(f"{condition}: correlations")
+        for row in per_dimension(model, joined.human, joined.dimensions, n_boot=opt.n_boot, seed=opt.seed):
+            metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": row.pop("method"),
+                                "subset": dims.group_of(row["dimension"]) or "custom", **row})
+        say(f"{condition}: RSA")
+        for subset, _, result in rsa_by_subset(model, joined.human, joined.dimensions, subsets=opt.rsa_subsets,
+                                               recipe=recipe, n_perm=opt.rsa_perm, n_boot=opt.rsa_boot, seed=opt.seed):
+            metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "rsa", "subset": subset,
+                                "dimension": None, "recipe": recipe.name, "standardise": recipe.standardise,
+                                "rdm_method": recipe.rdm, "compare_method": recipe.compare, "value": result.value,
+                                "ci_low": result.ci_low, "ci_high": result.ci_high, "p": result.p_perm,
+                                "n": result.n_concepts, "n_dropped": result.n_dropped})
+        sim = wordwise_similarity(model, joined.human)
+        wordwise_rows.append(pd.DataFrame({"condition": condition, "eval_set": opt.eval_set, "word": joined.words, "similarity": sim}))
+        ok = ~np.isnan(sim)
+        metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "wordwise_similarity", "subset": "all",
+                            "dimension": None, "value": float(sim[ok].mean()) if ok.any() else float("nan"),
+                            "n": int(ok.sum()), "n_dropped": int((~ok).sum())})
+    metrics = pd.DataFrame(metric_rows).reindex(columns=METRIC_COLUMNS)
+    metrics["layer"] = metrics["layer"].astype("Int64")
+    for col in ("n", "n_dropped"):
+        metrics[col] = metrics[col].astype("Int64")
+    transfer = pd.DataFrame()
+    if opt.base is not None and opt.base in joined.model and len(joined.model) > 1:
+        say("transfer: Steiger tests against the base")
+        transfer = pd.DataFrame(transfer_rows(joined.model, joined.human, joined.dimensions, base=opt.base,
+                                              eval_set=opt.eval_set))
+    return {"metrics": metrics, "transfer": transfer, "wordwise": pd.concat(wordwise_rows, ignore_index=True),
+            "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame()}
+
+
+def summary_text(tables: dict[str, pd.DataFrame], unmatched: Sequence[str] = ()) -> str:
+    """A readable terminal summary of the evaluation tables."""
+    m = tables["metrics"]
+    lines = []
+    sp = m[m["metric"] == "spearman"]
+    if not sp.empty:
+        pivot = sp.pivot_table(index="dimension", columns="condition", values="value", sort=False)
+        lines += ["Per-dimension Spearman (model vs human):", pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+    tr = tables.get("transfer")
+    if tr is not None and not tr.empty:
+        view = tr[["condition", "dimension", "base_value", "value", "delta", "z", "p", "n"]].copy()
+        view["sig"] = np.where(view["p"] < 0.001, "***", np.where(view["p"] < 0.01, "**", np.where(view["p"] < 0.05, "*", "")))
+        lines += [f"Steiger tests against {tr['base'].iloc[0]!r}:", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
+    rs = m[m["metric"] == "rsa"]
+    if not rs.empty:
+        recipe = rs["recipe"].iloc[0]
+        pivot = rs.pivot_table(index="subset", columns="condition", values="value", sort=False)
+        lines += [f"RSA ({recipe}: {rs['standardise'].iloc[0]}, {rs['rdm_method'].iloc[0]} RDM, {rs['compare_method'].iloc[0]}):",
+                  pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+    ww = m[m["metric"] == "wordwise_similarity"]
+    if not ww.empty:
+        lines += ["Word-wise similarity 1/(1+euclidean), mean over concepts:",
+                  ww.set_index("condition")["value"].to_string(float_format=lambda v: f"{v:.3f}"), ""]
+    if unmatched:
+        lines.append(f"{len(unmatched)} words not in the norms (left out), e.g. {', '.join(list(unmatched)[:8])}")
+    return "\n".join(lines)

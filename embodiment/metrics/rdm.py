@@ -1,0 +1,166 @@
+"""Representational dissimilarity matrices: feature standardisation and distance methods.
+
+Each distance method is split into ``prepare`` (per-row work done once, e.g. unit
+normalisation) and ``block`` (distances between two row blocks), so the same code fills
+a dense condensed RDM and streams the 788M pairs of the whole Lancaster vocabulary in
+blocks. Method names follow scipy / rsatoolbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from embodiment.errors import InputError, did_you_mean
+
+# ----------------------------------------------------------------------- standardisation
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    """z-score each column across rows (ddof=1); a constant column becomes all zeros
+    (it carries no information, and dividing by its zero SD would poison every row)."""
+    mean = x.mean(axis=0)
+    sd = x.std(axis=0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1])
+    safe = np.where(sd > 0, sd, 1.0)
+    return np.where(sd > 0, (x - mean) / safe, 0.0)
+
+
+STANDARDISERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda x: x,
+    "zscore": _zscore,
+}
+
+# ----------------------------------------------------------------------- distance methods
+
+
+@dataclass(frozen=True)
+class RDMMethod:
+    """A distance between concepts' feature vectors.
+
+    Attributes:
+        name: the method string (scipy / rsatoolbox spelling).
+        prepare: rows -> (prepared rows, mask of rows whose distances are defined).
+        block: (prepared rows a, prepared rows b) -> (len(a), len(b)) distances.
+        width: features -> floats a block holds per pair (d where differences are explicit).
+    """
+
+    name: str
+    prepare: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    block: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    width: Callable[[int], int] = lambda d: 1
+
+
+def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    norm = np.sqrt((x * x).sum(axis=1))
+    ok = norm > 0
+    return x / np.where(ok, norm, 1.0)[:, None], ok
+
+
+def _centred_unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _unit_rows(x - x.mean(axis=1, keepdims=True))
+
+
+def _one_minus_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return 1.0 - a @ b.T
+
+
+_EXPLICIT_MAX_FEATURES = 32
+
+
+def _explicit_width(d: int) -> int:
+    return d if d <= _EXPLICIT_MAX_FEATURES else 1
+
+
+def _sq_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.shape[1] <= _EXPLICIT_MAX_FEATURES:  # few features (ratings): explicit differences, exact like scipy
+        diff = a[:, None, :] - b[None, :, :]
+        return np.einsum("ijk,ijk->ij", diff, diff)
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(sq, 0.0)
+
+
+def _all_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x, np.ones(len(x), dtype=bool)
+
+
+def _cityblock(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a[:, None, :] - b[None, :, :]).sum(axis=2)
+
+
+RDM_METHODS: dict[str, RDMMethod] = {
+    m.name: m
+    for m in (
+        RDMMethod("cosine", _unit_rows, _one_minus_dot),
+        RDMMethod("correlation", _centred_unit_rows, _one_minus_dot),
+        RDMMethod("euclidean", _all_rows, lambda a, b: np.sqrt(_sq_euclidean(a, b)), _explicit_width),
+        RDMMethod("sqeuclidean", _all_rows, _sq_euclidean, _explicit_width),
+        RDMMethod("cityblock", _all_rows, _cityblock, lambda d: d),
+    )
+}
+RDM_ALIASES = {"corr": "correlation", "euclid": "euclidean", "manhattan": "cityblock"}
+
+
+def get_rdm_method(name: str) -> RDMMethod:
+    """Look up a distance method by name or alias."""
+    key = RDM_ALIASES.get(name, name)
+    if key not in RDM_METHODS:
+        known = list(RDM_METHODS) + list(RDM_ALIASES)
+        raise InputError(f"unknown RDM method {name!r}{did_you_mean(name, known)}; known: {', '.join(RDM_METHODS)}", key="rdm")
+    return RDM_METHODS[key]
+
+
+def get_standardiser(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Look up a feature standardisation by name."""
+    if name not in STANDARDISERS:
+        raise InputError(f"unknown standardisation {name!r}{did_you_mean(name, STANDARDISERS)}; known: {', '.join(STANDARDISERS)}",
+                         key="standardise")
+    return STANDARDISERS[name]
+
+
+# ----------------------------------------------------------------------- condensed RDMs
+
+
+def n_pairs(n: int) -> int:
+    """Number of concept pairs in a condensed RDM of n concepts."""
+    return n * (n - 1) // 2
+
+
+def _rows_per_block(n: int, width: int, budget: int = 2**24) -> int:
+    """Rows per block so that a block holds about ``budget`` float64 (128 MiB)."""
+    return int(max(1, min(n, budget // max(1, n * width))))
+
+
+def iter_condensed(prepared: np.ndarray, method: RDMMethod, *, budget: int = 2**24) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (offset, distances) blocks that together form the condensed RDM, in
+    scipy's ``pdist`` order (row-major upper triangle), without building the n x n matrix."""
+    n = len(prepared)
+    rows = _rows_per_block(n, method.width(prepared.shape[1]), budget)
+    offset = 0
+    for i0 in range(0, n - 1, rows):
+        i1 = min(n - 1, i0 + rows)
+        block = method.block(prepared[i0:i1], prepared[i0:])
+        upper = np.arange(n - i0)[None, :] > np.arange(i1 - i0)[:, None]
+        values = block[upper]
+        yield offset, values
+        offset += values.size
+
+
+def condensed_rdm(features: np.ndarray, method: str = "cosine", standardise: str = "none") -> np.ndarray:
+    """The condensed RDM (scipy ``pdist`` order) of ``features`` (n, d), float64.
+
+    Rows whose distance is undefined (a zero vector under cosine) give NaN distances.
+    """
+    m = get_rdm_method(method)
+    x = get_standardiser(standardise)(np.asarray(features, dtype=np.float64))
+    prepared, ok = m.prepare(x)
+    out = np.empty(n_pairs(len(x)))
+    for offset, values in iter_condensed(prepared, m):
+        out[offset: offset + values.size] = values
+    if not ok.all():
+        sq = np.zeros((len(x), len(x)), dtype=bool)
+        sq[~ok, :] = True
+        sq[:, ~ok] = True
+        out[sq[np.triu_indices(len(x), 1)]] = np.nan
+    return out

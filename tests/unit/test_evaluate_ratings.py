@@ -1,0 +1,93 @@
+"""`egrid evaluate-ratings` on a table built from the shared norms: numbers equal scipy's."""
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+from scipy.spatial.distance import pdist
+
+from embodiment.norms import load_paired
+from grid.cli import main
+
+
+@pytest.fixture
+def ratings_table(tmp_path, shared_data):
+    en, _ = load_paired(shared_data / "lancaster_dutch_test.csv")
+    # unique English words; a base (weak) and a fine-tuned (strong) condition
+    first = sorted({w: i for i, w in reversed(list(enumerate(en.words)))}.values())[:400]
+    words = [en.words[i] for i in first]
+    human = en.means[first]
+    rng = np.random.default_rng(0)
+    short = {"Foot_leg": "foot", "Hand_arm": "hand"}
+    rows = []
+    for cond, noise in (("base", 2.0), ("tuned", 0.5)):
+        model = np.clip(human + rng.normal(scale=noise, size=human.shape), 0, 5)
+        for i, w in enumerate(words):
+            for j, d in enumerate(en.dimensions):
+                rows.append({"word": w.lower(), "dimension": short.get(d, d), "condition": cond, "rating": model[i, j]})
+    rows.append({"word": "notaword", "dimension": "Visual", "condition": "base", "rating": 1.0})
+    path = tmp_path / "ratings.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    norms = tmp_path / "norms.csv"
+    frame = pd.read_csv(shared_data / "lancaster_dutch_test.csv", keep_default_na=False)
+    frame.iloc[first].drop(columns=["Woord", "Horen", "Zien", "Ruiken", "Proeven", "Voelen", "Sensaties"]).to_csv(norms, index=False)
+    return path, norms, pd.DataFrame(rows), en.dimensions
+
+
+def test_evaluate_ratings_equals_scipy(tmp_path, ratings_table, capsys):
+    path, norms, rows, dimensions = ratings_table
+    out = tmp_path / "out"
+    assert main(["evaluate-ratings", str(path), "--norms", str(norms), "--out", str(out), "--n-boot", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "Per-dimension Spearman" in printed and "Steiger" in printed and "notaword" in printed
+    metrics = pq.read_table(out / "metrics.parquet").to_pandas()
+    human = pd.read_csv(norms, keep_default_na=False)
+    human["key"] = human["Word"].str.lower()
+    for cond in ("base", "tuned"):
+        sub = rows[(rows.condition == cond) & (rows.word != "notaword")]
+        wide = sub.pivot(index="word", columns="dimension", values="rating")
+        wide = wide.rename(columns={"foot": "Foot_leg", "hand": "Hand_arm"})
+        h = human.set_index("key").loc[wide.index]
+        for d in dimensions:
+            got = metrics.query("condition == @cond and metric == 'spearman' and dimension == @d")
+            assert len(got) == 1
+            assert got["value"].iloc[0] == pytest.approx(stats.spearmanr(wide[d], h[f"{d}.mean"]).statistic, abs=1e-12)
+            assert got["n"].iloc[0] == 400
+        # RSA (study recipe) against scipy: zscore columns, cosine pdist, spearman
+        z = lambda m: (m - m.mean(0)) / m.std(0, ddof=1)  # noqa: E731
+        model_m = wide[dimensions].to_numpy()
+        human_m = h[[f"{d}.mean" for d in dimensions]].to_numpy()
+        ref = stats.spearmanr(pdist(z(model_m), "cosine"), pdist(z(human_m), "cosine")).statistic
+        got = metrics.query("condition == @cond and metric == 'rsa' and subset == 'all'")["value"].iloc[0]
+        assert got == pytest.approx(ref, abs=1e-10)
+    transfer = pq.read_table(out / "transfer.parquet").to_pandas()
+    assert set(transfer["condition"]) == {"tuned"} and len(transfer) == len(dimensions)
+    assert (transfer["delta"] > 0).all() and (transfer["p"] < 0.01).all()
+    vis = transfer.set_index("dimension").loc["Visual"]
+    base_vis = metrics.query("condition == 'base' and metric == 'spearman' and dimension == 'Visual'")["value"].iloc[0]
+    assert vis["base_value"] == pytest.approx(base_vis) and vis["delta"] == pytest.approx(vis["value"] - base_vis)
+    ratings = pq.read_table(out / "ratings.parquet").to_pandas()
+    assert len(ratings) == 2 * 400 * len(dimensions)
+
+
+def test_evaluate_ratings_bad_column_is_one_line(tmp_path, ratings_table, capsys):
+    path, norms, rows, _ = ratings_table
+    bad = tmp_path / "bad.csv"
+    rows.rename(columns={"rating": "score"}).to_csv(bad, index=False)
+    out = tmp_path / "out"
+    assert main(["evaluate-ratings", str(bad), "--norms", str(norms), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("egrid: error:") and str(bad) in err and "'rating'" in err and "--rating-column" in err
+    assert not out.exists()
+    # renaming the column makes it work
+    assert main(["evaluate-ratings", str(bad), "--norms", str(norms), "--out", str(out), "--rating-column", "score",
+                 "--n-boot", "0"]) == 0
+
+
+def test_evaluate_ratings_off_scale_ratings(tmp_path, ratings_table, capsys):
+    path, norms, rows, _ = ratings_table
+    bad = tmp_path / "bad.csv"
+    rows.assign(rating=rows["rating"] * 3).to_csv(bad, index=False)
+    assert main(["evaluate-ratings", str(bad), "--norms", str(norms), "--out", str(tmp_path / "o")]) == 2
+    assert "off the norms' 0-5 scale" in capsys.readouterr().err
