@@ -53,12 +53,12 @@ _DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("Mouth", "en", MOTOR, "performing an action with your mouth or throat", ("mouth", "throat", "mouth_throat")),
     Dimension("Torso", "en", MOTOR, "performing an action with your torso", ("torso",)),
     # Dutch sensory modality norms (Speed & Brysbaert, 2022)
-    Dimension("Horen", "nl", SENSORY, "horen", ("horen",), equivalent="Auditory"),
-    Dimension("Proeven", "nl", SENSORY, "proeven", ("proeven",), equivalent="Gustatory"),
-    Dimension("Voelen", "nl", SENSORY, "voelen door aanraking", ("voelen",), equivalent="Haptic"),
-    Dimension("Sensaties", "nl", SENSORY, "sensaties binnenin je lichaam", ("sensaties",), equivalent="Interoceptive"),
-    Dimension("Ruiken", "nl", SENSORY, "ruiken", ("ruiken",), equivalent="Olfactory"),
-    Dimension("Zien", "nl", SENSORY, "zien", ("zien",), equivalent="Visual"),
+    Dimension("Horen", "nl", SENSORY, "het gehoor", ("horen",), equivalent="Auditory"),
+    Dimension("Proeven", "nl", SENSORY, "de smaak", ("proeven",), equivalent="Gustatory"),
+    Dimension("Voelen", "nl", SENSORY, "de tastzin (aanraking)", ("voelen",), equivalent="Haptic"),
+    Dimension("Sensaties", "nl", SENSORY, "gevoelens binnenin je lichaam", ("sensaties",), equivalent="Interoceptive"),
+    Dimension("Ruiken", "nl", SENSORY, "de reuk", ("ruiken",), equivalent="Olfactory"),
+    Dimension("Zien", "nl", SENSORY, "het zicht", ("zien",), equivalent="Visual"),
 )
 
 REGISTRY: dict[str, Dimension] = {d.name: d for d in _DIMENSIONS}

@@ -1,0 +1,266 @@
+"""Scoring a causal LM: ratings from one forward pass, generate-and-parse, multiple choice.
+
+Ratings: the next-token distribution after the prompt is read at the answer tokens
+"0".."5"; the rating is their probability-weighted mean after renormalising over the six
+digits (``digit_mass`` keeps how much probability the digits had in the first place).
+The prompt part shared by all concepts of a (dimension, language) is run once and its
+KV cache reused for every batch of concepts; right padding with an attention mask keeps
+padded rows identical to unpadded ones.
+
+Decimal targets: a human mean such as 2.4 has no single answer token. Training uses a
+soft target over the digits whose expectation equals the mean -- 2.4 puts 0.6 on "2" and
+0.4 on "3" -- so the expected rating the scorer reads is exactly what was trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from embodiment.prompts import mcq_context, rating_prompt
+
+DIGITS = tuple(str(k) for k in range(6))
+
+
+def digit_token_ids(tokenizer) -> list[int]:
+    """Token ids of the answers "0".."5" (each must be a single token)."""
+    ids = []
+    for d in DIGITS:
+        enc = tokenizer.encode(d, add_special_tokens=False)
+        if len(enc) != 1:
+            raise ValueError(f"the tokenizer splits the digit {d!r} into {len(enc)} tokens; ratings need one token per digit")
+        ids.append(enc[0])
+    return ids
+
+
+def soft_digit_target(rating: float) -> np.ndarray:
+    """The training distribution over "0".."5" whose expectation is ``rating`` (floor/ceil split)."""
+    rating = float(np.clip(rating, 0.0, 5.0))
+    lo = int(math.floor(rating))
+    q = np.zeros(6)
+    if lo >= 5:
+        q[5] = 1.0
+    else:
+        q[lo] = 1.0 - (rating - lo)
+        q[lo + 1] = rating - lo
+    return q
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    """The forward keyword of the KV cache: ``cache`` from transformers 5.2x, before that
+    ``past_key_values`` (PEFT wrappers forward either through **kwargs)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _returned_cache(out):
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
+@torch.no_grad()
+def _last_logits_plain(model, seqs: list[list[int]], pad_id: int) -> torch.Tensor:
+    ids, mask = _pad(seqs, pad_id)
+    dev = _device(model)
+    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+    last = mask.sum(1) - 1
+    return out.logits[torch.arange(len(seqs)), last.to(dev)].float()
+
+
+@torch.no_grad()
+def _last_logits_reused(model, prefix_cache, prefix_len: int, suffixes: list[list[int]], pad_id: int) -> torch.Tensor:
+    ids, mask = _pad(suffixes, pad_id)
+    dev = _device(model)
+    b, width = ids.shape
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(b)
+    full_mask = torch.cat([torch.ones((b, prefix_len), dtype=torch.long), mask], dim=1).to(dev)
+    positions = (prefix_len + torch.arange(width)).unsqueeze(0).expand(b, -1).to(dev)
+    out = model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=positions, use_cache=True,
+                **{_cache_argument(model): cache})
+    last = mask.sum(1) - 1
+    return out.logits[torch.arange(b), last.to(dev)].float()
+
+
+@torch.no_grad()
+def _prefix_cache(model, prefix_ids: list[int]):
+    dev = _device(model)
+    out = model(input_ids=torch.tensor([prefix_ids], device=dev), use_cache=True)
+    return _returned_cache(out)
+
+
+def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
+                  batch_size: int = 32, reuse_prefix: bool = True,
+                  progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Expected ratings of every (concept, dimension) from one forward pass each.
+
+    Args:
+        model: a causal LM (plain or PEFT-wrapped), in eval mode.
+        tokenizer: its tokenizer.
+        concepts: concept labels.
+        dimensions: dimension names (registry names or aliases).
+        language: prompt language, ``en`` or ``nl``.
+        batch_size: concepts per forward pass.
+        reuse_prefix: run the shared prompt prefix once and reuse its KV cache.
+        progress: called with the number of prompts finished after each batch.
+
+    Returns:
+        One row per (concept, dimension): concept, dimension, language, expected, p0..p5
+        (renormalised over the digits), digit_mass (their raw total probability).
+    """
+    digit_ids = digit_token_ids(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = []
+    for dim in dimensions:
+        split0 = rating_prompt(tokenizer, concepts[0], dim, language)
+        prefix_ids = _encode(tokenizer, split0.prefix)
+        suffixes = [_encode(tokenizer, rating_prompt(tokenizer, c, dim, language).suffix) for c in concepts]
+        cache = _prefix_cache(model, prefix_ids) if reuse_prefix else None
+        for start in range(0, len(concepts), batch_size):
+            chunk = suffixes[start: start + batch_size]
+            if reuse_prefix:
+                logits = _last_logits_reused(model, cache, len(prefix_ids), chunk, pad)
+            else:
+                logits = _last_logits_plain(model, [prefix_ids + s for s in chunk], pad)
+            probs = torch.softmax(logits, dim=-1)[:, digit_ids].double().cpu().numpy()
+            mass = probs.sum(axis=1)
+            norm = probs / mass[:, None]
+            expected = norm @ np.arange(6)
+            for k, concept in enumerate(concepts[start: start + batch_size]):
+                rows.append({"concept": concept, "dimension": dim, "language": language, "expected": float(expected[k]),
+                             **{f"p{d}": float(norm[k, d]) for d in range(6)}, "digit_mass": float(mass[k])})
+            if progress:
+                progress(len(chunk))
+    return pd.DataFrame(rows)
+
+
+_NUMBER = re.compile(r"(?<![\d.])(\d+(?:[.,]\d+)?)")
+
+
+def parse_rating(text: str) -> float:
+    """The first number in a generated answer, clipped to 0-5; NaN if there is none."""
+    match = _NUMBER.search(text)
+    if not match:
+        return float("nan")
+    return float(np.clip(float(match.group(1).replace(",", ".")), 0.0, 5.0))
+
+
+@torch.no_grad()
+def generate_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
+                     batch_size: int = 32, max_new_tokens: int = 6,
+                     progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """The study's way: greedy-generate an answer and parse the number in it.
+
+    Returns:
+        One row per (concept, dimension): concept, dimension, language, parsed, text.
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    dev = _device(model)
+    rows = []
+    for dim in dimensions:
+        seqs = []
+        for c in concepts:
+            sp = rating_prompt(tokenizer, c, dim, language)
+            seqs.append(_encode(tokenizer, sp.prefix) + _encode(tokenizer, sp.suffix))
+        for start in range(0, len(seqs), batch_size):
+            chunk = seqs[start: start + batch_size]
+            width = max(len(s) for s in chunk)  # left padding for generation
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, s in enumerate(chunk):
+                ids[i, width - len(s):] = torch.tensor(s)
+                mask[i, width - len(s):] = 1
+            out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad)
+            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            for c, text in zip(concepts[start: start + batch_size], texts):
+                rows.append({"concept": c, "dimension": dim, "language": language, "parsed": parse_rating(text), "text": text})
+            if progress:
+                progress(len(chunk))
+    return pd.DataFrame(rows)
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness's split: trailing spaces of the context move to the
+    continuation; the whole is tokenized and the context's tokens cut off the front."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = _encode(tokenizer, context + continuation)
+    ctx = _encode(tokenizer, context)
+    return whole[: len(ctx)], whole[len(ctx):]
+
+
+@torch.no_grad()
+def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16) -> list[tuple[float, int]]:
+    """Sum of log-probabilities of each continuation given its context, and its token count."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    dev = _device(model)
+    results = []
+    encoded = [encode_pair(tokenizer, c, x) for c, x in pairs]
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start: start + batch_size]
+        ids, mask = _pad([c + x for c, x in chunk], pad)
+        logp = torch.log_softmax(model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float(), dim=-1)
+        for i, (ctx, cont) in enumerate(chunk):
+            positions = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=dev)
+            targets = torch.tensor(cont, device=dev)
+            results.append((float(logp[i, positions, targets].sum()), len(cont)))
+    return results
+
+
+def score_mcq(model, tokenizer, items: Sequence[dict], *, batch_size: int = 16) -> pd.DataFrame:
+    """Multiple choice by per-option log-likelihood of `` A``..`` D`` after the question.
+
+    Args:
+        items: dicts with ``index``, ``question``, ``options`` ({"A": ...}), ``correct_option``.
+
+    Returns:
+        One row per (item, option): index, option, loglik (raw sum), loglik_per_token,
+        loglik_per_char, prob (softmax of raw log-likelihoods over the options), chosen,
+        correct_option, is_correct (the item's argmax equals the key).
+    """
+    pairs, keys = [], []
+    for item in items:
+        ctx = mcq_context(tokenizer, item["question"], item["options"])
+        for letter in sorted(item["options"]):
+            pairs.append((ctx, " " + letter))
+            keys.append((item, letter))
+    scores = loglikelihoods(model, tokenizer, pairs, batch_size=batch_size)
+    frame = pd.DataFrame({"index": [k[0]["index"] for k in keys], "option": [k[1] for k in keys],
+                          "loglik": [s for s, _ in scores], "n_tokens": [n for _, n in scores],
+                          "correct_option": [k[0]["correct_option"] for k in keys]})
+    frame["loglik_per_token"] = frame["loglik"] / frame["n_tokens"]
+    frame["loglik_per_char"] = frame["loglik"] / frame["option"].map(lambda o: len(" " + o))
+    grouped = frame.groupby("index", sort=False)["loglik"]
+    frame["prob"] = np.exp(frame["loglik"] - grouped.transform("max"))
+    frame["prob"] /= frame.groupby("index", sort=False)["prob"].transform("sum")
+    chosen = frame.loc[grouped.idxmax(), ["index", "option"]].set_index("index")["option"]
+    frame["chosen"] = frame["index"].map(chosen)
+    frame["is_correct"] = frame["chosen"] == frame["correct_option"]
+    return frame
