@@ -1,0 +1,151 @@
+"""What every task format provides, and the data it is given.
+
+A format is both a learning objective and an evaluation: it turns task data into
+training examples, collates them into tensors, computes a loss from the model, and
+scores a model on held-out data. Formats register themselves in
+:data:`embodiment.formats.FORMATS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from embodiment.norms import Norms
+
+
+@dataclass
+class TaskData:
+    """The data a format trains or evaluates on.
+
+    Attributes:
+        norms: language -> norms restricted to this split's concepts and the chosen dimensions.
+        mcq_items: multiple-choice items (``question``, ``options``, ``correct_option``, ``index``).
+        seed: seed for anything drawn from the data (pairs, shuffles).
+    """
+
+    norms: dict[str, Norms] = field(default_factory=dict)
+    mcq_items: list[dict] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class Evaluation:
+    """A format's evaluation: long tables ready for the metrics stage.
+
+    Attributes:
+        ratings: concept, dimension, language, expected/predicted, human ... (rating-like formats).
+        choices: per-item option scores (choice formats).
+        summary: metric name -> value (accuracy, mean Spearman ...).
+    """
+
+    ratings: pd.DataFrame | None = None
+    choices: pd.DataFrame | None = None
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+class TaskFormat:
+    """Base class; subclasses set ``name`` and implement the four methods."""
+
+    name: str = ""
+    #: output size of the regression head on pooled hidden states, if the format needs one
+    head_outputs: int | None = None
+
+    def configure(self, data: TaskData) -> "TaskFormat":
+        """Read sizes from the data (e.g. how many dimensions the head predicts)."""
+        return self
+
+    def examples(self, data: TaskData) -> list[dict[str, Any]]:
+        """Training examples built from ``data``."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[dict[str, Any]], tokenizer) -> dict[str, torch.Tensor]:
+        """Tensors for one batch of examples."""
+        raise NotImplementedError
+
+    def loss(self, module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of ``module`` (an :class:`ObjectiveModel`) on ``batch``."""
+        raise NotImplementedError
+
+    def evaluate(self, model, tokenizer, data: TaskData, *, head=None, batch_size: int = 32) -> Evaluation:
+        """Score a model on held-out ``data``."""
+        raise NotImplementedError
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists; returns (input_ids, attention_mask)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def continuation_batch(pairs: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    """input_ids, attention_mask and labels (-100 except on the continuation tokens)."""
+    ids, mask = pad_batch([c + x for c, x in pairs], pad)
+    labels = torch.full_like(ids, -100)
+    for i, (c, x) in enumerate(pairs):
+        labels[i, len(c): len(c) + len(x)] = torch.tensor(x)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def continuation_loss(lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over continuation tokens (next-token shift done here)."""
+    logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    labels = batch["labels"]
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                             ignore_index=-100)
+
+
+def pooled_hidden(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the last layer's hidden states over the span tokens, (b, hidden) float32."""
+    out = lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    hidden = out.hidden_states[-1].float()
+    weights = span_mask.float()
+    return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1.0)
+
+
+def concept_span_batch(tokenizer, concepts: list[str]) -> dict[str, torch.Tensor]:
+    """Concepts after the neutral embedding prefix, with a mask over each concept's tokens."""
+    from embodiment.prompts import EMBEDDING_PREFIX
+
+    prefix = tokenizer.encode(EMBEDDING_PREFIX, add_special_tokens=False)
+    owns = [tokenizer.encode(" " + c, add_special_tokens=False) for c in concepts]
+    ids, mask = pad_batch([prefix + o for o in owns], pad_id(tokenizer))
+    span = torch.zeros_like(mask)
+    for i, o in enumerate(owns):
+        span[i, len(prefix): len(prefix) + len(o)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "span_mask": span}
+
+
+def rating_rows(norms_by_lang: dict[str, Norms], predictions: dict[str, np.ndarray], source: str) -> pd.DataFrame:
+    """Long ratings table from per-language (n, d) predictions aligned with the norms."""
+    rows = []
+    for lang, norms in norms_by_lang.items():
+        pred = predictions[lang]
+        for j, dim in enumerate(norms.dimensions):
+            rows.append(pd.DataFrame({"concept": norms.words, "dimension": dim, "language": lang,
+                                      "expected": pred[:, j], "human": norms.means[:, j], "source": source}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def mean_spearman(ratings: pd.DataFrame, column: str = "expected") -> float:
+    """Mean over (language, dimension) of Spearman(model, human) -- a one-number summary."""
+    from scipy import stats
+
+    values = []
+    for _, part in ratings.groupby(["language", "dimension"]):
+        if part[column].nunique() > 1 and part["human"].nunique() > 1:
+            values.append(stats.spearmanr(part[column], part["human"]).statistic)
+    return float(np.mean(values)) if values else float("nan")

@@ -1,0 +1,389 @@
+"""One fine-tuning run as a function of a plain config.
+
+The DeepSpeed engine is the training path (ZeRO 0-3; gloo on CPU, NCCL on GPUs); plain
+torch is the fallback where deepspeed cannot run. LoRA comes from PEFT; full fine-tuning
+is ``lora: false``. The data order is a function of (seed, step), so a run resumed from a
+checkpoint continues exactly where it stopped. Weights are saved as safetensors and
+checked after saving (ZeRO-3 with LoRA is known to save empty adapters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embodiment.errors import InputError, did_you_mean
+from embodiment.formats import TaskData, TaskFormat, get_format
+from embodiment.scoring import digit_token_ids
+
+ENGINES = ("deepspeed", "torch")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainConfig:
+    """Everything one fine-tuning run needs to know; plain values, so it travels as JSON/YAML.
+
+    Attributes:
+        format: task format (learning objective): rating, mcq, regression, pairwise, alignment.
+        lora: LoRA (True) or full fine-tuning (False).
+        lora_rank, lora_alpha, lora_dropout: LoRA hyperparameters.
+        target_modules: module names LoRA adapts, or ``all-linear``.
+        learning_rate: AdamW learning rate.
+        steps: optimizer steps; ``epochs`` is used when steps is None.
+        epochs: passes over the training examples.
+        batch_size: examples per worker per micro-step.
+        grad_accum: micro-steps per optimizer step.
+        seed: seeds initialisation and data order.
+        precision: fp32, bf16 or fp16.
+        zero_stage: DeepSpeed ZeRO stage 0-3.
+        weight_decay: AdamW weight decay.
+        max_grad_norm: gradient clipping.
+        engine: deepspeed (default) or torch (fallback).
+        checkpoint_every: save a resumable checkpoint every N steps (0: only at the end).
+    """
+
+    format: str = "rating"
+    lora: bool = True
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+    learning_rate: float = 2e-4
+    steps: int | None = 100
+    epochs: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    seed: int = 0
+    precision: str = "fp32"
+    zero_stage: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    engine: str = "deepspeed"
+    checkpoint_every: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict, rejecting unknown keys with "did you mean"."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise InputError(f"unknown training option{did_you_mean(key, known)}", key=key)
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> "TrainConfig":
+        """Check ranges and names; raises InputError naming the key."""
+        get_format(self.format)
+        checks = [
+            ("engine", self.engine in ENGINES, f"one of {ENGINES}"),
+            ("precision", self.precision in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
+            ("zero_stage", self.zero_stage in (0, 1, 2, 3), "0, 1, 2 or 3"),
+            ("learning_rate", self.learning_rate > 0, "a positive number"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("grad_accum", self.grad_accum >= 1, "at least 1"),
+            ("lora_rank", self.lora_rank >= 1, "at least 1"),
+            ("steps", self.steps is not None or self.epochs is not None, "steps or epochs to be set"),
+            ("steps", self.steps is None or self.steps >= 0, "0 or more"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise InputError(f"got {getattr(self, key)!r}, expected {expected}", key=key)
+        return self
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        output_dir: where the weights are.
+        adapter_dir: the LoRA adapter folder (None for full fine-tuning).
+        model_dir: the full model folder (None for LoRA).
+        head_path: the regression head's safetensors file, if the format has one.
+        losses: training loss at every optimizer step.
+        steps: optimizer steps run (including those before a resume).
+        seconds: wall time of this call.
+        engine: the engine that ran.
+        world_size: data-parallel workers.
+    """
+
+    output_dir: str
+    adapter_dir: str | None
+    model_dir: str | None
+    head_path: str | None
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    engine: str = "deepspeed"
+    world_size: int = 1
+
+
+class ObjectiveModel(torch.nn.Module):
+    """The language model, an optional head, and the format whose loss ``forward`` returns.
+
+    DeepSpeed wraps this one module, so LoRA weights and the head train together.
+    """
+
+    def __init__(self, lm: torch.nn.Module, fmt: TaskFormat, digit_ids: list[int] | None, head: torch.nn.Module | None = None):
+        super().__init__()
+        self.lm = lm
+        self.head = head
+        self.fmt = fmt
+        self.register_buffer("digit_ids", torch.tensor(digit_ids or [0], dtype=torch.long), persistent=False)
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.fmt.loss(self, batch)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_distributed(backend: str | None = None) -> tuple[int, int]:
+    """Initialise torch.distributed for DeepSpeed if no launcher did (rank 0 of 1).
+
+    Inside Ray Train the process group already exists and is reused.
+    """
+    import deepspeed
+
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("RANK", "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+        os.environ.setdefault("LOCAL_RANK", "0")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        deepspeed.init_distributed(dist_backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"),
+                                   verbose=False)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def _wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def _micro_batch_indices(n: int, micro: int, batch: int, rank: int, world: int, seed: int) -> np.ndarray:
+    """Example indices of one worker's micro-batch: a seeded permutation per epoch, read
+    as one stream, so the order depends only on (seed, micro-step) and resumes exactly."""
+    start = (micro * world + rank) * batch
+    positions = np.arange(start, start + batch)
+    out = np.empty(batch, dtype=np.int64)
+    for epoch in np.unique(positions // n):
+        perm = np.random.default_rng([seed, int(epoch)]).permutation(n)
+        sel = positions // n == epoch
+        out[sel] = perm[positions[sel] % n]
+    return out
+
+
+def _trainable_state(module: torch.nn.Module, zero_stage: int) -> dict[str, torch.Tensor]:
+    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    if zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(params.values()), modifier_rank=None):
+            return {n: p.detach().float().cpu().clone() for n, p in params.items()}
+    return {n: p.detach().float().cpu().clone() for n, p in params.items()}
+
+
+def _full_state(module: torch.nn.Module, zero_stage: int) -> dict[str, torch.Tensor]:
+    if zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            return {n: p.detach().cpu().clone() for n, p in module.state_dict().items()}
+    return {n: p.detach().cpu().clone() for n, p in module.state_dict().items()}
+
+
+def verify_adapter(adapter_dir: str | Path) -> int:
+    """Check a saved LoRA adapter: a non-empty safetensors file whose B matrices are not all
+    zero (all-zero B means the update was lost, as with ZeRO-3 saves that gather nothing).
+
+    Returns:
+        The number of tensors in the adapter.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.exists() or path.stat().st_size == 0:
+        raise RuntimeError(f"{path}: adapter file missing or empty after save")
+    tensors = load_file(path)
+    b = [t for k, t in tensors.items() if "lora_B" in k]
+    if not tensors or not b or all(float(t.abs().max()) == 0.0 for t in b):
+        raise RuntimeError(f"{path}: adapter has no trained LoRA B weights ({len(tensors)} tensors); nothing was learned or saved")
+    return len(tensors)
+
+
+def _save(module: ObjectiveModel, cfg: TrainConfig, out: Path, state: dict[str, torch.Tensor], full: dict | None,
+          steps: int, losses: list[float]) -> tuple[str | None, str | None, str | None]:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    adapter_dir = model_dir = head_path = None
+    head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+    if cfg.lora:
+        lm_state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
+        adapter_dir = str(out / "adapter")
+        module.lm.save_pretrained(adapter_dir, state_dict=lm_state, safe_serialization=True)
+        if steps > 0:
+            verify_adapter(adapter_dir)
+    else:
+        model_dir = str(out / "model")
+        lm_full = {k[len("lm."):]: v for k, v in (full or {}).items() if k.startswith("lm.")}
+        module.lm.save_pretrained(model_dir, state_dict=lm_full, safe_serialization=True)
+    if head_state:
+        head_path = str(out / "head.safetensors")
+        save_file({k: v.contiguous() for k, v in head_state.items()}, head_path)
+    (out / "train_state.json").write_text(json.dumps({"steps": steps, "losses": losses, "config": asdict(cfg)}))
+    return adapter_dir, model_dir, head_path
+
+
+def _load_checkpoint(module: ObjectiveModel, ckpt: Path) -> tuple[int, list[float]]:
+    """Load trainable weights saved by :func:`_save` into ``module``; returns (steps, losses)."""
+    from safetensors.torch import load_file
+
+    state = json.loads((ckpt / "train_state.json").read_text())
+    if (ckpt / "adapter" / "adapter_model.safetensors").exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(module.lm, load_file(ckpt / "adapter" / "adapter_model.safetensors"))
+    elif (ckpt / "model").exists():
+        from transformers import AutoModelForCausalLM
+
+        module.lm.load_state_dict(AutoModelForCausalLM.from_pretrained(ckpt / "model").state_dict())
+    if module.head is not None and (ckpt / "head.safetensors").exists():
+        module.head.load_state_dict(load_file(ckpt / "head.safetensors"))
+    return int(state["steps"]), list(state["losses"])
+
+
+def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, output_dir: str | Path, *,
+          resume_from: str | Path | None = None,
+          report: Callable[[int, float, str | None], None] | None = None,
+          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Fine-tune ``model`` on ``data`` with the objective ``cfg.format``.
+
+    Args:
+        cfg: the run's configuration.
+        model: a causal LM (not yet LoRA-wrapped).
+        tokenizer: its tokenizer.
+        data: the training split.
+        output_dir: where the adapter / model, head and train_state.json go.
+        resume_from: a checkpoint folder written by an earlier call (weights + step).
+        report: called on rank 0 as (step, loss, checkpoint folder or None) after each step;
+            a folder is passed when a checkpoint was just written.
+        progress: called on rank 0 as (step, loss) after each step.
+
+    Returns:
+        :class:`TrainResult` (on every rank; only rank 0 writes files).
+    """
+    cfg.validate()
+    start_time = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    fmt = get_format(cfg.format).configure(data)
+    examples = fmt.examples(data)
+    if not examples:
+        raise InputError("no training examples: the training split is empty for this format", key="format")
+    lm = _wrap_lora(model, cfg) if cfg.lora else model
+    head = None
+    if fmt.head_outputs:
+        hidden = model.config.hidden_size
+        head = torch.nn.Linear(hidden, fmt.head_outputs)
+    digits = digit_token_ids(tokenizer) if cfg.format == "rating" else None
+    module = ObjectiveModel(lm, fmt, digits, head)
+    module.train()
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+    done, losses = 0, []
+    if resume_from is not None and (Path(resume_from) / "train_state.json").exists():
+        done, losses = _load_checkpoint(module, Path(resume_from))
+
+    rank, world = 0, 1
+    engine_name = cfg.engine
+    if engine_name == "deepspeed":
+        import deepspeed
+
+        rank, world = ensure_distributed()
+        ds_config = {
+            "train_micro_batch_size_per_gpu": cfg.batch_size,
+            "gradient_accumulation_steps": cfg.grad_accum,
+            "gradient_clipping": cfg.max_grad_norm,
+            "zero_optimization": {"stage": cfg.zero_stage},
+            "zero_allow_untested_optimizer": True,
+            "bf16": {"enabled": cfg.precision == "bf16"},
+            "fp16": {"enabled": cfg.precision == "fp16"},
+            "steps_per_print": 10**9,
+        }
+        engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
+        device = engine.device
+    else:
+        engine = module
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        module.to(device)
+    total_steps = cfg.steps if cfg.steps is not None else math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * world * cfg.grad_accum))
+    out = Path(output_dir)
+    for step in range(done, total_steps):
+        step_losses = []
+        for accum in range(cfg.grad_accum):
+            micro = step * cfg.grad_accum + accum
+            idx = _micro_batch_indices(len(examples), micro, cfg.batch_size, rank, world, cfg.seed)
+            batch = {k: v.to(device) for k, v in fmt.collate([examples[i] for i in idx], tokenizer).items()}
+            if engine_name == "deepspeed":
+                loss = engine(**batch)
+                engine.backward(loss)
+                engine.step()
+            else:
+                loss = engine(**batch) / cfg.grad_accum
+                loss.backward()
+                if accum == cfg.grad_accum - 1:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                loss = loss * cfg.grad_accum
+            step_losses.append(float(loss.detach()))
+        losses.append(float(np.mean(step_losses)))
+        ckpt = None
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total_steps:
+            state = _trainable_state(module, cfg.zero_stage)
+            full = None if cfg.lora else _full_state(module, cfg.zero_stage)
+            if rank == 0:
+                ckpt = out / "checkpoints" / f"step_{step + 1:06d}"
+                _save(module, cfg, ckpt, state, full, step + 1, losses)
+                ckpt = str(ckpt)
+        if rank == 0:
+            if report:
+                report(step + 1, losses[-1], ckpt)
+            if progress:
+                progress(step + 1, losses[-1])
+    state = _trainable_state(module, cfg.zero_stage)
+    full = None if cfg.lora else _full_state(module, cfg.zero_stage)
+    adapter_dir = model_dir = head_path = None
+    if rank == 0:
+        adapter_dir, model_dir, head_path = _save(module, cfg, out, state, full, total_steps, losses)
+    module.eval()
+    return TrainResult(str(out), adapter_dir, model_dir, head_path, losses, total_steps, time.perf_counter() - start_time,
+                       engine_name, world)
+
+
+def load_head(path: str | Path, hidden: int, outputs: int) -> torch.nn.Module:
+    """A regression head saved by :func:`train` (safetensors only)."""
+    from safetensors.torch import load_file
+
+    head = torch.nn.Linear(hidden, outputs)
+    head.load_state_dict(load_file(str(path)))
+    return head.eval()

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from embodiment.models import tiny_causal_lm, tiny_tokenizer
+from embodiment.prompts import rating_prompt
+from embodiment.scoring import (encode_pair, loglikelihoods, parse_rating, score_mcq, score_ratings, soft_digit_target)
+
+CONCEPTS = ["apple", "thunder", "a cappella", "idea", "x", "ice cream cone"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = tiny_tokenizer()
+    return tiny_causal_lm(tok, seed=3), tok
+
+
+def _naive_expected(model, tok, concept, dim):
+    """One unpadded forward pass per prompt, no cache: the oracle."""
+    sp = rating_prompt(tok, concept, dim)
+    ids = tok.encode(sp.prefix, add_special_tokens=False) + tok.encode(sp.suffix, add_special_tokens=False)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+    p = torch.softmax(logits.double(), -1)[[tok.convert_tokens_to_ids(str(d)) for d in range(6)]].numpy()
+    return float((p / p.sum()) @ np.arange(6)), float(p.sum())
+
+
+def test_prefix_reuse_equals_plain_and_naive(tiny):
+    model, tok = tiny
+    reused = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=4, reuse_prefix=True)
+    plain = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=4, reuse_prefix=False)
+    cols = ["expected", "digit_mass"] + [f"p{d}" for d in range(6)]
+    assert np.allclose(reused[cols].to_numpy(), plain[cols].to_numpy(), atol=1e-4)
+    for _, row in reused.iterrows():
+        exp, mass = _naive_expected(model, tok, row["concept"], row["dimension"])
+        assert row["expected"] == pytest.approx(exp, abs=1e-4)
+        assert row["digit_mass"] == pytest.approx(mass, abs=1e-4)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_batch_size_does_not_change_scores(tiny, reuse):
+    model, tok = tiny
+    one = score_ratings(model, tok, CONCEPTS, ["Haptic"], batch_size=1, reuse_prefix=reuse)
+    all_ = score_ratings(model, tok, CONCEPTS, ["Haptic"], batch_size=len(CONCEPTS), reuse_prefix=reuse)
+    assert np.allclose(one["expected"], all_["expected"], atol=1e-4)
+
+
+def test_probabilities_are_a_distribution(tiny):
+    model, tok = tiny
+    out = score_ratings(model, tok, CONCEPTS[:3], ["Visual"], language="nl")
+    p = out[[f"p{d}" for d in range(6)]].to_numpy()
+    assert np.allclose(p.sum(1), 1.0) and (out["digit_mass"] <= 1.0).all()
+    assert np.allclose(out["expected"], p @ np.arange(6))
+
+
+@pytest.mark.parametrize("rating,expected", [(2.4, {2: 0.6, 3: 0.4}), (0.0, {0: 1.0}), (5.0, {5: 1.0}), (4.75, {4: 0.25, 5: 0.75})])
+def test_soft_digit_target_has_the_rating_as_expectation(rating, expected):
+    q = soft_digit_target(rating)
+    assert q.sum() == pytest.approx(1.0) and q @ np.arange(6) == pytest.approx(rating)
+    for k, v in expected.items():
+        assert q[k] == pytest.approx(v)
+
+
+@pytest.mark.parametrize("text,value", [("3", 3.0), (" 2.5 out of 5", 2.5), ("I'd say 4", 4.0), ("7", 5.0), ("none", float("nan")), ("1,5", 1.5)])
+def test_parse_rating(text, value):
+    got = parse_rating(text)
+    assert (np.isnan(got) and np.isnan(value)) or got == value
+
+
+def test_encode_pair_moves_trailing_space(tiny):
+    _, tok = tiny
+    ctx, cont = encode_pair(tok, "Answer: ", "A")
+    assert tok.decode(ctx) == "Answer:" and tok.decode(cont) == " A"
+
+
+def test_loglikelihood_equals_naive_sum(tiny):
+    model, tok = tiny
+    pairs = [("The sky is", " blue"), ("Pick one:", " B"), ("x", " yz")]
+    got = loglikelihoods(model, tok, pairs, batch_size=2)
+    for (c, x), (ll, n) in zip(pairs, got):
+        ctx, cont = encode_pair(tok, c, x)
+        ids = torch.tensor([ctx + cont])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+        ref = sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
+        assert ll == pytest.approx(ref, abs=1e-4) and n == len(cont)
+
+
+def test_score_mcq_variants(tiny):
+    model, tok = tiny
+    items = [{"index": 1, "question": "Red plus blue?", "options": {"A": "purple", "B": "green", "C": "orange", "D": "cyan"},
+              "correct_option": "A"},
+             {"index": 2, "question": "Sky colour?", "options": {"A": "red", "B": "blue", "C": "black", "D": "brown"},
+              "correct_option": "B"}]
+    out = score_mcq(model, tok, items)
+    assert len(out) == 8
+    assert np.allclose(out.groupby("index")["prob"].sum(), 1.0)
+    for _, g in out.groupby("index"):
+        assert g.loc[g["loglik"].idxmax(), "option"] == g["chosen"].iloc[0]
+    assert {"loglik", "loglik_per_token", "loglik_per_char", "prob", "is_correct"} <= set(out.columns)
