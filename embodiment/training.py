@@ -284,8 +284,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
         data: the training split.
         output_dir: where the adapter / model, head and train_state.json go.
         resume_from: a checkpoint folder written by an earlier call (weights + step).
-        report: called on rank 0 as (step, loss, checkpoint folder or None) after each step;
-            a folder is passed when a checkpoint was just written.
+        report: called on every rank as (step, loss, checkpoint folder or None) after each
+            step; rank 0 gets a folder when it just wrote a checkpoint.
         progress: called on rank 0 as (step, loss) after each step.
 
     Returns:
@@ -365,11 +365,10 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
                 ckpt = out / "checkpoints" / f"step_{step + 1:06d}"
                 _save(module, cfg, ckpt, state, full, step + 1, losses)
                 ckpt = str(ckpt)
-        if rank == 0:
-            if report:
-                report(step + 1, losses[-1], ckpt)
-            if progress:
-                progress(step + 1, losses[-1])
+        if report:  # every rank: Ray Train's report is a collective call
+            report(step + 1, losses[-1], ckpt)
+        if progress and rank == 0:
+            progress(step + 1, losses[-1])
     state = _trainable_state(module, cfg.zero_stage)
     full = None if cfg.lora else _full_state(module, cfg.zero_stage)
     adapter_dir = model_dir = head_path = None

@@ -7,6 +7,8 @@ ends in one ``egrid: error:`` line naming the file and key, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -78,8 +80,138 @@ def _add_evaluate_ratings(sub) -> None:
     p.set_defaults(func=cmd_evaluate_ratings)
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a job file without running anything."""
+    from grid.spec import load_job
+
+    for path in args.jobs:
+        spec = load_job(path)
+        trials = _count_trials(spec)
+        print(f"{path}: ok -- run {spec.run_name}, {len(spec.models)} model(s), {len(spec.conditions)} condition(s), "
+              f"{trials} trial(s), {spec.resources.workers} worker(s) per trial")
+    return 0
+
+
+def _count_trials(spec) -> str:
+    n = max(1, len(spec.models)) * (len(spec.conditions) if "condition" not in spec.search else 1)
+    for value in spec.search.values():
+        if isinstance(value, dict) and "grid" in value:
+            n *= len(value["grid"])
+    return str(n * spec.tune.num_samples)
+
+
+def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
+    """Run a job end to end (or finish it, with resume)."""
+    from grid.runner import run_job, summary_lines
+    from grid.spec import load_job
+
+    spec = load_job(args.job)
+    summary = run_job(spec, address=args.address, storage=args.storage, resume=resume or args.resume, num_cpus=args.num_cpus)
+    print("\n" + "\n".join(summary_lines(summary)))
+    print(f"\nRun folder: {summary['run_dir']}")
+    return 0
+
+
+def _manifest(run_dir: str) -> dict:
+    from grid.results import ResultsStore
+
+    manifest = ResultsStore(run_dir).read_json("manifest.json")
+    if manifest is None:
+        raise InputError("not a run folder: no manifest.json (give the folder `egrid run` printed)", source=run_dir)
+    return manifest
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Finish an interrupted run from its folder: the job is read back from the manifest."""
+    from grid.runner import run_job, summary_lines
+    from grid.spec import parse_job
+
+    manifest = _manifest(args.run)
+    spec = parse_job(manifest["job"], manifest.get("job_file", "<job>"))
+    storage = str(Path(args.run).resolve().parent)
+    summary = run_job(spec, address=args.address, storage=storage, resume=True)
+    print("\n" + "\n".join(summary_lines(summary)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Trials, their states and the best so far, read from the run folder."""
+    from grid.aggregate import best_trials
+    from grid.results import ResultsStore
+
+    manifest = _manifest(args.run)
+    store = ResultsStore(args.run)
+    trials = store.read("trials")
+    print(f"run {manifest['run_name']}: {manifest.get('status')} (updated {manifest.get('updated')})")
+    tune_dir = Path(args.run) / "tune"
+    states: dict[str, str] = {}
+    if tune_dir.exists():
+        from ray.tune import ExperimentAnalysis
+
+        try:
+            for t in ExperimentAnalysis(str(tune_dir)).trials:
+                states[t.trial_id] = t.status
+        except Exception as exc:  # a run still starting has no experiment state yet
+            print(f"  (tune state not readable yet: {type(exc).__name__})")
+    done = set(trials["trial_id"]) if len(trials) and "trial_id" in trials else set()
+    counts: dict[str, int] = {}
+    for tid, st in states.items():
+        counts[st] = counts.get(st, 0) + 1
+    print("  trials: " + (", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())) or f"{len(done)} recorded"))
+    if len(trials) and "eval_score" in trials:
+        cols = [c for c in ("trial_id", "condition", "format", "eval_score", "steps", "seconds", "status") if c in trials]
+        print(trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        best = best_trials(trials)
+        if len(best):
+            print("best per objective:")
+            print(best[["format", "trial_id", "eval_score"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit a job to a cluster through the Ray Jobs API, shipping this folder."""
+    from ray.job_submission import JobSubmissionClient
+
+    from grid.spec import load_job
+
+    spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
+    client = JobSubmissionClient(args.address)
+    job_path = os.path.relpath(Path(args.job).resolve(), Path.cwd())
+    entry = f"egrid run {shlex.quote(job_path)} --address auto" + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
+    submission = client.submit_job(entrypoint=entry, runtime_env={
+        "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__"],
+        "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+    print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
+    return 0
+
+
+def _add_grid_commands(sub) -> None:
+    p = sub.add_parser("run", help="run a job (YAML) on a local Ray or a cluster")
+    p.add_argument("job")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--storage", default=None, help="where run folders go (path or URI); overrides the job's storage")
+    p.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray")
+    p.add_argument("--resume", action="store_true", help="continue the run of this job if it exists")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("resume", help="finish an interrupted run")
+    p.add_argument("run", help="the run folder")
+    p.add_argument("--address", default=None)
+    p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("status", help="trials, states and the best so far")
+    p.add_argument("run", help="the run folder")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("validate", help="check job files without running them")
+    p.add_argument("jobs", nargs="+")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("submit", help="submit a job through the Ray Jobs API")
+    p.add_argument("job")
+    p.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://127.0.0.1:8265")
+    p.add_argument("--storage", default=None)
+    p.set_defaults(func=cmd_submit)
+
+
 #: Subcommand registrars; each adds its parser and sets ``func``.
-COMMANDS = [_add_evaluate_ratings]
+COMMANDS = [_add_grid_commands, _add_evaluate_ratings]
 
 
 def build_parser() -> argparse.ArgumentParser:

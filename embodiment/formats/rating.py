@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, mean_spearman, pad_batch, pad_id
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, mean_spearman, pad_id
 from embodiment.prompts import rating_prompt
 from embodiment.scoring import score_ratings, soft_digit_target
 
@@ -28,14 +28,23 @@ class RatingFormat(TaskFormat):
         for ex in examples:
             sp = rating_prompt(tokenizer, ex["concept"], ex["dimension"], ex["language"])
             seqs.append(tokenizer.encode(sp.prefix, add_special_tokens=False) + tokenizer.encode(sp.suffix, add_special_tokens=False))
-        ids, mask = pad_batch(seqs, pad_id(tokenizer))
+        # Left padding puts every answer position last, so the LM head runs on one position
+        # per row (logits_to_keep=1) instead of the whole prompt; explicit positions keep
+        # the model's view identical to the right-padded scorer's.
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id(tokenizer), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+        positions = (mask.cumsum(1) - 1).clamp_min(0)
         target = torch.tensor(np.stack([soft_digit_target(ex["target"]) for ex in examples]), dtype=torch.float32)
-        return {"input_ids": ids, "attention_mask": mask, "target": target}
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "target": target}
 
     def loss(self, module, batch):
-        logits = module.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        last = batch["attention_mask"].sum(1) - 1
-        logp = torch.log_softmax(logits[torch.arange(len(last)), last].float(), dim=-1)
+        logits = module.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           position_ids=batch["position_ids"], logits_to_keep=1).logits
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
         digit_logp = logp[:, module.digit_ids]
         return -(batch["target"] * digit_logp).sum(1).mean()
 

@@ -136,3 +136,28 @@ def test_config_validation():
         TrainConfig.from_dict({"zero_stage": 4})
     with pytest.raises(InputError, match="did you mean 'rating'"):
         TrainConfig.from_dict({"format": "ratings"})
+
+
+def test_rating_loss_matches_the_scorer_distribution():
+    """The left-padded training loss reads the same next-token distribution as the scorer."""
+    from embodiment.formats import get_format
+    from embodiment.scoring import soft_digit_target
+    from embodiment.training import ObjectiveModel
+    from embodiment.scoring import digit_token_ids
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, seed=4)
+    fmt = get_format("rating")
+    examples = [{"concept": "apple", "dimension": "Visual", "language": "en", "target": 2.4},
+                {"concept": "a much longer concept", "dimension": "foot", "language": "en", "target": 5.0}]
+    module = ObjectiveModel(model, fmt, digit_token_ids(tok))
+    with torch.no_grad():
+        loss = float(module(**fmt.collate(examples, tok)))
+    scored = {r["concept"]: r for _, r in score_ratings(model, tok, ["apple"], ["Visual"]).iterrows()}
+    scored.update({r["concept"]: r for _, r in score_ratings(model, tok, ["a much longer concept"], ["foot"]).iterrows()})
+    ref = []
+    for ex in examples:
+        r = scored[ex["concept"]]
+        logp_digits = np.log(np.array([r[f"p{d}"] for d in range(6)]) * r["digit_mass"])
+        ref.append(-(soft_digit_target(ex["target"]) * logp_digits).sum())
+    assert loss == pytest.approx(float(np.mean(ref)), abs=1e-4)

@@ -1,0 +1,105 @@
+"""Norms, splits and task data for a job, derived deterministically from the spec.
+
+Driver and Train workers call the same functions with the same spec and seed, so every
+process sees the same split without shipping data around; the split digests go into the
+run manifest so that a rerun can be checked against them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from embodiment import dimensions as dims
+from embodiment.formats import TaskData
+from embodiment.norms import Norms, load_norms, load_paired
+from embodiment.splits import Split, split_concepts
+
+
+@dataclass
+class LanguageData:
+    """One language's train and held-out norms."""
+
+    train: Norms
+    test: Norms
+    split: Split | None
+
+
+def _load(source: str, fmt: str, paired: bool, lang: str) -> Norms:
+    if paired:
+        en, nl = load_paired(source)
+        return en if lang == "en" else nl
+    return load_norms(source, fmt)
+
+
+def _dedupe(norms: Norms) -> Norms:
+    """Paired tables repeat English words; keep each concept once (its first row)."""
+    seen, rows = set(), []
+    for i, w in enumerate(norms.words):
+        if w.casefold() not in seen:
+            seen.add(w.casefold())
+            rows.append(i)
+    return norms if len(rows) == len(norms) else norms.select([norms.words[i] for i in rows])
+
+
+@lru_cache(maxsize=8)
+def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
+    out = {}
+    for lang, ns in json.loads(norms_json).items():
+        full = _dedupe(_load(ns["source"], ns["format"], ns["paired"], lang))
+        wanted = dims.subset(full.dimensions, ns["dimensions"]) if ns["dimensions"] != "all" else full.dimensions
+        full = full.select(None, wanted)
+        if ns.get("test_source"):
+            train = full
+            test = _dedupe(_load(ns["test_source"], ns["format"], ns["paired"], lang)).select(None, wanted)
+            held = {w.casefold() for w in test.words}
+            train = train.select([w for w in train.words if w.casefold() not in held])
+            split = None
+        else:
+            split = split_concepts(full.words, ns["test_fraction"], seed)
+            train, test = full.select(list(split.train)), full.select(list(split.test))
+        if ns.get("max_train"):
+            train = train.select(train.words[: ns["max_train"]])
+        if ns.get("max_test"):
+            test = test.select(test.words[: ns["max_test"]])
+        out[lang] = LanguageData(train, test, split)
+    return out
+
+
+def prepare_norms(norms_specs: dict, seed: int) -> dict[str, LanguageData]:
+    """Train/test norms per language for a job's ``norms`` section (dicts or NormsSpec)."""
+    plain = {lang: (asdict(ns) if not isinstance(ns, dict) else ns) for lang, ns in norms_specs.items()}
+    return _prepare_cached(json.dumps(plain, sort_keys=True), seed)
+
+
+def load_mcq(path: str | None) -> list[dict]:
+    """Multiple-choice items from a JSON list (question, options A-D, correct_option)."""
+    if not path:
+        return []
+    from embodiment.errors import InputError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            items = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read multiple-choice items: {exc}", source=path) from None
+    for i, it in enumerate(items):
+        if not {"question", "options", "correct_option"} <= set(it) or set(it["options"]) != {"A", "B", "C", "D"}:
+            raise InputError(f"item {i} needs question, options A-D and correct_option", source=path)
+        it.setdefault("index", i)
+    return items
+
+
+def training_data(condition: dict, norms_specs: dict, seed: int, mcq: dict, max_mcq: int | None = None) -> TaskData:
+    """The training split of one condition: its languages, restricted to its dimensions."""
+    data = prepare_norms(norms_specs, seed)
+    if condition["format"] == "mcq":
+        items = load_mcq(mcq.get("train"))
+        return TaskData(mcq_items=items[:max_mcq] if max_mcq else items, seed=seed)
+    norms = {}
+    for lang in condition["languages"]:
+        train = data[lang].train
+        which = condition["dimensions"]
+        norms[lang] = train if which == "all" else train.select(None, which)
+    return TaskData(norms=norms, seed=seed)

@@ -1,0 +1,74 @@
+"""Ray Data evaluation: concept batches streamed through pools of scorer actors.
+
+One call evaluates one model (the base, or a trial's adapter) on the evaluation suite:
+ratings for every (concept, dimension) of each evaluation language, hidden-state
+embeddings, and multiple-choice items; results come back as pandas tables.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from grid.data import LanguageData, load_mcq
+from grid.spec import JobSpec
+from grid.workers import ChoiceScorer, EmbeddingExtractor, RatingScorer
+
+
+def _concept_rows(data: dict[str, LanguageData], languages: list[str]) -> pd.DataFrame:
+    rows = []
+    for lang in languages:
+        test = data[lang].test
+        for i, word in enumerate(test.words):
+            rows.append({"concept": word, "language": lang, **{f"h_{d}": float(test.means[i, j]) for j, d in enumerate(test.dimensions)}})
+    return pd.DataFrame(rows)
+
+
+def _pool(spec: JobSpec, items: int):
+    from ray.data import ActorPoolStrategy
+
+    size = max(1, min(spec.resources.scorer_actors, items))
+    return ActorPoolStrategy(size=size)
+
+
+def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
+                   embeddings: bool = True) -> dict[str, pd.DataFrame]:
+    """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
+
+    Returns:
+        ``ratings`` (concept, dimension, language, expected, p0..p5, digit_mass, human),
+        ``embeddings`` (concept, layer, pooling, vector, language) and ``choices`` where asked for.
+    """
+    import ray.data
+
+    ev = spec.evaluation
+    out: dict[str, pd.DataFrame] = {}
+    res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
+           "num_gpus": spec.resources.gpus_per_scorer}
+    concepts = _concept_rows(data, list(ev.languages))
+    batch = max(8, min(ev.batch_size * 2, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
+    if "rating" in ev.formats and len(concepts):
+        dims = {lang: data[lang].test.dimensions for lang in ev.languages}
+        ds = ray.data.from_pandas(concepts)
+        scored = ds.map_batches(RatingScorer, fn_constructor_kwargs={"model": model, "adapter": adapter, "dimensions": dims,
+                                                                     "batch_size": ev.batch_size,
+                                                                     "trust_remote_code": spec.trust_remote_code},
+                                batch_size=batch, batch_format="pandas", compute=_pool(spec, len(concepts)), **res)
+        out["ratings"] = scored.to_pandas()
+    if embeddings and ev.embeddings and len(concepts):
+        layers = None if ev.layers == "all" else list(ev.layers)
+        ds = ray.data.from_pandas(concepts[["concept", "language"]].drop_duplicates("concept"))
+        emb = ds.map_batches(EmbeddingExtractor, fn_constructor_kwargs={"model": model, "adapter": adapter, "layers": layers,
+                                                                       "batch_size": ev.batch_size,
+                                                                       "trust_remote_code": spec.trust_remote_code},
+                             batch_size=batch, batch_format="pandas", compute=_pool(spec, len(concepts)), **res)
+        out["embeddings"] = emb.to_pandas()
+    if "mcq" in ev.formats and spec.mcq.get("test"):
+        items = load_mcq(spec.mcq["test"])
+        frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
+                               **it["options"]} for it in items])
+        ds = ray.data.from_pandas(frame)
+        choices = ds.map_batches(ChoiceScorer, fn_constructor_kwargs={"model": model, "adapter": adapter,
+                                                                     "trust_remote_code": spec.trust_remote_code},
+                                 batch_size=64, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
+        out["choices"] = choices.to_pandas()
+    return out

@@ -1,0 +1,140 @@
+"""The results store and its Ray actor: Parquet tables written exactly once per key.
+
+Each table is a folder of Parquet files, one file per *key* (a trial's evaluation, a
+baseline batch ...), named by a hash of the key. Writing a key again replaces its file, so
+retries never duplicate rows; every file is written to a hidden temporary name and moved
+into place, so a crash mid-write never leaves a partial file that readers would take as
+data (pyarrow, pandas and DuckDB all skip names starting with '.'). The actor's state is
+nothing but the files: a restarted actor rebuilds its index by listing them.
+
+Tables (DESIGN.md): trials, ratings, metrics, transfer, embeddings, choices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+TABLES = ("trials", "ratings", "metrics", "transfer", "embeddings", "choices", "wordwise")
+
+
+def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it, for a local path or any URI it knows."""
+    if "://" in root:
+        fs, path = pafs.FileSystem.from_uri(root)
+        return fs, path
+    return pafs.LocalFileSystem(), str(Path(root).resolve())
+
+
+def key_name(key: str) -> str:
+    """File name of a key: readable prefix + hash, safe on every filesystem."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)[:60]
+    return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.parquet"
+
+
+class ResultsStore:
+    """Idempotent, atomic Parquet tables under ``root/tables``."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+        self.fs, self.base = _filesystem(self.root)
+        self.fs.create_dir(f"{self.base}/tables", recursive=True)
+
+    def table_dir(self, table: str) -> str:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        return f"{self.base}/tables/{table}"
+
+    def write(self, table: str, key: str, frame: pd.DataFrame | pa.Table) -> str:
+        """Write the rows of ``key`` into ``table``, replacing any earlier rows of that key."""
+        folder = self.table_dir(table)
+        self.fs.create_dir(folder, recursive=True)
+        data = pa.Table.from_pandas(frame, preserve_index=False) if isinstance(frame, pd.DataFrame) else frame
+        data = data.replace_schema_metadata({**(data.schema.metadata or {}), b"egrid_key": key.encode()})
+        final = f"{folder}/{key_name(key)}"
+        tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open_output_stream(tmp) as sink:
+                pq.write_table(data, sink)
+            self.fs.move(tmp, final)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
+        return final
+
+    def keys(self, table: str) -> set[str]:
+        """Keys already written to ``table`` (read from the files' metadata)."""
+        folder = self.table_dir(table)
+        out = set()
+        for info in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            name = info.base_name
+            if name.startswith(".") or not name.endswith(".parquet"):
+                continue
+            meta = pq.read_schema(self.fs.open_input_file(info.path)).metadata or {}
+            out.add(meta.get(b"egrid_key", name.encode()).decode())
+        return out
+
+    def read(self, table: str) -> pd.DataFrame:
+        """The whole table (empty frame when nothing was written)."""
+        folder = self.table_dir(table)
+        files = [i.path for i in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+                 if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")]
+        if not files:
+            return pd.DataFrame()
+        return pd.concat([pq.read_table(self.fs.open_input_file(f)).to_pandas() for f in sorted(files)], ignore_index=True)
+
+    def write_json(self, name: str, payload: dict) -> None:
+        """A small JSON record (run manifest) written atomically beside the tables."""
+        tmp = f"{self.base}/.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(tmp) as sink:
+            sink.write(json.dumps(payload, indent=1, default=str).encode())
+        self.fs.move(tmp, f"{self.base}/{name}")
+
+    def read_json(self, name: str) -> dict | None:
+        try:
+            with self.fs.open_input_stream(f"{self.base}/{name}") as src:
+                return json.loads(src.read().decode())
+        except (FileNotFoundError, OSError):
+            return None
+
+
+class ResultsActor:
+    """Serialises writes of every trial and pipeline into one :class:`ResultsStore`.
+
+    Run it as a named, restartable Ray actor (``max_restarts=-1``); its only state is the
+    files, rebuilt by :meth:`__init__` on every (re)start.
+    """
+
+    def __init__(self, root: str):
+        self.store = ResultsStore(root)
+        self.started = time.time()
+        self.written = {t: self.store.keys(t) for t in TABLES}
+
+    def write(self, table: str, key: str, frame: pd.DataFrame) -> int:
+        """Write ``frame`` as the rows of ``key``; returns the row count."""
+        self.store.write(table, key, frame)
+        self.written[table].add(key)
+        return len(frame)
+
+    def has(self, table: str, key: str) -> bool:
+        return key in self.written[table]
+
+    def keys(self, table: str) -> list[str]:
+        return sorted(self.written[table])
+
+    def read(self, table: str) -> pd.DataFrame:
+        return self.store.read(table)
+
+    def ping(self) -> float:
+        return self.started

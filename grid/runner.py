@@ -1,0 +1,173 @@
+"""Running a job: start (or join) Ray, then the baseline, tune and aggregate stages.
+
+Every stage skips work whose rows are already in the tables, so ``egrid resume`` (or
+simply running the same job again) finishes an interrupted run without redoing or
+duplicating anything. The run folder is ``<storage>/<job name>-<spec hash>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from embodiment.errors import InputError
+from grid.results import ResultsActor, ResultsStore
+from grid.spec import JobSpec
+
+WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+              "TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1")}
+
+
+def versions() -> dict:
+    """Package versions, git hash and machine: the provenance every run records."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "machine": platform.platform(), "host": platform.node()}
+    for pkg in ("embodiment-grid", "torch", "transformers", "peft", "deepspeed", "ray", "numpy", "scipy", "pyarrow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["git"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                    cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git"] = None
+    return out
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_host: str = "127.0.0.1"):
+    """Join a cluster at ``address`` or start a local Ray (dashboard on localhost only)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"env_vars": WORKER_ENV}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=True)
+        return
+    if dashboard_host not in ("127.0.0.1", "localhost"):
+        print(f"egrid: warning: Ray dashboard bound to {dashboard_host}: anyone who reaches it can run code on this "
+              "machine; Ray's dashboard has no authentication unless you configure it", file=sys.stderr)
+    ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=False, dashboard_host=dashboard_host,
+             runtime_env=env, log_to_driver=True)
+
+
+def results_actor(run_dir: str, run_name: str):
+    """The run's named results actor, created or found; restarts rebuild from disk."""
+    import ray
+
+    name = f"egrid-results-{run_name}"
+    cls = ray.remote(ResultsActor).options(name=name, get_if_exists=True, max_restarts=-1, max_task_retries=-1,
+                                           num_cpus=0, lifetime="detached")
+    actor = cls.remote(run_dir)
+    ray.get(actor.ping.remote())
+    return actor, name
+
+
+def _say(message: str) -> None:
+    print(f"[egrid {dt.datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = None, resume: bool = False,
+            num_cpus: int | None = None, say=_say) -> dict:
+    """Run (or finish) a job end to end.
+
+    Returns:
+        A summary dict: run_dir, tables (name -> folder), metrics frame, trials frame.
+    """
+    import ray
+
+    from grid.aggregate import aggregate, best_trials
+    from grid.data import prepare_norms
+    from grid.pipeline import evaluate_model
+    from grid.tuning import build_tuner
+
+    run_dir = spec.run_dir(storage)
+    if "://" not in run_dir:
+        run_dir = str(Path(run_dir).resolve())
+    store = ResultsStore(run_dir)
+    manifest = store.read_json("manifest.json")
+    if manifest and manifest.get("fingerprint") != spec.fingerprint():
+        raise InputError(f"{run_dir} holds another job (spec hash {manifest.get('fingerprint')}); refusing to mix results",
+                         source=spec.source)
+    manifest = manifest or {"run_name": spec.run_name, "fingerprint": spec.fingerprint(), "job": spec.raw,
+                            "job_file": spec.source, "created": dt.datetime.now(dt.timezone.utc).isoformat()}
+    manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())
+    store.write_json("manifest.json", manifest)
+    started = time.time()
+    init_ray(address, num_cpus=num_cpus)
+    actor, actor_name = results_actor(run_dir, spec.run_name)
+    say(f"run {spec.run_name} -> {run_dir}")
+
+    data = prepare_norms(spec.norms, spec.seed)
+    manifest["splits"] = {lang: (d.split.digest if d.split else "fixed test table") for lang, d in data.items()}
+    manifest["n_concepts"] = {lang: {"train": len(d.train), "test": len(d.test)} for lang, d in data.items()}
+    store.write_json("manifest.json", manifest)
+    for model in spec.models:
+        key = f"base:{model}"
+        if ray.get(actor.has.remote("ratings", key)) or ray.get(actor.has.remote("choices", key)):
+            say(f"stage 1/3 baseline: {model} already evaluated, skipped")
+            continue
+        say(f"stage 1/3 baseline: evaluating {model} on {sum(len(d.test) for d in data.values())} held-out concepts (Ray Data)")
+        evaluated = evaluate_model(spec, model, None, data)
+        for table, frame in evaluated.items():
+            ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
+
+    say("stage 2/3 tune: fine-tuning trials (Ray Tune -> Ray Train + DeepSpeed)")
+    tuner = build_tuner(spec, run_dir, actor_name, resume=resume)
+    grid_result = tuner.fit()
+    failed = [r for r in grid_result if r.error is not None]
+    if failed:
+        rows = [{"trial_id": Path(r.path).name if r.path else "?", "status": "ERROR", "error": str(r.error)[:500]} for r in failed]
+        ray.get(actor.write.remote("trials", "failed", pd.DataFrame(rows)))
+        say(f"{len(failed)} trial(s) failed: {', '.join(r['trial_id'] for r in rows)}")
+
+    say("stage 3/3 aggregate: metrics, RSA, transfer tables")
+    tables = {t: store.read(t) for t in ("ratings", "embeddings", "choices", "trials")}
+    agg = aggregate(tables, rsa_recipe=spec.evaluation.rsa_recipe, subsets=tuple(spec.evaluation.subsets),
+                    n_boot=spec.evaluation.n_boot, seed=spec.seed)
+    for table, frame in agg.items():
+        if len(frame):
+            ray.get(actor.write.remote(table, "aggregate", frame))
+    manifest.update(status="finished" if not failed else "finished with failed trials",
+                    finished=dt.datetime.now(dt.timezone.utc).isoformat(), seconds=round(time.time() - started, 1))
+    store.write_json("manifest.json", manifest)
+    return {"run_dir": run_dir, "metrics": agg["metrics"], "transfer": agg["transfer"], "trials": tables["trials"],
+            "best": best_trials(tables["trials"]), "tables": {t: f"{run_dir}/tables/{t}" for t in ("trials", "ratings", "metrics",
+                                                                                                  "transfer", "embeddings", "choices")}}
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """Base vs fine-tuned per-dimension Spearman and RSA, best trials, where the tables are."""
+    lines = []
+    m = summary["metrics"]
+    if len(m):
+        sp = m[m["metric"] == "spearman"]
+        if len(sp):
+            pivot = sp.pivot_table(index=["language", "dimension"], columns="trial_id", values="value", sort=False)
+            lines += ["Per-dimension Spearman on held-out concepts (columns: base and each trial):",
+                      pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+        rs = m[m["metric"] == "rsa"]
+        if len(rs):
+            pivot = rs.pivot_table(index=["language", "subset"], columns="trial_id", values="value", sort=False)
+            lines += ["RSA (study recipe: z-scored dimensions, cosine RDM, Spearman):", pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+    trials = summary["trials"]
+    if len(trials) and "eval_score" in trials:
+        cols = [c for c in ("trial_id", "condition", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]
+        lines += ["Trials:", trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
+    t = summary["transfer"]
+    if len(t):
+        view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]]
+        lines += ["Transfer (delta against base, Steiger test):", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
+    lines.append(f"Tables (Parquet folders; pandas.read_parquet / duckdb read_parquet('<folder>/*.parquet')):")
+    lines += [f"  {name:<11} {path}" for name, path in summary["tables"].items()]
+    return lines

@@ -1,0 +1,137 @@
+"""The Tune stage: one trial = one TorchTrainer (Ray Train V2) running DeepSpeed workers,
+then an evaluation of its adapter through Ray Data, rows to the results actor.
+
+Config is read from the trial's config dict (never from module globals); the static job
+is bound with ``tune.with_parameters``. Run names derive from the job hash and trial id.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from grid.spec import JobSpec
+
+_SAMPLERS = {"choice": "choice", "uniform": "uniform", "loguniform": "loguniform", "randint": "randint"}
+
+
+def param_space(spec: JobSpec) -> dict:
+    """The Tune search space: conditions x models x the job's ``search`` section."""
+    from ray import tune
+
+    def build(value):
+        if not isinstance(value, dict):
+            return value
+        kind, arg = next(iter(value.items()))
+        if kind == "grid":
+            return tune.grid_search(list(arg))
+        if kind == "choice":
+            return tune.choice(list(arg))
+        return getattr(tune, _SAMPLERS[kind])(arg["low"], arg["high"])
+
+    space = {key: build(value) for key, value in spec.search.items()}
+    space.setdefault("condition", tune.grid_search([c.name for c in spec.conditions]) if len(spec.conditions) > 1
+                     else spec.conditions[0].name)
+    space["model"] = tune.grid_search(list(spec.models)) if len(spec.models) > 1 else spec.models[0]
+    return space
+
+
+def worker_config(spec: JobSpec, config: dict) -> dict:
+    """The plain dict a Train worker gets: training options, condition, data sources."""
+    condition = next(c for c in spec.conditions if c.name == config["condition"])
+    train = {**spec.training, **{k: v for k, v in config.items() if k not in ("condition", "model")}}
+    train.update(format=condition.format, seed=spec.seed)
+    return {"train": train, "condition": asdict(condition), "norms": {k: asdict(v) for k, v in spec.norms.items()},
+            "seed": spec.seed, "mcq": spec.mcq, "model": config["model"], "use_gpu": spec.resources.gpus_per_worker > 0,
+            "allow_download": spec.allow_download, "trust_remote_code": spec.trust_remote_code}
+
+
+def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) -> None:
+    """Tune function trainable: train with Ray Train + DeepSpeed, then evaluate and record."""
+    import ray
+    import ray.train
+    from ray import tune
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from grid.aggregate import summary_score
+    from grid.data import prepare_norms
+    from grid.pipeline import evaluate_model
+    from grid.workers import train_worker
+
+    started = time.time()
+    trial_id = tune.get_context().get_trial_id()
+    res = spec.resources
+    use_gpu = res.gpus_per_worker > 0
+    per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})}
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=worker_config(spec, config),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{run_dir}/train",
+                                       callbacks=[TuneReportCallback()],
+                                       failure_config=ray.train.FailureConfig(max_failures=spec.tune.max_failures)),
+    )
+    result = trainer.fit()
+    adapter_dir = Path(run_dir) / "adapters" / trial_id
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    result.checkpoint.to_directory(str(adapter_dir))
+    state = json.loads((adapter_dir / "train_state.json").read_text())
+    adapter = str(adapter_dir / "adapter") if (adapter_dir / "adapter").exists() else None
+    model = str(adapter_dir / "model") if adapter is None and (adapter_dir / "model").exists() else config["model"]
+    data = prepare_norms(spec.norms, spec.seed)
+    evaluated = evaluate_model(spec, model, adapter, data)
+    actor = ray.get_actor(results_actor_name)
+    tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"]}
+    for table, frame in evaluated.items():
+        ray.get(actor.write.remote(table, f"trial:{trial_id}", frame.assign(**tag)))
+    score = summary_score(evaluated)
+    losses = state["losses"]
+    row = {**tag, "format": next(c.format for c in spec.conditions if c.name == config["condition"]),
+           "config": json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str), "status": "TERMINATED",
+           "eval_score": score, "steps": state["steps"], "loss_first": float(np.mean(losses[:5])) if losses else np.nan,
+           "loss_last": float(np.mean(losses[-5:])) if losses else np.nan, "adapter": adapter or model,
+           "seconds": time.time() - started, "workers": res.workers}
+    ray.get(actor.write.remote("trials", f"trial:{trial_id}", pd.DataFrame([row])))
+    tune.report({"eval_score": score, "loss_ratio": row["loss_last"] / row["loss_first"] if row["loss_first"] else 1.0,
+                 "done": 1})
+
+
+def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False):
+    """A Tuner for the job's search, or the restored one when resuming an existing run."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    trainable = tune.with_parameters(trial, spec=spec, run_dir=run_dir, results_actor_name=results_actor_name)
+    # The trial function only drives its TorchTrainer; the workers hold the CPUs/GPUs
+    # (Tune refuses an empty request, hence a token share).
+    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    path = str(Path(run_dir).resolve() / "tune") if "://" not in run_dir else f"{run_dir}/tune"
+    if resume and tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, restart_errored=False)
+    ts = spec.tune
+    scheduler = (ASHAScheduler(time_attr="training_iteration", metric="loss_ratio", mode="min", grace_period=ts.grace_period,
+                               max_t=10**6) if ts.scheduler == "asha" else FIFOScheduler())
+    search_alg = None
+    if ts.searcher == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric="eval_score", mode="max", seed=spec.seed)
+    concurrent = spec.resources.max_concurrent_trials
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(spec),
+        tune_config=tune.TuneConfig(num_samples=ts.num_samples, scheduler=scheduler, search_alg=search_alg,
+                                    max_concurrent_trials=concurrent, reuse_actors=False),
+        run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
+                                  failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1),
+    )
