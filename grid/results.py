@@ -40,6 +40,22 @@ def key_name(key: str) -> str:
     return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.parquet"
 
 
+def _plain_arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
+    """Arrow table without pandas metadata (so pandas, polars and DuckDB read it alike),
+    with embedding vectors as list<float32>."""
+    if isinstance(frame, pd.DataFrame):
+        frame = frame.reset_index(drop=True)
+        if "vector" in frame and len(frame):
+            frame = frame.assign(vector=[None if v is None else [float(x) for x in v] for v in frame["vector"]])
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        table = frame
+    if "vector" in table.column_names:
+        idx = table.column_names.index("vector")
+        table = table.set_column(idx, "vector", table.column("vector").cast(pa.list_(pa.float32())))
+    return table.replace_schema_metadata(None)
+
+
 class ResultsStore:
     """Idempotent, atomic Parquet tables under ``root/tables``."""
 
@@ -57,8 +73,8 @@ class ResultsStore:
         """Write the rows of ``key`` into ``table``, replacing any earlier rows of that key."""
         folder = self.table_dir(table)
         self.fs.create_dir(folder, recursive=True)
-        data = pa.Table.from_pandas(frame, preserve_index=False) if isinstance(frame, pd.DataFrame) else frame
-        data = data.replace_schema_metadata({**(data.schema.metadata or {}), b"egrid_key": key.encode()})
+        data = _plain_arrow(frame)
+        data = data.replace_schema_metadata({b"egrid_key": key.encode()})
         final = f"{folder}/{key_name(key)}"
         tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
         try:
