@@ -103,7 +103,7 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
            "seconds": time.time() - started, "workers": res.workers}
     ray.get(actor.write.remote("trials", f"trial:{trial_id}", pd.DataFrame([row])))
     tune.report({"eval_score": score, "loss_ratio": row["loss_last"] / row["loss_first"] if row["loss_first"] else 1.0,
-                 "done": 1})
+                 "evaluated": 1})
 
 
 def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False):

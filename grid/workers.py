@@ -39,12 +39,16 @@ def train_worker(config: dict) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="egrid-train-"))
     if checkpoint is not None:
         resume = Path(checkpoint.to_directory(str(scratch / "resume")))
-    first_losses: list[float] = []
+    losses: list[float] = []
+
+    def loss_ratio() -> float:
+        # Smoothed last/first loss: what ASHA compares across trials of different objectives.
+        head = float(np.mean(losses[:5])) if losses else 0.0
+        return float(np.mean(losses[-5:])) / head if head else 1.0
 
     def report(step: int, loss: float, ckpt_dir: str | None) -> None:
-        first_losses.append(loss)
-        head = float(np.mean(first_losses[:5]))
-        metrics = {"step": step, "loss": loss, "loss_ratio": float(np.mean(first_losses[-5:])) / head if head else 1.0}
+        losses.append(loss)
+        metrics = {"step": step, "loss": loss, "loss_ratio": loss_ratio()}
         if ckpt_dir or step % REPORT_EVERY == 0 or step == cfg.steps:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
@@ -52,7 +56,8 @@ def train_worker(config: dict) -> None:
     result = train(cfg, lm.model, lm.tokenizer, data, out, resume_from=resume, report=report)
     final = ray.train.Checkpoint.from_directory(str(out)) if rank == 0 else None
     ray.train.report({"step": result.steps, "loss": result.losses[-1] if result.losses else float("nan"),
-                      "loss_ratio": 1.0, "done": 1, "train_seconds": result.seconds}, checkpoint=final)
+                      "loss_ratio": loss_ratio(), "trained": 1, "train_seconds": result.seconds}, checkpoint=final)
+    # Never report Tune's reserved key "done": it would end the trial before its evaluation.
     shutil.rmtree(scratch, ignore_errors=True)
 
 
