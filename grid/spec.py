@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -177,29 +179,62 @@ class _Checker:
         return value
 
 
-def _dataclass_from(cls, raw: dict, chk: _Checker, path: str):
-    """Fill a dataclass from a mapping, type-checking each field by its default's type."""
-    names = {f.name: f for f in fields(cls)}
+MAX_INT = 10**9  # larger counts are typos (or a night lost), not experiments
+
+
+def _field_kind(f, default) -> type | None:
+    """The scalar type a dataclass field expects, from its default or its annotation."""
+    annotation = str(f.type)
+    if "list" in annotation:
+        return list
+    for kind in (bool, float, int, str):
+        if isinstance(default, kind):
+            return kind
+    for name, kind in (("bool", bool), ("float", float), ("int", int), ("str", str)):
+        if re.search(rf"\b{name}\b", annotation):
+            return kind
+    return None
+
+
+def _dataclass_from(cls, raw: dict, chk: _Checker, path: str, *, skip: tuple[str, ...] = ()):
+    """Fill a dataclass from a mapping, type-checking each field by its default or annotation."""
+    names = {f.name: f for f in fields(cls) if f.name not in skip}
     chk.keys(raw, names, path)
     obj = cls()
     for key, value in raw.items():
         if key not in names:
             continue
+        f = names[key]
         default = getattr(obj, key)
+        kind = _field_kind(f, default)
         p = f"{path}.{key}"
         if value is None:
+            if default is not None and "None" not in str(f.type):
+                chk.add(p, f"expected {_TYPES.get(kind, 'a value')}, got null")
+                continue
             setattr(obj, key, None)
-        elif isinstance(default, bool):
+        elif kind is bool:
             setattr(obj, key, chk.typed(value, bool, p))
-        elif isinstance(default, float):
-            setattr(obj, key, chk.typed(value, float, p, low=0))
-        elif isinstance(default, int):
-            setattr(obj, key, chk.typed(value, int, p, low=0))
-        elif (isinstance(default, list) or "list" in str(names[key].type)) and isinstance(value, (list, str)):
-            if isinstance(value, list) and not value:
-                chk.add(p, "empty list; give at least one entry")
+        elif kind is float:
+            number = chk.typed(value, float, p, low=0)
+            if number is not None and not math.isfinite(number):
+                chk.add(p, f"expected a finite number, got {value!r}")
+            setattr(obj, key, number)
+        elif kind is int:
+            setattr(obj, key, chk.typed(value, int, p, low=0, high=MAX_INT))
+        elif kind is list:
+            if isinstance(value, list):
+                if not value:
+                    chk.add(p, "empty list; give at least one entry")
+                    continue
+                if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+                    chk.add(p, f"expected a list of names or numbers, got {value!r}")
+                    continue  # keep the default so later checks see a well-formed value
+            elif not isinstance(value, str):
+                chk.add(p, f"expected a list or a name, got {value!r}")
+                continue
             setattr(obj, key, value)
-        elif isinstance(default, str):
+        elif kind is str:
             setattr(obj, key, chk.typed(value, str, p))
         else:
             setattr(obj, key, value)
@@ -302,12 +337,13 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
         conditions.append(cs)
 
     training = chk.mapping(top.get("training", {}), "training")
-    train_keys = {f.name for f in fields(TrainConfig)}
-    chk.keys(training, train_keys - {"format"}, "training")
-    try:
-        TrainConfig.from_dict({k: v for k, v in training.items() if k in train_keys})
-    except (InputError, TypeError) as exc:
-        chk.add("training", str(exc))
+    before = len(chk.problems)
+    train_cfg = _dataclass_from(TrainConfig, training, chk, "training", skip=("format",))
+    if len(chk.problems) == before:  # types are right: now the ranges and names
+        try:
+            train_cfg.validate()
+        except InputError as exc:
+            chk.add(f"training.{exc.key}" if exc.key else "training", str(exc).split(": ", 1)[-1])
     search = _search_space(chk.mapping(top.get("search", {}), "search"), chk)
     if "condition" in search and isinstance(search["condition"], dict):
         for cond in next(iter(search["condition"].values())):
@@ -337,7 +373,7 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     chk.choice(evaluation.rsa_recipe, list(RECIPES), "evaluation.rsa_recipe")
 
     resources = _dataclass_from(ResourcesSpec, chk.mapping(top.get("resources", {}), "resources"), chk, "resources")
-    if resources.workers is not None and resources.workers < 1:
+    if resources.workers == 0:
         chk.add("resources.workers", f"must be >= 1, got {resources.workers}")
     if resources.gpus_per_worker and resources.workers > 1 and resources.gpus_per_worker != int(resources.gpus_per_worker):
         chk.add("resources.gpus_per_worker", "fractional GPUs only for single-worker trials (DeepSpeed ranks need whole GPUs)")

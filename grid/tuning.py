@@ -100,7 +100,10 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
            "config": json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str), "status": "TERMINATED",
            "eval_score": score, "steps": state["steps"], "loss_first": float(np.mean(losses[:5])) if losses else np.nan,
            "loss_last": float(np.mean(losses[-5:])) if losses else np.nan, "adapter": adapter or model,
-           "seconds": time.time() - started, "workers": res.workers}
+           "seconds": time.time() - started, "workers": res.workers,
+           "train_seconds": float(result.metrics.get("train_seconds", np.nan)),
+           "worker_nodes": str(result.metrics.get("worker_nodes", "")),
+           "trial_node": ray.get_runtime_context().get_node_id()}
     ray.get(actor.write.remote("trials", f"trial:{trial_id}", pd.DataFrame([row])))
     tune.report({"eval_score": score, "loss_ratio": row["loss_last"] / row["loss_first"] if row["loss_first"] else 1.0,
                  "evaluated": 1})

@@ -49,16 +49,33 @@ def train_worker(config: dict) -> None:
     def report(step: int, loss: float, ckpt_dir: str | None) -> None:
         losses.append(loss)
         metrics = {"step": step, "loss": loss, "loss_ratio": loss_ratio()}
-        if ckpt_dir or step % REPORT_EVERY == 0 or step == cfg.steps:
+        # Every rank must make the same report calls (a collective in Train V2), so
+        # decide by the step, never by whether this rank holds a checkpoint (rank 0 only).
+        checkpoint_step = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0
+        if checkpoint_step or step % REPORT_EVERY == 0 or step == cfg.steps:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
     out = scratch / "out"
     result = train(cfg, lm.model, lm.tokenizer, data, out, resume_from=resume, report=report)
     final = ray.train.Checkpoint.from_directory(str(out)) if rank == 0 else None
     ray.train.report({"step": result.steps, "loss": result.losses[-1] if result.losses else float("nan"),
-                      "loss_ratio": loss_ratio(), "trained": 1, "train_seconds": result.seconds}, checkpoint=final)
+                      "loss_ratio": loss_ratio(), "trained": 1, "train_seconds": result.seconds,
+                      "world_size": context.get_world_size(), "worker_nodes": _worker_nodes()}, checkpoint=final)
     # Never report Tune's reserved key "done": it would end the trial before its evaluation.
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _worker_nodes() -> str:
+    """Comma-joined Ray node ids of all ranks, in rank order (provenance: where a trial ran)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return node
+    nodes: list = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return ",".join(nodes)
 
 
 class RatingScorer:

@@ -48,3 +48,20 @@ def tiny_causal_lm(tokenizer=None, *, hidden: int = 48, layers: int = 2, heads: 
     model = LlamaForCausalLM(config)
     model.eval()
     return model
+
+
+def save_tiny_model(path, **kwargs) -> str:
+    """Save a tiny random model with its tokenizer to ``path`` (a local model directory).
+
+    Args:
+        path: Target directory (created).
+        **kwargs: Passed to :func:`tiny_causal_lm` (hidden, layers, heads, seed).
+
+    Returns:
+        The directory as a string, usable wherever a model reference is accepted.
+    """
+    tokenizer = tiny_tokenizer()
+    model = tiny_causal_lm(tokenizer, **kwargs)
+    model.save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+    return str(path)

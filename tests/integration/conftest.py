@@ -1,0 +1,64 @@
+"""Fixtures for integration tests: a saved tiny model, small jobs, local Ray clusters."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    from embodiment.models.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny", hidden=32, layers=2, heads=4)
+
+
+def write_job(path, model: str, storage: str, **overrides) -> str:
+    """A small grid job on the embedded norms and a tiny model, written as YAML."""
+    job = {
+        "name": "itest",
+        "models": [model],
+        "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 24}},
+        "conditions": [{"name": "rating_en", "format": "rating", "languages": ["en"]}],
+        "training": {"lora": True, "lora_rank": 4, "steps": 6, "batch_size": 4, "engine": "deepspeed",
+                     "checkpoint_every": 3},
+        "search": {"learning_rate": {"grid": [1.0e-3, 3.0e-3]}},
+        "tune": {"max_failures": 2},
+        "evaluation": {"subsets": ["all"], "layers": [0, 2], "n_boot": 20, "batch_size": 16},
+        "resources": {"workers": 2, "cpus_per_worker": 1, "max_concurrent_trials": 2},
+        "storage": storage,
+        "seed": 0,
+    }
+    for key, value in overrides.items():
+        job[key] = {**job[key], **value} if isinstance(value, dict) and isinstance(job.get(key), dict) else value
+    path.write_text(yaml.safe_dump(job))
+    return str(path)
+
+
+@pytest.fixture
+def job_file(tmp_path, tiny_model_dir):
+    """Write a small job (overrides merged into its sections) and return its path."""
+
+    def make(name: str = "job.yaml", **overrides) -> str:
+        return write_job(tmp_path / name, tiny_model_dir, str(tmp_path / "runs"), **overrides)
+
+    return make
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A head and a worker node, 2 logical CPUs each, on this machine."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()

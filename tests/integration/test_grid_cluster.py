@@ -1,0 +1,103 @@
+"""A small grid on a two-node local Ray cluster: Tune trials whose TorchTrainers run two
+DeepSpeed ranks each, Ray Data evaluation, the results actor, Parquet read back row by row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+from scipy import stats
+
+from embodiment.metrics.rsa import STUDY_RECIPE, rsa
+from grid.cli import main as egrid
+from grid.data import prepare_norms
+from grid.runner import run_job
+from grid.spec import load_job
+
+TABLES = ("trials", "ratings", "metrics", "transfer", "embeddings")
+
+
+@pytest.fixture
+def finished_run(job_file, two_node_cluster):
+    spec = load_job(job_file())
+    summary = run_job(spec, address=two_node_cluster.address, say=print)
+    import ray
+
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    return spec, summary, nodes
+
+
+def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys):
+    spec, summary, nodes = finished_run
+    run_dir = Path(summary["run_dir"])
+    tables = {t: pd.read_parquet(run_dir / "tables" / t) for t in TABLES}
+
+    # Trials: both finished, each with two DeepSpeed ranks; together they used both nodes.
+    trials = tables["trials"]
+    assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
+    assert len(nodes) == 2
+    worker_nodes = [row.split(",") for row in trials["worker_nodes"]]
+    assert all(len(ranks) == 2 for ranks in worker_nodes)
+    assert set().union(*worker_nodes) == nodes
+    for adapter in trials["adapter"]:
+        weights = load_file(str(Path(adapter) / "adapter_model.safetensors"))
+        lora_b = [v for k, v in weights.items() if "lora_B" in k]
+        assert lora_b and any(np.abs(v).sum() > 0 for v in lora_b)
+
+    # Ratings: every (trial, concept, dimension) of the held-out split exactly once.
+    data = prepare_norms(spec.norms, spec.seed)["en"].test
+    ratings = tables["ratings"]
+    ids = ["base", *trials["trial_id"]]
+    assert set(ratings["trial_id"]) == set(ids)
+    assert not ratings.duplicated(["trial_id", "concept", "dimension"]).any()
+    assert len(ratings) == len(ids) * len(data.words) * len(data.dimensions)
+    assert set(ratings["concept"]) == set(data.words)
+    human = pd.DataFrame(data.means, index=data.words, columns=data.dimensions)
+    np.testing.assert_allclose(ratings["human"], [human.at[w, d] for w, d in zip(ratings["concept"], ratings["dimension"])])
+    probs = ratings[[f"p{k}" for k in range(6)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ratings["expected"], probs @ np.arange(6), atol=1e-5)
+
+    # Metrics: each Spearman equals scipy's on the ratings table; RSA equals the study recipe.
+    metrics = tables["metrics"]
+    spearman = metrics[metrics["metric"] == "spearman"]
+    assert len(spearman) == len(ids) * len(data.dimensions)
+    for row in spearman.itertuples():
+        r = ratings[(ratings["trial_id"] == row.trial_id) & (ratings["dimension"] == row.dimension)]
+        assert row.value == pytest.approx(stats.spearmanr(r["expected"], r["human"]).statistic, abs=1e-9)
+        assert row.n == len(data.words)
+    for trial_id in ids:
+        wide = ratings[ratings["trial_id"] == trial_id].pivot(index="concept", columns="dimension", values="expected")
+        expected = rsa(wide.loc[data.words, data.dimensions].to_numpy(), data.means, STUDY_RECIPE).value
+        got = metrics[(metrics["metric"] == "rsa") & (metrics["trial_id"] == trial_id) & (metrics["subset"] == "all")]
+        assert got["value"].tolist() == [pytest.approx(expected, abs=1e-9)]
+
+    # Transfer: delta against base for every trained trial and dimension.
+    transfer = tables["transfer"]
+    assert len(transfer) == 2 * len(data.dimensions)
+    base = spearman[spearman["trial_id"] == "base"].set_index("dimension")["value"]
+    for row in transfer.itertuples():
+        assert row.base_value == pytest.approx(base[row.dimension])
+        assert row.delta == pytest.approx(row.value - row.base_value)
+        assert 0.0 <= row.p <= 1.0
+
+    # Embeddings: every (trial, concept, layer, pooling) once, hidden size 32.
+    emb = tables["embeddings"]
+    assert not emb.duplicated(["trial_id", "concept", "layer", "pooling"]).any()
+    assert set(emb["layer"]) == {0, 2}
+    assert len(emb) == len(ids) * len(data.words) * 2 * emb["pooling"].nunique()
+    assert set(emb["vector"].map(len)) == {32}
+
+    # The same tables as DuckDB and pyarrow read them, as they are.
+    for table, frame in tables.items():
+        count = duckdb.sql(f"select count(*) from read_parquet('{run_dir}/tables/{table}/*.parquet')").fetchall()[0][0]
+        assert count == len(frame)
+
+    # `egrid status` reads the run back.
+    assert egrid(["status", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "terminated 2" in out and "best per objective" in out

@@ -1,0 +1,180 @@
+"""Job specs: every shipped job validates; bad jobs get one clear line per problem, with
+its YAML path; fuzzed YAML never escapes as a bare traceback. Also cluster.yaml."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embodiment.errors import InputError
+from grid.cli import main as egrid
+from grid.spec import SpecError, load_job, parse_job
+
+REPO = Path(__file__).resolve().parents[2]
+JOBS = sorted((REPO / "jobs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", JOBS, ids=[p.name for p in JOBS])
+def test_every_shipped_job_validates(path, shared_data):
+    spec = load_job(path)
+    assert spec.name and spec.models and spec.conditions
+    assert egrid(["validate", str(path)]) == 0
+
+
+def test_shipped_jobs_cover_demo_paper_and_objective_search():
+    assert {"demo.yaml", "paper.yaml", "objective_search.yaml"} <= {p.name for p in JOBS}
+
+
+def test_paper_job_is_the_study_grid(shared_data):
+    spec = load_job(REPO / "jobs" / "paper.yaml")
+    formats = {c.format for c in spec.conditions}
+    assert {"rating", "mcq"} <= formats
+    assert {tuple(c.languages) for c in spec.conditions if c.format == "rating"} >= {("en",), ("nl",)}
+    assert set(spec.evaluation.languages) == {"en", "nl"} and "mcq" in spec.evaluation.formats
+    assert set(spec.evaluation.subsets) == {"all", "sensory", "motor"}
+
+
+def test_objective_search_spans_the_five_formats():
+    spec = load_job(REPO / "jobs" / "objective_search.yaml")
+    conditions = {c.name: c.format for c in spec.conditions}
+    assert set(conditions.values()) == {"rating", "mcq", "regression", "pairwise", "alignment"}
+    assert spec.tune.scheduler == "asha"
+
+
+def test_run_name_is_a_hash_of_the_spec_not_a_time():
+    a = parse_job({"name": "x", "models": ["m"]})
+    b = parse_job({"name": "x", "models": ["m"]})
+    c = parse_job({"name": "x", "models": ["m"], "seed": 1})
+    assert a.run_name == b.run_name != c.run_name
+    assert re.fullmatch(r"x-[0-9a-f]{10}", a.run_name)
+
+
+BAD = [
+    ({"name": "x", "models": ["m"], "trainig": {}}, "trainig: unknown key (did you mean 'training'?)"),
+    ({"name": "x", "models": ["m"], "training": {"learning_rat": 1e-3}}, "training.learning_rat: unknown key (did you mean 'learning_rate'?)"),
+    ({"name": "x", "models": ["m"], "resources": {"workers": "two"}}, "resources.workers: expected an integer, got 'two'"),
+    ({"name": "x", "models": ["m"], "resources": {"workers": 0}}, "resources.workers: must be >= 1"),
+    ({"name": "x", "models": ["m"], "resources": {"workers": 2, "gpus_per_worker": 0.5}}, "resources.gpus_per_worker: fractional GPUs only"),
+    ({"name": "x", "models": ["m"], "search": {"learning_rate": {"loguniform": {"low": 0, "high": 1}}}}, "search.learning_rate.loguniform.low: loguniform needs low > 0"),
+    ({"name": "x", "models": ["m"], "search": {"learning_rate": {"grid": []}}}, "search.learning_rate.grid: expected a non-empty list"),
+    ({"name": "x", "models": ["m"], "conditions": [{"format": "ratng"}]}, "conditions[0].format: got 'ratng' (did you mean 'rating'?)"),
+    ({"name": "x", "models": ["m"], "norms": {"fr": {}}}, "norms.fr: unknown language"),
+    ({"name": "x", "models": ["m"], "norms": {"en": {"source": "/no/such/norms.csv"}}}, "norms.en.source: file not found: /no/such/norms.csv"),
+    ({"name": "x", "models": []}, "models: expected a non-empty list"),
+    ({"models": ["m"]}, "name: missing (required)"),
+    ({"name": "x", "models": ["m"], "evaluation": {"layers": []}}, "evaluation.layers: empty list"),
+    ({"name": "x", "models": ["m"], "tune": {"searcher": "grid"}, "search": {"learning_rate": {"uniform": {"low": 0.1, "high": 0.2}}}},
+     "tune.searcher: grid search cannot sample"),
+    ({"name": "x", "models": ["m"], "seed": -3}, "seed: expected a non-negative integer"),
+    ({"name": "x", "models": ["m"], "trust_remote_code": "yes"}, "trust_remote_code: expected true or false"),
+]
+
+
+@pytest.mark.parametrize("raw,message", BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_jobs_name_the_yaml_path(raw, message):
+    with pytest.raises(SpecError) as err:
+        parse_job(raw, "job.yaml")
+    assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+    assert "job.yaml" in str(err.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(SpecError) as err:
+        parse_job({"name": "x", "models": ["m"], "trainig": {}, "seed": "s", "resources": {"workers": -1}})
+    assert len(err.value.problems) == 3
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "job file is empty"),
+    (b"name: [unclosed", "not valid YAML"),
+    (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+    (b"- just\n- a list\n", "(top level): expected a mapping"),
+    (b"!!python/object/apply:os.system ['echo pwned']", "not valid YAML"),
+])
+def test_unreadable_job_files_get_one_clear_error(tmp_path, capsys, content, message):
+    path = tmp_path / "job.yaml"
+    path.write_bytes(content)
+    assert egrid(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("egrid: error:") and message in err and str(path) in err
+    assert "Traceback" not in err
+
+
+def test_missing_job_file(tmp_path, capsys):
+    assert egrid(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "job file not found" in capsys.readouterr().err
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
+                     st.floats(allow_nan=True), st.text(max_size=12))
+_keys = st.sampled_from(["name", "models", "norms", "conditions", "training", "search", "tune", "evaluation",
+                         "resources", "storage", "seed", "mcq", "en", "nl", "format", "steps", "learning_rate",
+                         "grid", "loguniform", "low", "high", "workers", "layers", "languages", "ünïcode", "x" * 40])
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(_keys, inner, max_size=5)), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_keys, _values, max_size=8))
+def test_fuzzed_jobs_raise_only_clear_errors(raw):
+    raw.setdefault("name", "fuzz")
+    raw.setdefault("models", ["m"])
+    try:
+        parse_job(raw, "fuzz.yaml", check_files=False)
+    except InputError as exc:
+        text = str(exc)
+        assert "fuzz.yaml" in text and "\n  " in text or ":" in text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6))
+def test_fuzzed_job_files_through_the_cli_exit_0_or_2(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("fuzz") / "job.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    assert egrid(["validate", str(path)]) in (0, 2)
+
+
+# ----------------------------------------------------------------------------- cluster.yaml
+def _cluster() -> dict:
+    return yaml.safe_load((REPO / "cluster.yaml").read_text())
+
+
+def test_cluster_yaml_parses_and_names_what_exists():
+    cfg = _cluster()
+    assert cfg["head_node_type"] in cfg["available_node_types"]
+    head = cfg["available_node_types"][cfg["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0
+    assert any(t["resources"].get("GPU", 0) >= 1 for t in cfg["available_node_types"].values())
+    for target, source in cfg["file_mounts"].items():
+        assert (REPO / source).exists(), source
+        mounted = re.findall(re.escape(target) + r"/([\w./-]+)", " ".join(cfg["setup_commands"]))
+        for rel in mounted:
+            assert (REPO / source / rel).exists(), rel
+
+
+def test_cluster_yaml_pins_versions_that_match_the_project():
+    cfg = _cluster()
+    ray_version = md.version("ray")
+    assert re.search(r":" + re.escape(ray_version) + r"-", cfg["docker"]["image"])
+    pins = dict(line.split("==") for line in (REPO / "cluster" / "constraints-gpu.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["ray"] == ray_version
+    for name in ("deepspeed", "transformers", "peft"):
+        assert pins[name] == md.version(name)
+
+
+def test_cluster_yaml_opens_no_port_to_the_world():
+    text = (REPO / "cluster.yaml").read_text()
+    assert "0.0.0.0/0" not in text and "::/0" not in text
+    cfg = _cluster()
+    for rule in cfg["provider"]["security_group"]["IpPermissions"]:
+        for rng in rule["IpRanges"]:
+            assert not rng["CidrIp"].endswith("/0")
+    head_start = " ".join(cfg["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start
