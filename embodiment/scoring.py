@@ -58,6 +58,19 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 
 def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad: every row's last real token sits in the last column, so the LM head runs
+    on one position per row (``logits_to_keep=1``) instead of the whole prompt."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (positions stay 0..n-1 without explicit position ids)."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -65,6 +78,12 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torc
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, : len(s)] = 1
     return ids, mask
+
+
+def _positions(mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Position ids that skip the left padding: each real token gets the position it
+    would have unpadded, so padding never changes a score."""
+    return (offset + mask.cumsum(1) - 1).clamp(min=offset)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -86,33 +105,53 @@ def _returned_cache(out):
 def _last_logits_plain(model, seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     ids, mask = _pad(seqs, pad_id)
     dev = _device(model)
-    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev))
-    last = mask.sum(1) - 1
-    return out.logits[torch.arange(len(seqs)), last.to(dev)].float()
+    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=_positions(mask).to(dev),
+                logits_to_keep=1)
+    return out.logits[:, -1].float()
 
 
-@torch.no_grad()
-def _last_logits_reused(model, prefix_cache, prefix_len: int, suffixes: list[list[int]], pad_id: int) -> torch.Tensor:
+class _PrefixCache:
+    """The KV cache of a prompt prefix shared by a batch of suffixes.
+
+    The one-row cache is expanded to each batch size once and kept; after every forward
+    the appended suffix entries are cropped off again, so no batch pays for a deep copy.
+    """
+
+    def __init__(self, model, prefix_ids: list[int]):
+        dev = _device(model)
+        out = model(input_ids=torch.tensor([prefix_ids], device=dev), use_cache=True)
+        self.one = _returned_cache(out)
+        self.length = len(prefix_ids)
+        self.expanded: dict[int, object] = {}
+
+    def for_batch(self, size: int):
+        if size not in self.expanded:
+            cache = copy.deepcopy(self.one)
+            cache.batch_repeat_interleave(size)
+            self.expanded[size] = cache
+        return self.expanded[size]
+
+    def restore(self, size: int) -> None:
+        cache = self.expanded[size]
+        added = cache.get_seq_length() - self.length
+        if added > 0:
+            cache.crop(-added)  # a negative count removes tokens in every transformers 5.x
+
+
+def _last_logits_reused(model, prefix: _PrefixCache, suffixes: list[list[int]], pad_id: int) -> torch.Tensor:
     ids, mask = _pad(suffixes, pad_id)
     dev = _device(model)
-    b, width = ids.shape
-    cache = copy.deepcopy(prefix_cache)
-    cache.batch_repeat_interleave(b)
-    full_mask = torch.cat([torch.ones((b, prefix_len), dtype=torch.long), mask], dim=1).to(dev)
-    positions = (prefix_len + torch.arange(width)).unsqueeze(0).expand(b, -1).to(dev)
-    out = model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=positions, use_cache=True,
-                **{_cache_argument(model): cache})
-    last = mask.sum(1) - 1
-    return out.logits[torch.arange(b), last.to(dev)].float()
+    b = ids.shape[0]
+    full_mask = torch.cat([torch.ones((b, prefix.length), dtype=torch.long), mask], dim=1).to(dev)
+    try:
+        out = model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=_positions(mask, prefix.length).to(dev),
+                    use_cache=True, logits_to_keep=1, **{_cache_argument(model): prefix.for_batch(b)})
+    finally:
+        prefix.restore(b)
+    return out.logits[:, -1].float()
 
 
 @torch.no_grad()
-def _prefix_cache(model, prefix_ids: list[int]):
-    dev = _device(model)
-    out = model(input_ids=torch.tensor([prefix_ids], device=dev), use_cache=True)
-    return _returned_cache(out)
-
-
 def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
                   batch_size: int = 32, reuse_prefix: bool = True,
                   progress: Callable[[int], None] | None = None) -> pd.DataFrame:
@@ -139,11 +178,11 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         split0 = rating_prompt(tokenizer, concepts[0], dim, language)
         prefix_ids = _encode(tokenizer, split0.prefix)
         suffixes = [_encode(tokenizer, rating_prompt(tokenizer, c, dim, language).suffix) for c in concepts]
-        cache = _prefix_cache(model, prefix_ids) if reuse_prefix else None
+        cache = _PrefixCache(model, prefix_ids) if reuse_prefix else None
         for start in range(0, len(concepts), batch_size):
             chunk = suffixes[start: start + batch_size]
             if reuse_prefix:
-                logits = _last_logits_reused(model, cache, len(prefix_ids), chunk, pad)
+                logits = _last_logits_reused(model, cache, chunk, pad)
             else:
                 logits = _last_logits_plain(model, [prefix_ids + s for s in chunk], pad)
             probs = torch.softmax(logits, dim=-1)[:, digit_ids].double().cpu().numpy()
@@ -225,7 +264,7 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     encoded = [encode_pair(tokenizer, c, x) for c, x in pairs]
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start: start + batch_size]
-        ids, mask = _pad([c + x for c, x in chunk], pad)
+        ids, mask = _pad_right([c + x for c, x in chunk], pad)
         logp = torch.log_softmax(model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float(), dim=-1)
         for i, (ctx, cont) in enumerate(chunk):
             positions = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=dev)

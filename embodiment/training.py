@@ -170,6 +170,24 @@ def ensure_distributed(backend: str | None = None) -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    """The DeepSpeed config of a run: micro-batch, accumulation, clipping, ZeRO stage, precision.
+
+    The optimizer is a torch one passed to ``deepspeed.initialize`` (FusedAdam would
+    JIT-compile for ~30 s on every fresh worker), hence ``zero_allow_untested_optimizer``.
+    """
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": cfg.max_grad_norm,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "fp16": {"enabled": cfg.precision == "fp16"},
+        "steps_per_print": 10**9,
+    }
+
+
 def _wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -253,6 +271,31 @@ def _save(module: ObjectiveModel, cfg: TrainConfig, out: Path, state: dict[str, 
     return adapter_dir, model_dir, head_path
 
 
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """AdamW moments and step counts keyed ``<param index>.<name>``: with them a resumed run
+    continues exactly as an uninterrupted one (safetensors, never pickle)."""
+    index = {id(p): i for i, p in enumerate(params)}
+    out = {}
+    for p, state in optimizer.state.items():
+        if id(p) in index:
+            for name, value in state.items():
+                value = value if torch.is_tensor(value) else torch.tensor(value)
+                out[f"{index[id(p)]}.{name}"] = value.detach().cpu().contiguous()
+    return out
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], path: Path) -> None:
+    from safetensors.torch import load_file
+
+    for key, value in load_file(path).items():
+        i, name = key.split(".", 1)
+        p = params[int(i)]
+        optimizer.state[p][name] = value if name == "step" else value.to(p.device)
+
+
 def _load_checkpoint(module: ObjectiveModel, ckpt: Path) -> tuple[int, list[float]]:
     """Load trainable weights saved by :func:`_save` into ``module``; returns (steps, losses)."""
     from safetensors.torch import load_file
@@ -312,6 +355,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     done, losses = 0, []
     if resume_from is not None and (Path(resume_from) / "train_state.json").exists():
         done, losses = _load_checkpoint(module, Path(resume_from))
+        if (Path(resume_from) / OPTIMIZER_FILE).exists():
+            _load_optimizer(optimizer, params, Path(resume_from) / OPTIMIZER_FILE)
 
     rank, world = 0, 1
     engine_name = cfg.engine
@@ -319,22 +364,16 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
         import deepspeed
 
         rank, world = ensure_distributed()
-        ds_config = {
-            "train_micro_batch_size_per_gpu": cfg.batch_size,
-            "gradient_accumulation_steps": cfg.grad_accum,
-            "gradient_clipping": cfg.max_grad_norm,
-            "zero_optimization": {"stage": cfg.zero_stage},
-            "zero_allow_untested_optimizer": True,
-            "bf16": {"enabled": cfg.precision == "bf16"},
-            "fp16": {"enabled": cfg.precision == "fp16"},
-            "steps_per_print": 10**9,
-        }
-        engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
+        engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=deepspeed_config(cfg))
         device = engine.device
     else:
         engine = module
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         module.to(device)
+    # With ZeRO-0 in fp32 the torch optimizer holds the real, unpartitioned state: save it
+    # so a resume is exact. (ZeRO >= 1 partitions it and bf16 keeps fp32 master copies in
+    # DeepSpeed's wrapper: those resume from the weights, with fresh moments.)
+    exact_resume = engine_name == "torch" or (cfg.zero_stage == 0 and cfg.precision == "fp32")
     total_steps = cfg.steps if cfg.steps is not None else math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * world * cfg.grad_accum))
     out = Path(output_dir)
     for step in range(done, total_steps):
@@ -364,6 +403,10 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
             if rank == 0:
                 ckpt = out / "checkpoints" / f"step_{step + 1:06d}"
                 _save(module, cfg, ckpt, state, full, step + 1, losses)
+                if exact_resume:
+                    from safetensors.torch import save_file
+
+                    save_file(_optimizer_tensors(optimizer, params), str(ckpt / OPTIMIZER_FILE))
                 ckpt = str(ckpt)
         if report:  # every rank: Ray Train's report is a collective call
             report(step + 1, losses[-1], ckpt)

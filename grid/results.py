@@ -89,6 +89,15 @@ class ResultsStore:
             raise
         return final
 
+    def delete(self, table: str, key: str) -> bool:
+        """Remove the rows of ``key`` (e.g. a stale failure record once the trial succeeded)."""
+        path = f"{self.table_dir(table)}/{key_name(key)}"
+        try:
+            self.fs.delete_file(path)
+            return True
+        except (FileNotFoundError, OSError):
+            return False
+
     def keys(self, table: str) -> set[str]:
         """Keys already written to ``table`` (read from the files' metadata)."""
         folder = self.table_dir(table)
@@ -142,6 +151,11 @@ class ResultsActor:
         self.store.write(table, key, frame)
         self.written[table].add(key)
         return len(frame)
+
+    def delete(self, table: str, key: str) -> bool:
+        """Remove the rows of ``key``; True if there were any."""
+        self.written[table].discard(key)
+        return self.store.delete(table, key)
 
     def has(self, table: str, key: str) -> bool:
         return key in self.written[table]

@@ -60,7 +60,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
     if dashboard_host not in ("127.0.0.1", "localhost"):
         print(f"egrid: warning: Ray dashboard bound to {dashboard_host}: anyone who reaches it can run code on this "
               "machine; Ray's dashboard has no authentication unless you configure it", file=sys.stderr)
-    ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=False, dashboard_host=dashboard_host,
+    # The dashboard (State API, job API) listens on localhost only unless asked otherwise.
+    ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True, dashboard_host=dashboard_host,
              runtime_env=env, log_to_driver=True)
 
 
@@ -129,6 +130,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     tuner = build_tuner(spec, run_dir, actor_name, resume=resume)
     grid_result = tuner.fit()
     failed = [r for r in grid_result if r.error is not None]
+    if not failed:  # a resumed run that now succeeded drops the old failure record
+        ray.get(actor.delete.remote("trials", "failed"))
     if failed:
         rows = [{"trial_id": Path(r.path).name if r.path else "?", "status": "ERROR", "error": str(r.error)[:500]} for r in failed]
         ray.get(actor.write.remote("trials", "failed", pd.DataFrame(rows)))

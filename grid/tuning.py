@@ -115,9 +115,10 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     trainable = tune.with_parameters(trial, spec=spec, run_dir=run_dir, results_actor_name=results_actor_name)
-    # The trial function only drives its TorchTrainer; the workers hold the CPUs/GPUs
-    # (Tune refuses an empty request, hence a token share).
-    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    # The trial function only drives its TorchTrainer; the workers hold the CPUs/GPUs.
+    # Tune refuses an empty request, so ask for one byte of memory: a token CPU share
+    # (0.01) would leave 1.98 of 2 CPUs and starve the second trial's 1-CPU worker.
+    trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
     path = str(Path(run_dir).resolve() / "tune") if "://" not in run_dir else f"{run_dir}/tune"
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, restart_errored=False)

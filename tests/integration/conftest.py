@@ -40,6 +40,12 @@ def write_job(path, model: str, storage: str, **overrides) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def make_job():
+    """The job writer itself: make_job(path, model, storage, **overrides)."""
+    return write_job
+
+
 @pytest.fixture
 def job_file(tmp_path, tiny_model_dir):
     """Write a small job (overrides merged into its sections) and return its path."""
