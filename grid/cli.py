@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     from grid.spec import load_job
 
     spec = load_job(args.job)
-    summary = run_job(spec, address=args.address, storage=args.storage, resume=resume or args.resume, num_cpus=args.num_cpus)
+    summary = run_job(spec, address=args.address, storage=args.storage, resume=resume or args.resume, num_cpus=args.num_cpus,
+                      dashboard_host=args.dashboard_host)
     print("\n" + "\n".join(summary_lines(summary)))
     print(f"\nRun folder: {summary['run_dir']}")
     return 0
@@ -177,9 +178,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
     client = JobSubmissionClient(args.address)
     job_path = os.path.relpath(Path(args.job).resolve(), Path.cwd())
-    entry = f"egrid run {shlex.quote(job_path)} --address auto" + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
+    # `python -m grid.cli` runs from the shipped working directory even where the
+    # console script is not installed.
+    entry = f"python -m grid.cli run {shlex.quote(job_path)} --address auto" + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
     submission = client.submit_job(entrypoint=entry, runtime_env={
-        "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__"],
+        "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers", ".whl", ".gpu_assets"],
         "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
     print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
     return 0
@@ -192,6 +195,8 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("--storage", default=None, help="where run folders go (path or URI); overrides the job's storage")
     p.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray")
     p.add_argument("--resume", action="store_true", help="continue the run of this job if it exists")
+    p.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="interface of the local Ray dashboard/job API (default 127.0.0.1; others get a warning)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("resume", help="finish an interrupted run")
     p.add_argument("run", help="the run folder")

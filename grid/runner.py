@@ -22,6 +22,9 @@ from embodiment.errors import InputError
 from grid.results import ResultsActor, ResultsStore
 from grid.spec import JobSpec
 
+# One namespace for every egrid driver, so a resumed driver finds the run's detached
+# results actor by name instead of starting a second one.
+NAMESPACE = "egrid"
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
               "TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1"),
               # In a grid a trial's workers often wait for CPUs/GPUs that other trials'
@@ -55,14 +58,15 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
         return
     env = {"env_vars": WORKER_ENV}
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=True)
+        ray.init(address=address, runtime_env=env, log_to_driver=True, namespace=NAMESPACE)
         return
     if dashboard_host not in ("127.0.0.1", "localhost"):
         print(f"egrid: warning: Ray dashboard bound to {dashboard_host}: anyone who reaches it can run code on this "
               "machine; Ray's dashboard has no authentication unless you configure it", file=sys.stderr)
-    # The dashboard (State API, job API) listens on localhost only unless asked otherwise.
-    ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=True, dashboard_host=dashboard_host,
-             runtime_env=env, log_to_driver=True)
+    # The dashboard (State API, job API; started where ray[default] is installed) listens
+    # on localhost only unless asked otherwise.
+    ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=None, dashboard_host=dashboard_host,
+             runtime_env=env, log_to_driver=True, namespace=NAMESPACE)
 
 
 def results_actor(run_dir: str, run_name: str):
@@ -82,7 +86,7 @@ def _say(message: str) -> None:
 
 
 def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = None, resume: bool = False,
-            num_cpus: int | None = None, say=_say) -> dict:
+            num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=_say) -> dict:
     """Run (or finish) a job end to end.
 
     Returns:
@@ -108,7 +112,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())
     store.write_json("manifest.json", manifest)
     started = time.time()
-    init_ray(address, num_cpus=num_cpus)
+    init_ray(address, num_cpus=num_cpus, dashboard_host=dashboard_host)
     actor, actor_name = results_actor(run_dir, spec.run_name)
     say(f"run {spec.run_name} -> {run_dir}")
 
@@ -127,8 +131,10 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
             ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
 
     say("stage 2/3 tune: fine-tuning trials (Ray Tune -> Ray Train + DeepSpeed)")
+    tune_started = time.time()
     tuner = build_tuner(spec, run_dir, actor_name, resume=resume)
     grid_result = tuner.fit()
+    manifest["tune_seconds"] = round(time.time() - tune_started, 2)
     failed = [r for r in grid_result if r.error is not None]
     if not failed:  # a resumed run that now succeeded drops the old failure record
         ray.get(actor.delete.remote("trials", "failed"))
