@@ -171,19 +171,32 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Submit a job to a cluster through the Ray Jobs API, shipping this folder."""
+    # Ray clusters authenticate job-API calls with a token; a plain client process sends it
+    # only once token mode is on, which Ray's CLI switches on when a token is at hand.
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except ImportError:  # older Ray: no token authentication
+        pass
     from ray.job_submission import JobSubmissionClient
+
+    from grid.runner import WORKER_ENV
 
     from grid.spec import load_job
 
     spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
     client = JobSubmissionClient(args.address)
-    job_path = os.path.relpath(Path(args.job).resolve(), Path.cwd())
-    # `python -m grid.cli` runs from the shipped working directory even where the
-    # console script is not installed.
-    entry = f"python -m grid.cli run {shlex.quote(job_path)} --address auto" + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
+    # The job's text travels in an environment variable, so any job file works, wherever
+    # it lives; `python -m grid.cli` runs from the shipped working directory even where
+    # the console script is not installed.
+    entry = "python -m grid.cli run env:EGRID_JOB --address auto" + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
     submission = client.submit_job(entrypoint=entry, runtime_env={
-        "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers", ".whl", ".gpu_assets"],
-        "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+        "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers",
+                                         ".whl", ".gpu_assets"],
+        # The driver of a submitted job inherits this runtime env (Ray refuses a second one
+        # from its ray.init): it carries the workers' variables and the job's text.
+        "env_vars": {**WORKER_ENV, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
     print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
     return 0
 

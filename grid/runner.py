@@ -58,7 +58,10 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
         return
     env = {"env_vars": WORKER_ENV}
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=True, namespace=NAMESPACE)
+        if os.environ.get("EGRID_SUBMITTED"):  # a Jobs-API driver: the job's runtime env applies
+            ray.init(address=address, log_to_driver=True, namespace=NAMESPACE)
+        else:
+            ray.init(address=address, runtime_env=env, log_to_driver=True, namespace=NAMESPACE)
         return
     if dashboard_host not in ("127.0.0.1", "localhost"):
         print(f"egrid: warning: Ray dashboard bound to {dashboard_host}: anyone who reaches it can run code on this "

@@ -29,7 +29,9 @@ def _free_port() -> int:
 def ray_head(tmp_path):
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     port, dash = _free_port(), _free_port()
-    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+    # the cluster's `python` is this environment's, as on a real cluster's nodes
+    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
                     f"--dashboard-port={dash}", "--include-dashboard=true", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env)
@@ -41,6 +43,7 @@ def test_submit_runs_the_job_on_the_cluster(job_file, ray_head, tmp_path, monkey
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     job = job_file(training={"steps": 4}, search={"learning_rate": 3.0e-3},
+                   norms={"en": {"source": "embedded", "max_train": 24, "max_test": 8}}, evaluation={"embeddings": False},
                    resources={"workers": 1, "max_concurrent_trials": 1})
     monkeypatch.chdir(REPO)  # the working directory is what the job API ships
     assert egrid(["submit", job, "--address", ray_head]) == 0
