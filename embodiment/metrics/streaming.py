@@ -95,13 +95,30 @@ def _walk_ranks(keys: np.ndarray, index_bits: int):
         c0 = c1
 
 
+#: Above this many bytes the two RDMs are ranked one after the other (12 bytes a pair);
+#: below it, side by side on two threads (20 bytes a pair).
+PARALLEL_MEMORY = 4 * 2**30
+PARALLEL_BYTES_PER_PAIR = 20
+
+
 def rank_moments(pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod,
                  progress: Callable[[str], None] | None = None) -> Moments:
     """Centred moments of the average ranks of two RDMs' distances (Spearman, rho-a)."""
     total = n_pairs(len(pa))
     index_bits = max(1, int(total - 1).bit_length())
     mean = (total + 1) / 2.0
-    keys = _sorted_keys(pa, ma, index_bits, progress)
+    keys_b = None
+    if total * PARALLEL_BYTES_PER_PAIR <= PARALLEL_MEMORY:
+        # Both RDMs' keys fit at once: build and sort them on two threads (numpy's sort
+        # releases the GIL), 20 bytes a pair instead of 12.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            fb = pool.submit(_sorted_keys, pb, mb, index_bits, None)
+            keys = _sorted_keys(pa, ma, index_bits, progress)
+            keys_b = fb.result()
+    else:
+        keys = _sorted_keys(pa, ma, index_bits, progress)
     ranks_a = np.empty(total, dtype=np.uint32)  # doubled average ranks of a, by pair
     saa = 0.0
     for idx, doubled in _walk_ranks(keys, index_bits):
@@ -109,7 +126,8 @@ def rank_moments(pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod,
         r = doubled * 0.5 - mean
         saa += float(r @ r)
     del keys
-    keys = _sorted_keys(pb, mb, index_bits, progress)
+    keys = keys_b if keys_b is not None else _sorted_keys(pb, mb, index_bits, progress)
+    del keys_b
     sbb = sab = 0.0
     for idx, doubled in _walk_ranks(keys, index_bits):
         rb = doubled * 0.5 - mean
