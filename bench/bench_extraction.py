@@ -45,12 +45,13 @@ def main() -> None:
     plain = time.perf_counter() - start
     del lm
 
-    ray.init(num_cpus=max(actors), include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=max(os.cpu_count() or 1, max(actors)), include_dashboard=False, log_to_driver=False)
     rows = [("plain loop (1 process)", plain)]
     for k in actors:
-        spec = parse_job({**raw, "resources": {"scorer_actors": k, "cpus_per_worker": 1}})
-        torch_threads = max(1, (os.cpu_count() or 1) // k)
-        os.environ["OMP_NUM_THREADS"] = str(torch_threads)
+        # each actor gets its share of the cores (Ray sets its torch threads from it), as
+        # the plain loop gets all of them
+        share = max(1, (os.cpu_count() or 1) // k)
+        spec = parse_job({**raw, "resources": {"scorer_actors": k, "cpus_per_worker": share}})
         start = time.perf_counter()
         evaluate_model(spec, args.model, None, data, embeddings=False)
         rows.append((f"Ray Data, {k} actor(s)", time.perf_counter() - start))

@@ -93,11 +93,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _count_trials(spec) -> str:
-    n = max(1, len(spec.models)) * (len(spec.conditions) if "condition" not in spec.search else 1)
-    for value in spec.search.values():
-        if isinstance(value, dict) and "grid" in value:
-            n *= len(value["grid"])
-    return str(n * spec.tune.num_samples)
+    from grid.tuning import expected_trials
+
+    return str(expected_trials(spec))
 
 
 def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:

@@ -109,7 +109,53 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
                  "evaluated": 1})
 
 
-def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False):
+def expected_trials(spec: JobSpec) -> int:
+    """How many trials the job's search space makes (grid axes x conditions x models x samples)."""
+    n = max(1, len(spec.models)) * (len(spec.conditions) if "condition" not in spec.search else 1)
+    for value in spec.search.values():
+        if isinstance(value, dict) and "grid" in value:
+            n *= len(value["grid"])
+    return n * spec.tune.num_samples
+
+
+def progress_callback(total: int, say):
+    """A Tune callback that says, after each trial ends, how many are done / running /
+    failed and roughly how long the rest will take (mean trial time x remaining / slots)."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.started: dict[str, float] = {}
+            self.durations: list[float] = []
+            self.failed = 0
+            self.t0 = time.time()
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.started[trial.trial_id] = time.time()
+
+        def _report(self, trials):
+            running = sum(t.status == "RUNNING" for t in trials)
+            done = len(self.durations)
+            left = max(0, total - done - self.failed)
+            eta = ""
+            if self.durations and left:
+                slots = max(1, running)
+                eta = f"; ~{np.mean(self.durations) * left / slots / 60:.1f} min left"
+            say(f"trials: {done} done, {running} running, {self.failed} failed of {total}; "
+                f"{(time.time() - self.t0) / 60:.1f} min elapsed{eta}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.durations.append(time.time() - self.started.get(trial.trial_id, self.t0))
+            self._report(trials)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.failed += 1
+            self._report(trials)
+
+    return Progress()
+
+
+def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False, say=print):
     """A Tuner for the job's search, or the restored one when resuming an existing run."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -137,5 +183,6 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         tune_config=tune.TuneConfig(num_samples=ts.num_samples, scheduler=scheduler, search_alg=search_alg,
                                     max_concurrent_trials=concurrent, reuse_actors=False),
         run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
-                                  failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1),
+                                  failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1,
+                                  callbacks=[progress_callback(expected_trials(spec), say)]),
     )
