@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument("--methods", default="full,lora")
     parser.add_argument("--tiny", action="store_true", help="small model on CPU: checks the script, no figures")
     args = parser.parse_args()
+    if not torch.cuda.is_available() and not args.tiny:
+        print("bench_training: needs a CUDA GPU (claim 5 is about GPU training); skipped. --tiny checks the script on CPU.")
+        return
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     if args.tiny:
         args.batch, args.seq, args.steps, args.warmup = 2, 32, 3, 1
