@@ -45,7 +45,7 @@ def main() -> None:
     plain = time.perf_counter() - start
     del lm
 
-    ray.init(num_cpus=max(os.cpu_count() or 1, max(actors)), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, max(actors)), include_dashboard=False, log_to_driver=False)
     rows = [("plain loop (1 process)", plain)]
     for k in actors:
         # each actor gets its share of the cores (Ray sets its torch threads from it), as

@@ -68,7 +68,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
               "machine; Ray's dashboard has no authentication unless you configure it", file=sys.stderr)
     # The dashboard (State API, job API; started where ray[default] is installed) listens
     # on localhost only unless asked otherwise.
-    ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=None, dashboard_host=dashboard_host,
+    # address="local": always a new local Ray, even where `ray start` left one running.
+    ray.init(address="local", num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=None, dashboard_host=dashboard_host,
              runtime_env=env, log_to_driver=True, namespace=NAMESPACE)
 
 

@@ -114,7 +114,7 @@ def test_results_actor_killed_restarts_from_disk(tmp_path):
 
     from grid.runner import results_actor
 
-    ray.init(num_cpus=1, include_dashboard=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
         actor, _ = results_actor(str(tmp_path), "actor-test")
         frame = pd.DataFrame({"trial_id": ["a", "a"], "value": [1.0, 2.0]})
