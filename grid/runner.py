@@ -136,7 +136,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
 
     say("stage 2/3 tune: fine-tuning trials (Ray Tune -> Ray Train + DeepSpeed)")
     tune_started = time.time()
-    tuner = build_tuner(spec, run_dir, actor_name, resume=resume, say=say)
+    tuner = build_tuner(spec, run_dir, actor_name, resume=resume)
     grid_result = tuner.fit()
     manifest["tune_seconds"] = round(time.time() - tune_started, 2)
     failed = [r for r in grid_result if r.error is not None]

@@ -118,7 +118,12 @@ def expected_trials(spec: JobSpec) -> int:
     return n * spec.tune.num_samples
 
 
-def progress_callback(total: int, say):
+def _say(message: str) -> None:
+    # Module level and looked up at call time: the callback is pickled with the Tuner.
+    print(f"[egrid {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def progress_callback(total: int):
     """A Tune callback that says, after each trial ends, how many are done / running /
     failed and roughly how long the rest will take (mean trial time x remaining / slots)."""
     from ray import tune
@@ -141,7 +146,7 @@ def progress_callback(total: int, say):
             if self.durations and left:
                 slots = max(1, running)
                 eta = f"; ~{np.mean(self.durations) * left / slots / 60:.1f} min left"
-            say(f"trials: {done} done, {running} running, {self.failed} failed of {total}; "
+            _say(f"trials: {done} done, {running} running, {self.failed} failed of {total}; "
                 f"{(time.time() - self.t0) / 60:.1f} min elapsed{eta}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -155,7 +160,7 @@ def progress_callback(total: int, say):
     return Progress()
 
 
-def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False, say=print):
+def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False):
     """A Tuner for the job's search, or the restored one when resuming an existing run."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -184,5 +189,5 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
                                     max_concurrent_trials=concurrent, reuse_actors=False),
         run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1,
-                                  callbacks=[progress_callback(expected_trials(spec), say)]),
+                                  callbacks=[progress_callback(expected_trials(spec))]),
     )
