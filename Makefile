@@ -29,8 +29,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/egrid run jobs/demo.yaml
 
+# unit tests first: the quick ones report before the cluster tests start.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests/unit tests/gpu tests/integration -q
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m unit

@@ -152,6 +152,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _skip_cpu_shm_comm_build() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory all-reduce op.
+
+    On the CPU accelerator every ``deepspeed.initialize`` compiles that op (~30 s on a fresh
+    machine) behind a lock file in ~/.cache/torch_extensions; a process killed mid-compile
+    (a fault test, a pre-empted worker) leaves the lock behind and every later run waits on
+    it forever. The op only speeds up inference all-reduce, which training never calls, so
+    torch.distributed (gloo) does the work instead.
+    """
+    import deepspeed.ops
+
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def ensure_distributed(backend: str | None = None) -> tuple[int, int]:
     """Initialise torch.distributed for DeepSpeed if no launcher did (rank 0 of 1).
 
@@ -159,6 +176,7 @@ def ensure_distributed(backend: str | None = None) -> tuple[int, int]:
     """
     import deepspeed
 
+    _skip_cpu_shm_comm_build()
     if not torch.distributed.is_initialized():
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")

@@ -168,3 +168,19 @@ def test_rating_loss_matches_the_scorer_distribution():
         logp_digits = np.log(np.array([r[f"p{d}"] for d in range(6)]) * r["digit_mass"])
         ref.append(-(soft_digit_target(ex["target"]) * logp_digits).sum())
     assert loss == pytest.approx(float(np.mean(ref)), abs=1e-4)
+
+
+def test_deepspeed_on_cpu_never_jit_compiles_its_shm_comm_op(tmp_path, monkeypatch):
+    """A compile killed halfway leaves a lock in the extensions dir that makes every later
+    deepspeed.initialize wait forever; training must not depend on that op at all."""
+    from deepspeed.comm.torch import build_shm_op
+
+    from embodiment.training import ensure_distributed
+
+    stale = tmp_path / "py311_cpu" / "deepspeed_shm_comm"
+    stale.mkdir(parents=True)
+    (stale / "lock").touch()  # what a killed compile leaves behind
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    ensure_distributed("gloo")
+    assert build_shm_op() is None
+    assert sorted(p.name for p in stale.iterdir()) == ["lock"]
