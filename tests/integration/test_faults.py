@@ -70,8 +70,10 @@ def reference(fault_job, tmp_path_factory):
     import ray
 
     spec = load_job(fault_job)
-    summary = run_job(spec, storage=str(tmp_path_factory.mktemp("reference")), num_cpus=2, say=print)
-    ray.shutdown()
+    try:
+        summary = run_job(spec, storage=str(tmp_path_factory.mktemp("reference")), num_cpus=2, say=print)
+    finally:
+        ray.shutdown()  # a failed reference run must not leave its Ray to the next test
     return _tables(summary["run_dir"])
 
 
