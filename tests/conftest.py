@@ -47,3 +47,14 @@ def shared_data() -> Path:
     if not SHARED.exists():
         pytest.skip(f"{SHARED} not present (CI clones the repo with ../shared beside it)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def svg_texts():
+    """Every text element of an SVG figure (the report keeps text as text: svg.fonttype none)."""
+    from xml.etree import ElementTree
+
+    def texts(path) -> list[str]:
+        root = ElementTree.parse(path).getroot()
+        return ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("text")]
+    return texts

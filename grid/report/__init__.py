@@ -1,0 +1,120 @@
+"""``egrid report``: the figures and tables a paper needs, from a run or evaluation folder.
+
+    from grid.report import build_report
+    report = build_report("egrid_runs/demo-9a13fe80d6")
+    print(report.index)   # .../report/index.html, figures/*.png and *.svg beside it
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from grid.report.figures import FIGURES, Figure, FigureOptions, build_figures
+from grid.report.results import Results, load_results
+
+__all__ = ["FIGURES", "FigureOptions", "Report", "build_report", "load_results", "summary_text"]
+
+
+@dataclass
+class Report:
+    """What ``build_report`` wrote.
+
+    Attributes:
+        index: the HTML page.
+        figures: figure name -> (png path, svg path).
+        missing: what the folder lacks (empty when complete).
+        results: the folder's normalised tables.
+        best: the best trial per objective (empty for evaluation folders).
+    """
+
+    index: Path
+    figures: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    results: Results | None = None
+    best: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
+    import matplotlib.pyplot as plt
+
+    png, svg = folder / f"{fig.name}.png", folder / f"{fig.name}.svg"
+    for path, kwargs in ((png, {"dpi": 130}), (svg, {"metadata": {"Date": None}})):
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.figure.savefig(tmp, format=path.suffix[1:], bbox_inches="tight", **kwargs)
+        os.replace(tmp, path)
+    plt.close(fig.figure)
+    return png, svg
+
+
+def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None,
+                 options: FigureOptions | None = None) -> Report:
+    """Write the HTML report and its PNG/SVG figures for a run or evaluate-ratings folder.
+
+    Args:
+        folder: a run folder (``egrid run`` prints it) or an ``egrid evaluate-ratings --out`` folder.
+        out: where the report goes (default ``FOLDER/report``); only files in it are replaced.
+        options: figure choices (concepts in the RDM heatmaps, seed).
+
+    Returns:
+        The :class:`Report`: paths, what is missing, the best trials.
+
+    Raises:
+        InputError: the folder holds no results, or a table cannot be read.
+    """
+    from grid.aggregate import best_trials
+    from grid.report.page import render_page
+
+    res = load_results(folder)
+    out = Path(out) if out is not None else res.root / "report"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    figures, missing = build_figures(res, options)
+    saved = {fig.name: _save(fig, out / "figures") for fig in figures}
+    best = best_trials(res.table("trials")) if not res.table("trials").empty else pd.DataFrame()
+    if not best.empty:
+        best = best[[c for c in ("format", "condition", "trial_id", "eval_score", "config") if c in best]]
+    missing = res.missing + missing
+    index = out / "index.html"
+    _write_atomic(index, render_page(res, figures, missing, best))
+    return Report(index, saved, missing, res, best)
+
+
+def summary_text(report: Report) -> str:
+    """The terminal summary of a report: per-dimension Spearman, RSA, best trials, what is missing."""
+    res = report.results
+    lines = [f"{res.kind} {res.name}" + (f" ({res.provenance.get('status')})" if res.provenance.get("status") else "")]
+    m = res.shown("metrics")
+    fmt = lambda v: f"{v:6.3f}"  # noqa: E731
+    if not m.empty:
+        sp = m[m["metric"] == "spearman"]
+        for es, part in sp.groupby("eval_set", sort=False):
+            pivot = part.pivot_table(index="dimension", columns="label", values="value", sort=False, observed=True)
+            lines += ["", f"Per-dimension Spearman, {es}:", pivot.to_string(float_format=fmt)]
+        rs = m[m["metric"] == "rsa"]
+        if not rs.empty:
+            pivot = rs.pivot_table(index=["eval_set", "subset"], columns="label", values="value", sort=False, observed=True)
+            lines += ["", "RSA:", pivot.to_string(float_format=fmt)]
+    tr = res.shown("transfer")
+    if not tr.empty:
+        sig = tr.assign(sig=tr["p"] < 0.05).groupby(["label", "eval_set"], observed=True).agg(
+            mean_delta=("delta", "mean"), significant=("sig", "sum"), dimensions=("sig", "size"))
+        lines += ["", "Transfer against base (mean Δ Spearman; dimensions with Steiger p < .05):",
+                  sig.to_string(float_format=lambda v: f"{v:+.3f}")]
+    if not report.best.empty:
+        lines += ["", "Best trial per objective:",
+                  report.best.drop(columns=["config"], errors="ignore").to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+    if report.missing:
+        lines += ["", "Missing:"] + [f"  - {m}" for m in report.missing]
+    lines += ["", f"Report:  {report.index}", f"Figures: {report.index.parent / 'figures'} ({len(report.figures)} as PNG and SVG)"]
+    return "\n".join(lines)

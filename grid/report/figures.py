@@ -1,0 +1,402 @@
+"""The report's figures: one registry, one builder per figure.
+
+A builder takes the normalised :class:`~grid.report.results.Results` and returns a
+:class:`Figure` (the matplotlib figure, a caption and the numbers it shows) or ``None``
+with the reason in ``missing`` when its tables are absent. Text stays text in the SVGs
+(``svg.fonttype = none``) so that labels and values can be searched and tested.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on cluster nodes or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from embodiment import dimensions as dims  # noqa: E402
+from embodiment.metrics.rdm import condensed_rdm, get_standardiser  # noqa: E402
+from embodiment.metrics.wordwise import wordwise_similarity  # noqa: E402
+from grid.report.results import Results  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "egrid", "figure.dpi": 110, "font.size": 9,
+                     "axes.spines.top": False, "axes.spines.right": False})
+PALETTE = plt.get_cmap("tab10").colors
+
+
+@dataclass
+class Figure:
+    """One built figure.
+
+    Attributes:
+        name: file stem (``spearman_by_dimension`` -> .png and .svg).
+        title: heading in the report.
+        caption: what it shows and how to read it.
+        figure: the matplotlib figure.
+        data: the numbers drawn, shown under the figure.
+    """
+
+    name: str
+    title: str
+    caption: str
+    figure: plt.Figure
+    data: pd.DataFrame
+
+
+@dataclass
+class FigureOptions:
+    """Choices of the figures.
+
+    Attributes:
+        concepts: concepts in the RDM heatmaps: a count drawn with ``seed`` or a list of words.
+        seed: seed of the concept draw.
+        max_rdm_panels: model RDMs drawn beside the human one.
+    """
+
+    concepts: int | list[str] = 30
+    seed: int = 0
+    max_rdm_panels: int = 3
+
+
+Builder = Callable[[Results, FigureOptions, list], "Figure | None"]
+FIGURES: dict[str, Builder] = {}
+
+
+def figure(name: str):
+    """Register a figure builder under ``name`` (its file stem)."""
+    def register(fn: Builder) -> Builder:
+        FIGURES[name] = fn
+        return fn
+    return register
+
+
+def _stars(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def _grouped_bars(ax, frame: pd.DataFrame, x: str, labels: list[str]) -> None:
+    """Bars of ``value`` per ``x`` and label, CIs as error bars, each bar annotated."""
+    xs = list(dict.fromkeys(frame[x]))
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        part = frame[frame["label"] == label].set_index(x).reindex(xs)
+        pos = np.arange(len(xs)) + (i - (len(labels) - 1) / 2) * width
+        values = part["value"].to_numpy(dtype=float)
+        err = None
+        if {"ci_low", "ci_high"} <= set(part) and part["ci_low"].notna().any():
+            lo = np.clip(values - part["ci_low"].to_numpy(dtype=float), 0, None)
+            hi = np.clip(part["ci_high"].to_numpy(dtype=float) - values, 0, None)
+            err = np.nan_to_num(np.vstack([lo, hi]))
+        bars = ax.bar(pos, np.nan_to_num(values), width, yerr=err, capsize=2, label=label,
+                      color=PALETTE[i % len(PALETTE)], error_kw={"elinewidth": 0.8})
+        ax.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) else "n/a" for v in values], fontsize=6, padding=1)
+    ax.set_xticks(np.arange(len(xs)), xs, rotation=30 if len(xs) > 4 else 0, ha="right" if len(xs) > 4 else "center")
+    ax.axhline(0, color="0.3", lw=0.6)
+    if len(xs) == 1:
+        ax.set_xlim(-1, 1)  # one group: keep the bars bar-shaped
+
+
+@figure("spearman_by_dimension")
+def spearman_by_dimension(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    m = res.shown("metrics")
+    if m.empty or not (m["metric"] == "spearman").any():
+        missing.append("per-dimension Spearman: no 'spearman' rows in the metrics table")
+        return None
+    sp = m[(m["metric"] == "spearman") & m["dimension"].notna()].copy()
+    sp["group"] = [dims.group_of(d) or "other" for d in sp["dimension"]]
+    labels = [str(c) for c in sp["label"].cat.categories if c in set(sp["label"])]
+    panels = [(es, g) for es in dict.fromkeys(sp["eval_set"]) for g in ("sensory", "motor", "other")
+              if ((sp["eval_set"] == es) & (sp["group"] == g)).any()]
+    widths = [max(2, sp[(sp["eval_set"] == es) & (sp["group"] == g)]["dimension"].nunique()) for es, g in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(16, 1.2 + 0.75 * sum(widths) * max(1, len(labels)) / 2), 3.6),
+                             sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths})
+    for ax, (es, g) in zip(axes[0], panels):
+        _grouped_bars(ax, sp[(sp["eval_set"] == es) & (sp["group"] == g)], "dimension", labels)
+        ax.set_title(f"{es}: {g}")
+        ax.set_xlabel("dimension")
+    axes[0][0].set_ylabel("Spearman ρ (model vs human)")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    data = sp[["eval_set", "group", "dimension", "label", "value", "ci_low", "ci_high", "p", "n"]]
+    return Figure("spearman_by_dimension", "Per-dimension Spearman by condition",
+                  "Spearman correlation across held-out concepts between the model's and the human ratings, per "
+                  "dimension, sensory and motor apart; whiskers are bootstrap 95% CIs over concepts.", fig,
+                  data.sort_values(["eval_set", "group", "dimension", "label"]).reset_index(drop=True))
+
+
+@figure("rsa_by_subset")
+def rsa_by_subset(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    m = res.shown("metrics")
+    rs = m[m["metric"] == "rsa"] if not m.empty else m
+    if rs.empty:
+        missing.append("RSA by subset: no 'rsa' rows in the metrics table")
+        return None
+    labels = [str(c) for c in rs["label"].cat.categories if c in set(rs["label"])]
+    sets = list(dict.fromkeys(rs["eval_set"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(min(14, 1.5 + 2.6 * len(sets) * max(1, len(labels)) / 2), 3.4),
+                             sharey=True, squeeze=False)
+    for ax, es in zip(axes[0], sets):
+        _grouped_bars(ax, rs[rs["eval_set"] == es], "subset", labels)
+        ax.set_title(es)
+        ax.set_xlabel("dimension subset")
+    recipe = rs.iloc[0]
+    axes[0][0].set_ylabel(f"RSA ({recipe['compare_method']} of RDMs)")
+    axes[0][-1].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return Figure("rsa_by_subset", "RSA by condition and dimension subset",
+                  f"Representational similarity of the model's and the human rating geometry (recipe {recipe['recipe']}: "
+                  f"{recipe['standardise']} features, {recipe['rdm_method']} distance, {recipe['compare_method']} between "
+                  "RDMs), over all dimensions and the sensory / motor subsets.", fig,
+                  rs[["eval_set", "subset", "label", "value", "ci_low", "ci_high", "p", "n"]].sort_values(
+                      ["eval_set", "subset", "label"]).reset_index(drop=True))
+
+
+@figure("rsa_by_layer")
+def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    m = res.shown("metrics")
+    rs = m[(m["metric"] == "rsa_hidden") & m["layer"].notna()] if not m.empty else m
+    if rs.empty:
+        missing.append("RSA by layer: no hidden-state RSA rows ('rsa_hidden'); evaluate-ratings has no embeddings")
+        return None
+    labels = [str(c) for c in rs["label"].cat.categories if c in set(rs["label"])]
+    keys = list(dict.fromkeys(zip(rs["eval_set"], rs["subset"])))
+    fig, axes = plt.subplots(1, len(keys), figsize=(min(14, 1.5 + 3.4 * len(keys)), 3.2), sharey=True, squeeze=False)
+    for ax, (es, subset) in zip(axes[0], keys):
+        part = rs[(rs["eval_set"] == es) & (rs["subset"] == subset)]
+        for i, label in enumerate(labels):
+            line = part[part["label"] == label].sort_values("layer")
+            if line.empty:
+                continue
+            ax.plot(line["layer"].astype(int), line["value"], marker="o", color=PALETTE[i % len(PALETTE)], label=label)
+            for x, y in zip(line["layer"].astype(int), line["value"]):
+                ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 4), fontsize=6, ha="center")
+        ax.set_title(f"{es}: {subset}")
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_xticks(sorted(part["layer"].astype(int).unique()))
+    axes[0][0].set_ylabel("RSA (hidden states vs human)")
+    axes[0][-1].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return Figure("rsa_by_layer", "RSA by layer (hidden-state embeddings)",
+                  "RSA between the RDM of each layer's concept embeddings and the human rating RDM.", fig,
+                  rs[["eval_set", "subset", "layer", "label", "value", "n"]].sort_values(
+                      ["eval_set", "subset", "layer", "label"]).reset_index(drop=True))
+
+
+@figure("transfer_matrix")
+def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    tr = res.shown("transfer")
+    if tr.empty:
+        missing.append("transfer matrix: no transfer table (needs a base and at least one fine-tuned condition)")
+        return None
+    tr = tr[tr["method"] == "spearman"] if "method" in tr else tr
+    tr = tr.assign(column=tr["eval_set"].astype(str) + " · " + tr["dimension"].astype(str))
+    rows = [str(c) for c in tr["label"].cat.categories if c in set(tr["label"])]
+    cols = list(dict.fromkeys(tr.sort_values(["eval_set"], kind="stable")["column"]))
+    delta = tr.pivot_table(index="label", columns="column", values="delta", observed=True).reindex(index=rows, columns=cols)
+    pvals = tr.pivot_table(index="label", columns="column", values="p", observed=True).reindex(index=rows, columns=cols)
+    lim = float(np.nanmax(np.abs(delta.to_numpy()))) if np.isfinite(delta.to_numpy()).any() else 1.0
+    fig, ax = plt.subplots(figsize=(min(18, 2.5 + 0.62 * len(cols)), 2.6 + 0.42 * len(rows)), layout="constrained")
+    im = ax.imshow(delta.to_numpy(dtype=float), cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = delta.iat[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:+.2f}{_stars(pvals.iat[i, j])}", ha="center", va="center", fontsize=6.5,
+                        color="white" if abs(v) > 0.6 * lim else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("evaluation set · dimension")
+    ax.set_ylabel("fine-tuned on (condition)")
+    fig.colorbar(im, ax=ax, label="Δ Spearman vs base", fraction=0.03)
+    ax.set_title("Δ Spearman against base (Steiger test: * p<.05, ** p<.01, *** p<.001)")
+    data = tr[["label", "eval_set", "dimension", "base_value", "value", "delta", "z", "p", "n"]]
+    return Figure("transfer_matrix", "Transfer matrix",
+                  "Each cell: the change of the per-dimension Spearman correlation of a fine-tuned condition against "
+                  "the base model on one evaluation set, marked where Steiger's test for dependent correlations "
+                  "rejects equality. Cells off the trained language or format show transfer.", fig,
+                  data.sort_values(["label", "eval_set", "dimension"]).reset_index(drop=True))
+
+
+def _rating_matrices(res: Results) -> dict[tuple[str, str], pd.DataFrame]:
+    """(language, label) -> concepts x dimensions of model ratings, with the human ones as label 'human'."""
+    r = res.shown("ratings")
+    if r.empty or "expected" not in r:
+        return {}
+    lang = r["language"] if "language" in r else pd.Series("ratings", index=r.index)
+    out: dict[tuple[str, str], pd.DataFrame] = {}
+    for language in dict.fromkeys(lang):
+        part = r[lang == language]
+        for label in [str(c) for c in part["label"].cat.categories if c in set(part["label"])]:
+            rows = part[part["label"] == label]
+            out[(language, label)] = rows.pivot_table(index="concept", columns="dimension", values="expected")
+            if (language, "human") not in out:
+                out[(language, "human")] = rows.pivot_table(index="concept", columns="dimension", values="human")
+    return out
+
+
+def _rsa_recipe(res: Results) -> tuple[str, str]:
+    m = res.table("metrics")
+    rs = m[m["metric"] == "rsa"] if not m.empty else m
+    if rs.empty:
+        return "zscore", "cosine"
+    return str(rs.iloc[0]["standardise"]), str(rs.iloc[0]["rdm_method"])
+
+
+def _pick_concepts(concepts: list[str], opt: FigureOptions) -> list[str]:
+    if isinstance(opt.concepts, list):
+        wanted = {c.lower(): c for c in opt.concepts}
+        return [c for c in concepts if c.lower() in wanted]
+    k = min(int(opt.concepts), len(concepts))
+    return sorted(np.random.default_rng(opt.seed).choice(concepts, size=k, replace=False).tolist())
+
+
+@figure("rdm_heatmaps")
+def rdm_heatmaps(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    mats = _rating_matrices(res)
+    if not mats:
+        missing.append("RDM heatmaps: no ratings table")
+        return None
+    standardise, method = _rsa_recipe(res)
+    language = next(iter(dict.fromkeys(k[0] for k in mats)))
+    human = mats[(language, "human")]
+    models = [k[1] for k in mats if k[0] == language and k[1] != "human"][: opt.max_rdm_panels]
+    common = human.dropna().index
+    for label in models:
+        common = common.intersection(mats[(language, label)].dropna().index)
+    chosen = _pick_concepts(list(common), opt)
+    if len(chosen) < 3:
+        missing.append(f"RDM heatmaps: fewer than 3 of the chosen concepts are rated by every condition ({len(chosen)})")
+        return None
+    panels = {"human": human}
+    panels.update({label: mats[(language, label)] for label in models})
+    squares, rows = {}, []
+    std = get_standardiser(standardise)
+    for label, mat in panels.items():
+        mat = mat.loc[common]  # standardise over every held-out concept, as the RSA does, then take the subset
+        z = pd.DataFrame(std(mat.to_numpy(dtype=float)), index=mat.index).loc[chosen]
+        # rounding leaves -1e-16 where a distance is 0; linkage refuses negative distances
+        squares[label] = squareform(np.clip(np.nan_to_num(condensed_rdm(z.to_numpy(), method=method)), 0, None))
+    order = leaves_list(linkage(squareform(squares["human"], checks=False), method="average"))
+    names = [chosen[i] for i in order]
+    vmax = max(float(s.max()) for s in squares.values()) or 1.0
+    fig, axes = plt.subplots(1, len(squares), figsize=(3.3 * len(squares) + 0.8, 3.8), squeeze=False)
+    for ax, (label, sq) in zip(axes[0], squares.items()):
+        im = ax.imshow(sq[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(label)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=max(3, 7 - len(names) // 15))
+        ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=max(3, 7 - len(names) // 15))
+        rows.append(pd.DataFrame(sq[np.ix_(order, order)], index=names, columns=names).stack().rename("distance")
+                    .rename_axis(["concept_a", "concept_b"]).reset_index().assign(label=label))
+    fig.colorbar(im, ax=axes[0].tolist(), label=f"{method} distance", fraction=0.02)
+    fig.suptitle(f"RDMs over {len(names)} {language} concepts ({standardise} features, {method} distance; "
+                 "order: average-linkage clustering of the human RDM)", fontsize=8)
+    data = pd.concat(rows, ignore_index=True)
+    data = data[data["concept_a"] < data["concept_b"]].reset_index(drop=True)
+    return Figure("rdm_heatmaps", "Human and model RDMs",
+                  "Representational dissimilarity matrices over a concept subset: the human ratings beside the base and "
+                  "the best fine-tuned models; the more alike the patterns, the higher the RSA.", fig, data)
+
+
+@figure("wordwise_similarity")
+def wordwise_distribution(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    ww = res.shown("wordwise")
+    if ww.empty:
+        rows = []
+        for (language, label), mat in _rating_matrices(res).items():
+            if label == "human":
+                continue
+            human = _rating_matrices(res)[(language, "human")].loc[mat.index, mat.columns]
+            rows.append(pd.DataFrame({"label": label, "eval_set": language, "word": mat.index,
+                                      "similarity": wordwise_similarity(mat.to_numpy(float), human.to_numpy(float))}))
+        if not rows:
+            missing.append("word-wise similarity: no word-wise or ratings table")
+            return None
+        ww = pd.concat(rows, ignore_index=True)
+    ww = ww.dropna(subset=["similarity"])
+    labels = [str(c) for c in dict.fromkeys(ww["label"].astype(str))]
+    if isinstance(ww["label"].dtype, pd.CategoricalDtype):
+        labels = [str(c) for c in ww["label"].cat.categories if c in set(ww["label"])]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 3.4))
+    values = [ww.loc[ww["label"].astype(str) == label, "similarity"].to_numpy() for label in labels]
+    parts = ax.violinplot(values, showmedians=True)
+    for i, body in enumerate(parts["bodies"]):
+        body.set_facecolor(PALETTE[i % len(PALETTE)])
+    for i, v in enumerate(values, start=1):
+        ax.annotate(f"mean {v.mean():.3f}", (i, v.max()), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    ax.set_ylabel("word-wise similarity 1/(1 + euclidean)")
+    ax.set_xlabel("condition")
+    fig.tight_layout()
+    data = ww.groupby(ww["label"].astype(str)).agg(n=("similarity", "size"), mean=("similarity", "mean"),
+                                                    median=("similarity", "median")).reindex(labels).reset_index()
+    return Figure("wordwise_similarity", "Word-wise similarity",
+                  "Per concept, the similarity of the model's rating vector to the human one, 1/(1 + Euclidean "
+                  "distance); the violins show its distribution over concepts, the bar the median.", fig, data)
+
+
+TRIAL_COLUMNS = ("trial_id", "condition", "format", "status", "eval_score", "loss_first", "loss_last", "steps", "seconds")
+
+
+def trial_table(res: Results) -> pd.DataFrame:
+    """Trials with their hyperparameters spread into columns (from the ``config`` JSON)."""
+    trials = res.table("trials")
+    if trials.empty:
+        return trials
+    params = pd.DataFrame([{k: v for k, v in json.loads(c).items() if k not in ("condition", "model")}
+                           if isinstance(c, str) else {} for c in trials.get("config", [None] * len(trials))],
+                          index=trials.index)
+    keep = [c for c in TRIAL_COLUMNS if c in trials]
+    return pd.concat([trials[keep], params], axis=1).sort_values(["format", "eval_score"], ascending=[True, False])
+
+
+@figure("search")
+def search(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    table = trial_table(res)
+    if table.empty:
+        missing.append("search: no trials recorded" + (" (evaluate-ratings folders have none)" if res.kind == "evaluation" else ""))
+        return None
+    numeric = [c for c in table.columns if c not in TRIAL_COLUMNS
+               and pd.api.types.is_numeric_dtype(table[c]) and table[c].nunique() > 1]
+    params = numeric or ["steps"]
+    fig, axes = plt.subplots(1, len(params), figsize=(3.4 * len(params) + 0.6, 3.2), sharey=True, squeeze=False)
+    formats = list(dict.fromkeys(table["format"]))
+    for ax, param in zip(axes[0], params):
+        for i, fmt in enumerate(formats):
+            part = table[table["format"] == fmt]
+            ax.scatter(part[param], part["eval_score"], color=PALETTE[i % len(PALETTE)], label=fmt, s=28)
+            best = part.loc[part["eval_score"].idxmax()] if part["eval_score"].notna().any() else None
+            if best is not None:
+                ax.scatter([best[param]], [best["eval_score"]], marker="*", s=160, facecolor="none",
+                           edgecolor="black", linewidths=0.9)
+                ax.annotate(f"best {best['eval_score']:.3f}", (best[param], best["eval_score"]),
+                            textcoords="offset points", xytext=(6, 4), fontsize=7)
+        values = table[param].dropna()
+        if len(values) and (values > 0).all() and values.max() / values.min() >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(param)
+    axes[0][0].set_ylabel("eval score (held-out objective)")
+    axes[0][-1].legend(fontsize=7, frameon=False, title="objective", title_fontsize=7)
+    fig.tight_layout()
+    return Figure("search", "The search", "Each trial's held-out score against its hyperparameters, per learning "
+                  "objective; the star marks the best trial of each objective.", fig, table.reset_index(drop=True))
+
+
+def build_figures(res: Results, opt: FigureOptions | None = None) -> tuple[list[Figure], list[str]]:
+    """Every registered figure that the folder's tables allow, and what could not be drawn."""
+    opt = opt or FigureOptions()
+    built, missing = [], []
+    for builder in FIGURES.values():
+        fig = builder(res, opt, missing)
+        if fig is not None:
+            built.append(fig)
+    return built, missing
