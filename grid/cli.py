@@ -52,11 +52,28 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
     for name, frame in tables.items():
         if not frame.empty:
             written.append(write_parquet_atomic(frame, out / f"{name}.parquet"))
+    _write_provenance(out, args)
     print(summary_text(tables, joined.unmatched))
     print("\nTables:")
     for path in written:
         print(f"  {path}")
     return 0
+
+
+def _write_provenance(out: Path, args: argparse.Namespace) -> None:
+    """What produced an evaluation folder: command, inputs, options, versions, date."""
+    import json
+    from datetime import datetime, timezone
+
+    from grid.runner import versions
+
+    record = {"command": "egrid " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+              "ratings": str(Path(args.ratings).resolve()), "norms": str(args.norms),
+              "options": {k: v for k, v in vars(args).items() if k not in ("func", "ratings", "norms")},
+              "created": datetime.now(timezone.utc).isoformat(), "versions": versions()}
+    tmp = out / ".provenance.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, out / "provenance.json")
 
 
 def _add_evaluate_ratings(sub) -> None:
@@ -108,7 +125,24 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
                       dashboard_host=args.dashboard_host)
     print("\n" + "\n".join(summary_lines(summary)))
     print(f"\nRun folder: {summary['run_dir']}")
+    if not getattr(args, "no_report", False):
+        _write_report(summary["run_dir"])
     return 0
+
+
+def _write_report(folder: str) -> None:
+    """The run's figures and HTML page; a failure here never costs the run its tables."""
+    if "://" in str(folder):
+        print(f"(no report for remote storage: run `egrid report` on a copy of {folder})")
+        return
+    from grid.report import build_report
+
+    try:
+        report = build_report(folder)
+    except Exception as exc:  # the tables are written; a report can be made later with `egrid report`
+        print(f"report not written ({type(exc).__name__}: {exc}); try: egrid report {folder}", file=sys.stderr)
+        return
+    print(f"Report:    {report.index} ({len(report.figures)} figures as PNG and SVG in {report.index.parent / 'figures'})")
 
 
 def _manifest(run_dir: str) -> dict:
@@ -130,41 +164,63 @@ def cmd_resume(args: argparse.Namespace) -> int:
     storage = str(Path(args.run).resolve().parent)
     summary = run_job(spec, address=args.address, storage=storage, resume=True)
     print("\n" + "\n".join(summary_lines(summary)))
+    _write_report(summary["run_dir"])
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    """Trials, their states and the best so far, read from the run folder."""
+def _status_text(run: str) -> tuple[str, str]:
+    """The status page of a run and its status word (running, finished, failed ...)."""
+    import pandas as pd
+
     from grid.aggregate import best_trials
     from grid.results import ResultsStore
 
-    manifest = _manifest(args.run)
-    store = ResultsStore(args.run)
-    trials = store.read("trials")
-    print(f"run {manifest['run_name']}: {manifest.get('status')} (updated {manifest.get('updated')})")
-    tune_dir = Path(args.run) / "tune"
-    states: dict[str, str] = {}
+    manifest = _manifest(run)
+    trials = ResultsStore(run).read("trials")
+    lines = [f"run {manifest['run_name']}: {manifest.get('status')} (updated {manifest.get('updated')})"]
+    live = []
+    tune_dir = Path(run) / "tune"
     if tune_dir.exists():
-        from ray.tune import ExperimentAnalysis
+        from grid.tuning import read_trial_states
 
         try:
-            for t in ExperimentAnalysis(str(tune_dir)).trials:
-                states[t.trial_id] = t.status
-        except Exception as exc:  # a run still starting has no experiment state yet
-            print(f"  (tune state not readable yet: {type(exc).__name__})")
-    done = set(trials["trial_id"]) if len(trials) and "trial_id" in trials else set()
-    counts: dict[str, int] = {}
-    for tid, st in states.items():
-        counts[st] = counts.get(st, 0) + 1
-    print("  trials: " + (", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())) or f"{len(done)} recorded"))
+            for t in read_trial_states(tune_dir):
+                last, config, training = t["last_result"], t["config"], t["training"]
+                params = {k: v for k, v in config.items() if k not in ("condition", "model")}
+                live.append({"trial_id": t["trial_id"], "state": t["status"], "condition": config.get("condition"),
+                             **params, "step": training.get("step"), "loss": training.get("loss"),
+                             "eval_score": last.get("eval_score"), "failures": t["num_failures"]})
+        except (OSError, ValueError) as exc:  # caught mid-write by Tune: the next refresh reads it
+            lines.append(f"  (tune state not readable right now: {type(exc).__name__})")
+    if live:
+        frame = pd.DataFrame(live)
+        counts = frame["state"].str.lower().value_counts().sort_index()
+        lines.append("  trials: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        lines.append(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+    elif len(trials):
+        lines.append(f"  trials: {len(trials)} recorded")
     if len(trials) and "eval_score" in trials:
-        cols = [c for c in ("trial_id", "condition", "format", "eval_score", "steps", "seconds", "status") if c in trials]
-        print(trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         best = best_trials(trials)
         if len(best):
-            print("best per objective:")
-            print(best[["format", "trial_id", "eval_score"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+            lines.append("best per objective:")
+            lines.append(best[["format", "trial_id", "eval_score"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return "\n".join(lines), str(manifest.get("status"))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Trials, their states, steps and losses and the best so far; ``--watch`` refreshes until the run ends."""
+    while True:
+        text, status = _status_text(args.run)
+        if args.watch and sys.stdout.isatty():
+            print("\033[H\033[J", end="")  # redraw in place
+        print(text + (f"\n(refreshing every {args.watch:g} s; Ctrl-C to stop)" if args.watch and status == "running" else ""),
+              flush=True)
+        if not args.watch or status != "running":
+            return 0
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -208,13 +264,16 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run of this job if it exists")
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="interface of the local Ray dashboard/job API (default 127.0.0.1; others get a warning)")
+    p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("resume", help="finish an interrupted run")
     p.add_argument("run", help="the run folder")
     p.add_argument("--address", default=None)
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("status", help="trials, states and the best so far")
+    p = sub.add_parser("status", help="trials, states, steps, losses and the best so far")
     p.add_argument("run", help="the run folder")
+    p.add_argument("--watch", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",
+                   help="refresh every SECONDS (default 5) while the run is running")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("validate", help="check job files without running them")
     p.add_argument("jobs", nargs="+")
@@ -226,8 +285,37 @@ def _add_grid_commands(sub) -> None:
     p.set_defaults(func=cmd_submit)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """HTML page, PNG/SVG figures and a terminal summary for a run or evaluation folder."""
+    from grid.report import FigureOptions, build_report, summary_text
+
+    concepts: int | list[str] = args.concepts
+    if not str(args.concepts).isdigit():
+        concepts = [w.strip() for w in str(args.concepts).split(",") if w.strip()]
+    elif int(args.concepts) < 3:
+        raise InputError(f"expected at least 3 concepts for the RDM heatmaps, got {args.concepts}", key="--concepts")
+    else:
+        concepts = int(args.concepts)
+    report = build_report(args.folder, args.out, FigureOptions(concepts=concepts, seed=args.seed))
+    print(summary_text(report))
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="figures and an HTML page from a run or evaluate-ratings folder",
+                       description="Write FOLDER/report/index.html with PNG and SVG figures (per-dimension Spearman, "
+                                   "RSA by subset and layer, the transfer matrix, RDM heatmaps, word-wise similarity, "
+                                   "the search) and print a summary. Works on partial runs and marks what is missing.")
+    p.add_argument("folder", help="a run folder (egrid run prints it) or an evaluate-ratings --out folder")
+    p.add_argument("--out", default=None, help="report folder [FOLDER/report]")
+    p.add_argument("--concepts", default="30",
+                   help="concepts in the RDM heatmaps: a count drawn at random, or comma-separated words [%(default)s]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the concept draw [%(default)s]")
+    p.set_defaults(func=cmd_report)
+
+
 #: Subcommand registrars; each adds its parser and sets ``func``.
-COMMANDS = [_add_grid_commands, _add_evaluate_ratings]
+COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,6 +160,19 @@ def progress_callback(total: int):
     return Progress()
 
 
+def _tracking_callbacks(spec: JobSpec, run_dir: str) -> list:
+    """MLflow logging when the job asks for it. (TensorBoard needs nothing: Tune writes
+    event files into each trial folder whenever tensorboardX is installed, as ray[tune] does.)"""
+    if not spec.tune.mlflow:
+        return []
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    uri = spec.tune.mlflow
+    if uri == "run":
+        uri = (Path(run_dir).resolve() / "mlruns").as_uri()
+    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=spec.run_name, save_artifact=False)]
+
+
 def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume: bool = False):
     """A Tuner for the job's search, or the restored one when resuming an existing run."""
     from ray import tune
@@ -189,5 +202,40 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
                                     max_concurrent_trials=concurrent, reuse_actors=False),
         run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1,
-                                  callbacks=[progress_callback(expected_trials(spec))]),
+                                  callbacks=[progress_callback(expected_trials(spec)), *_tracking_callbacks(spec, run_dir)]),
     )
+
+
+def read_trial_states(tune_dir: str | Path) -> list[dict]:
+    """Each trial's id, state, config, failures and last reported result, read from Tune's
+    experiment-state JSON with ``json`` alone (``ExperimentAnalysis`` would unpickle
+    objects stored in the run folder, which may come from elsewhere).
+
+    Returns:
+        One dict per trial (empty while the run has not written its state yet); ``training``
+        is the last result that carried a step and loss (the final one holds the evaluation).
+    """
+    states = sorted(Path(tune_dir).glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return []
+    out = []
+    for trial_json, runtime_json in json.loads(states[-1].read_text(encoding="utf-8")).get("trial_data", []):
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        out.append({"trial_id": trial.get("trial_id"), "status": trial.get("status"), "config": trial.get("config", {}),
+                    "num_failures": runtime.get("num_failures", 0), "last_result": runtime.get("last_result") or {},
+                    "training": _last_training_result(Path(tune_dir) / str(trial.get("relative_logdir")) / "result.json")})
+    return out
+
+
+def _last_training_result(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    last = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # the line Tune is writing right now
+            continue
+        if "loss" in row and "step" in row:
+            last = row
+    return last

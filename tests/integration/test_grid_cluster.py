@@ -31,7 +31,7 @@ def finished_run(job_file, two_node_cluster):
     return spec, summary, nodes
 
 
-def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys):
+def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts):
     spec, summary, nodes = finished_run
     run_dir = Path(summary["run_dir"])
     tables = {t: pd.read_parquet(run_dir / "tables" / t) for t in TABLES}
@@ -101,3 +101,27 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys):
     assert egrid(["status", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "terminated 2" in out and "best per objective" in out
+    # ... from Tune's JSON state alone: each trial's last training step and loss, and its score
+    from grid.tuning import read_trial_states
+
+    states = {t["trial_id"]: t for t in read_trial_states(run_dir / "tune")}
+    assert set(states) == set(trials["trial_id"])
+    for row in trials.itertuples():
+        state = states[row.trial_id]
+        assert state["status"] == "TERMINATED" and state["training"]["step"] == row.steps
+        assert state["training"]["loss"] == pytest.approx(row.loss_last, rel=0.5)
+        assert state["last_result"]["eval_score"] == pytest.approx(row.eval_score)
+    assert egrid(["status", str(run_dir), "--watch", "0.1"]) == 0  # a finished run: one page, no loop
+    assert capsys.readouterr().out.count("run itest-") == 1
+
+    # `egrid report` draws the run: the search over both trials, RSA per hidden layer.
+    assert egrid(["report", str(run_dir), "--concepts", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "Best trial per objective" in out and "Missing:" not in out
+    figures = run_dir / "report" / "figures"
+    assert {p.stem for p in figures.glob("*.svg")} == {"spearman_by_dimension", "rsa_by_subset", "rsa_by_layer",
+                                                        "transfer_matrix", "rdm_heatmaps", "wordwise_similarity", "search"}
+    best = tables["trials"].loc[tables["trials"]["eval_score"].idxmax()]
+    hidden = metrics[(metrics["metric"] == "rsa_hidden") & metrics["trial_id"].isin(["base", best["trial_id"]])]
+    assert len(hidden) == 2 * 2 and {f"{v:.2f}" for v in hidden["value"]} <= set(svg_texts(figures / "rsa_by_layer.svg"))
+    assert f"best {best['eval_score']:.3f}" in svg_texts(figures / "search.svg")
