@@ -98,6 +98,8 @@ class TuneSpec:
     mode: str = "max"
     grace_period: int = 1
     max_failures: int = 2
+    #: MLflow tracking URI for Tune's MLflowLoggerCallback ("run": RUN_DIR/mlruns); off when unset.
+    mlflow: str | None = None
 
 
 @dataclass
@@ -362,6 +364,11 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
 
         if importlib.util.find_spec("optuna") is None:
             chk.add("tune.searcher", "optuna is not installed (pip install optuna), or use random")
+    if tune.mlflow:
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            chk.add("tune.mlflow", "mlflow is not installed (pip install mlflow), or leave tune.mlflow out")
 
     evaluation = _dataclass_from(EvalSpec, chk.mapping(top.get("evaluation", {}), "evaluation"), chk, "evaluation")
     for i, f in enumerate(evaluation.formats if isinstance(evaluation.formats, list) else []):

@@ -4,6 +4,7 @@ its YAML path; fuzzed YAML never escapes as a bare traceback. Also cluster.yaml.
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import re
 from pathlib import Path
 
@@ -73,6 +74,7 @@ BAD = [
      "tune.searcher: grid search cannot sample"),
     ({"name": "x", "models": ["m"], "seed": -3}, "seed: expected a non-negative integer"),
     ({"name": "x", "models": ["m"], "trust_remote_code": "yes"}, "trust_remote_code: expected true or false"),
+    ({"name": "x", "models": ["m"], "tune": {"mlflow": 3}}, "tune.mlflow: expected"),
 ]
 
 
@@ -178,3 +180,10 @@ def test_cluster_yaml_opens_no_port_to_the_world():
             assert not rng["CidrIp"].endswith("/0")
     head_start = " ".join(cfg["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="mlflow is installed here")
+def test_mlflow_logging_without_mlflow_is_a_clear_error():
+    with pytest.raises(SpecError) as err:
+        parse_job({"name": "x", "models": ["m"], "tune": {"mlflow": "run"}}, "job.yaml")
+    assert any(p.startswith("tune.mlflow: mlflow is not installed") for p in err.value.problems)
