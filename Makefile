@@ -31,7 +31,7 @@ demo: $(STAMP)
 
 # unit tests first: the quick ones report before the cluster tests start.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests/unit tests/gpu tests/integration -q
+	$(BIN)/python -m pytest tests/unit tests/gpu tests/integration -q --durations=12
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m unit
