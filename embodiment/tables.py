@@ -57,6 +57,13 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     except Exception as exc:  # zip/xml errors from a corrupt xlsx and the like
         raise InputError(f"cannot be read as a {path.suffix} table: {type(exc).__name__}: {exc}", source=path) from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    # pandas renames repeated CSV headers to "X.1"; spaces or a spreadsheet can still repeat one
+    seen: dict[str, int] = {}
+    for position, name in enumerate(frame.columns, start=1):
+        if name in seen:
+            raise InputError(f"column {name!r} appears twice (columns {seen[name]} and {position}); "
+                             "rename or delete one", source=path)
+        seen[name] = position
     if frame.empty:
         raise InputError("table has a header but no rows", source=path)
     return frame
@@ -107,17 +114,21 @@ def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | os.PathLike
     previous version of ``path`` (if any) stays intact until the rename.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         pq.write_table(table, tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # unwritable, not a folder, disk full: say where, keep what exists
+            raise InputError(f"cannot write here: {exc.strerror or exc}; earlier tables are intact", source=path) from None
         raise
     return path

@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", source=out, key="--out")
+    _check_writable(out, "--out")  # before the work, not after it
     columns = {role: getattr(args, f"{role}_column") for role in ("word", "dimension", "condition", "rating")
                if getattr(args, f"{role}_column")}
     ratings = load_ratings(args.ratings, columns)
@@ -58,6 +60,16 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
     for path in written:
         print(f"  {path}")
     return 0
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """Create ``folder`` and prove a file can be written there, or raise one clear InputError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".egrid-write-test-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write here: {exc.strerror or exc}", source=folder, key=key) from None
 
 
 def _write_provenance(out: Path, args: argparse.Namespace) -> None:
@@ -335,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InputError as exc:
         print(f"egrid: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # storage that cannot be written, a disk that filled up
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"egrid: error: {where}{exc.strerror or exc}; tables already written are complete "
+              "(free space or fix the path, then `egrid resume RUN`)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("egrid: interrupted; tables already written are complete", file=sys.stderr)

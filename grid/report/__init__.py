@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from embodiment.errors import InputError
 from grid.report.figures import FIGURES, Figure, FigureOptions, build_figures
 from grid.report.results import Results, load_results
 
@@ -78,7 +79,10 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
 
     res = load_results(folder)
     out = Path(out) if out is not None else res.root / "report"
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write the report here: {exc.strerror or exc}", source=out, key="--out") from None
     figures, missing = build_figures(res, options)
     saved = {fig.name: _save(fig, out / "figures") for fig in figures}
     best = best_trials(res.table("trials")) if not res.table("trials").empty else pd.DataFrame()
