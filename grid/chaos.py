@@ -35,10 +35,17 @@ def _processes(name: str):
 
 
 def chaos(kills: int, rng: random.Random, done: threading.Event, log: list) -> None:
-    """Kill a random victim every few seconds until ``kills`` are made or the run ends."""
-    while len(log) < kills and not done.is_set():
-        time.sleep(rng.uniform(4, 12))
-        kind = rng.choice(VICTIMS)
+    """Make ``kills`` SIGKILLs, alternating a running training worker and the results
+    actor, each a few seconds after its victim appears, until the run ends."""
+    for i in range(kills):
+        kind = VICTIMS[i % len(VICTIMS)]
+        procs: list = []
+        while not done.is_set() and not procs:  # wait for a victim of this kind
+            procs = list(_processes(kind))
+            time.sleep(1)
+        if done.is_set():
+            return
+        time.sleep(rng.uniform(2, 8))  # let it get into its work (training steps, a write)
         procs = list(_processes(kind))
         if not procs:
             continue
@@ -49,6 +56,7 @@ def chaos(kills: int, rng: random.Random, done: threading.Event, log: list) -> N
             print(f"[chaos] SIGKILL {kind} pid {victim.pid}", flush=True)
         except Exception:  # it ended on its own meanwhile
             pass
+        time.sleep(rng.uniform(4, 10))
 
 
 def main(argv=None) -> int:
@@ -83,8 +91,9 @@ def main(argv=None) -> int:
     done.set()
     run_dir = Path(spec.run_dir())
     test = prepare_norms(spec.norms, spec.seed)["en"].test
-    expected = {"trials": args.trials, "ratings": (args.trials + 1) * len(test.words) * len(test.dimensions),
-                "embeddings": (args.trials + 1) * len(test.words) * 2}
+    models = args.trials + 1  # the base and each trial
+    expected = {"trials": args.trials, "ratings": models * len(test.words) * len(test.dimensions),
+                "embeddings": models * len(test.words) * len(spec.evaluation.layers)}  # mean pooling is kept
     lost = duplicated = 0
     for table, keys in KEYS.items():
         frame = pd.read_parquet(run_dir / "tables" / table) if (run_dir / "tables" / table).exists() else pd.DataFrame(columns=keys)
@@ -92,8 +101,9 @@ def main(argv=None) -> int:
         lost += max(0, expected[table] - unique)
         duplicated += len(frame) - unique
         print(f"{table:<11} rows {len(frame):6d}  expected {expected[table]:6d}")
-    print(f"kills made: {len(log)}; kills survived: {len(log) if finished else 0}; rows lost: {lost}; "
-          f"rows duplicated: {duplicated}")
+    kinds = {k: sum(1 for _, kind, _ in log if kind == k) for k in VICTIMS}
+    print(f"kills made: {len(log)} ({', '.join(f'{v} {k}' for k, v in kinds.items())}); "
+          f"kills survived: {len(log) if finished else 0}; rows lost: {lost}; rows duplicated: {duplicated}")
     return 0 if finished and lost == 0 and duplicated == 0 else 1
 
 

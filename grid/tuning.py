@@ -138,10 +138,11 @@ def progress_callback(total: int):
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started[trial.trial_id] = time.time()
 
-        def _report(self, trials):
-            running = sum(t.status == "RUNNING" for t in trials)
+        def _report(self, trials, ended):
             done = len(self.durations)
             left = max(0, total - done - self.failed)
+            # the trial that just ended still reads RUNNING while its callbacks run
+            running = min(left, sum(t.status == "RUNNING" and t.trial_id != ended.trial_id for t in trials))
             eta = ""
             if self.durations and left:
                 slots = max(1, running)
@@ -151,11 +152,11 @@ def progress_callback(total: int):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.durations.append(time.time() - self.started.get(trial.trial_id, self.t0))
-            self._report(trials)
+            self._report(trials, trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.failed += 1
-            self._report(trials)
+            self._report(trials, trial)
 
     return Progress()
 
