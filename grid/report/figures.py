@@ -224,6 +224,39 @@ def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure |
                   data.sort_values(["label", "eval_set", "dimension"]).reset_index(drop=True))
 
 
+def _wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion (accuracy over n items)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+@figure("mcq_accuracy")
+def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    m = res.shown("metrics")
+    acc = m[m["metric"] == "accuracy"].copy() if not m.empty else m
+    if acc.empty:
+        missing.append("colour multiple-choice accuracy: no 'accuracy' rows (the job evaluates no mcq set)")
+        return None
+    bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
+    acc["ci_low"], acc["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    acc["subset"] = acc["eval_set"]
+    labels = [str(c) for c in acc["label"].cat.categories if c in set(acc["label"])]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(labels), 3.2))
+    _grouped_bars(ax, acc, "subset", labels)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (Wilson 95% CI)")
+    ax.set_xlabel("multiple-choice set")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return Figure("mcq_accuracy", "Colour multiple-choice accuracy",
+                  "Share of colour questions whose highest-likelihood option is the correct one, by condition; "
+                  "rating-trained conditions here show whether gains cross task formats.", fig,
+                  acc[["eval_set", "label", "value", "ci_low", "ci_high", "n"]].reset_index(drop=True))
+
+
 def _rating_matrices(res: Results) -> dict[tuple[str, str], pd.DataFrame]:
     """(language, label) -> concepts x dimensions of model ratings, with the human ones as label 'human'."""
     r = res.shown("ratings")

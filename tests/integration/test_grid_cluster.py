@@ -111,6 +111,8 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
         assert state["status"] == "TERMINATED" and state["training"]["step"] == row.steps
         assert state["training"]["loss"] == pytest.approx(row.loss_last, rel=0.5)
         assert state["last_result"]["eval_score"] == pytest.approx(row.eval_score)
+    for trial_id in trials["trial_id"]:  # TensorBoard: Tune's own event files, one folder per trial
+        assert list((run_dir / "tune").glob(f"trial_{trial_id}_*/events.out.tfevents.*")), trial_id
     assert egrid(["status", str(run_dir), "--watch", "0.1"]) == 0  # a finished run: one page, no loop
     assert capsys.readouterr().out.count("run itest-") == 1
 

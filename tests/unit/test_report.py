@@ -153,3 +153,21 @@ def test_report_page_renders_in_headless_chromium(evaluation, tmp_path):
     image = np.asarray(Image.open(shot).convert("RGB"))
     assert image.shape[:2] == (2000, 1280)
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 500  # figures drawn, not a blank page
+
+
+def test_mcq_accuracy_figure_shows_accuracy_with_wilson_intervals(evaluation, svg_texts):
+    """A run that evaluated the colour QA set has 'accuracy' rows; the figure draws them
+    with Wilson intervals equal to scipy's."""
+    from scipy.stats import binomtest
+
+    metrics = pd.read_parquet(evaluation / "metrics.parquet")
+    extra = pd.DataFrame({"condition": ["base", "tuned"], "eval_set": "mcq", "metric": "accuracy", "subset": "all",
+                          "value": [10 / 40, 27 / 40], "n": [40, 40]})
+    pd.concat([metrics, extra], ignore_index=True).to_parquet(evaluation / "metrics.parquet")
+    report = build_report(evaluation, options=FigureOptions(concepts=8))
+    texts = svg_texts(report.figures["mcq_accuracy"][1])
+    assert {"0.25", "0.68"} <= set(texts) and "accuracy (Wilson 95% CI)" in texts
+    data = next(f for f in _figures_of(report) if f.name == "mcq_accuracy").data
+    for row in data.itertuples():
+        ci = binomtest(round(row.value * row.n), row.n).proportion_ci(method="wilson")
+        assert (row.ci_low, row.ci_high) == (pytest.approx(ci.low, abs=1e-9), pytest.approx(ci.high, abs=1e-9))
