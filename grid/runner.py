@@ -111,6 +111,15 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     if manifest and manifest.get("fingerprint") != spec.fingerprint():
         raise InputError(f"{run_dir} holds another job (spec hash {manifest.get('fingerprint')}); refusing to mix results",
                          source=spec.source)
+    if manifest and not resume:
+        status = manifest.get("status")
+        if status == "finished":  # the same job again: show its results, don't train twice
+            say(f"run {spec.run_name} already finished in {run_dir}; its tables are shown (delete the folder to rerun)")
+            return _finished_summary(run_dir, store)
+        if (Path(run_dir) / "tune").exists() if "://" not in run_dir else True:
+            raise InputError(f"{run_dir} holds an unfinished run of this job (status {status!r}); finish it with "
+                             f"`egrid resume {run_dir}` or `egrid run --resume`, or delete the folder to start over",
+                             source=spec.source)
     manifest = manifest or {"run_name": spec.run_name, "fingerprint": spec.fingerprint(), "job": spec.raw,
                             "job_file": spec.source, "created": dt.datetime.now(dt.timezone.utc).isoformat()}
     manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())
@@ -157,9 +166,21 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     manifest.update(status="finished" if not failed else "finished with failed trials",
                     finished=dt.datetime.now(dt.timezone.utc).isoformat(), seconds=round(time.time() - started, 1))
     store.write_json("manifest.json", manifest)
-    return {"run_dir": run_dir, "metrics": agg["metrics"], "transfer": agg["transfer"], "trials": tables["trials"],
-            "best": best_trials(tables["trials"]), "tables": {t: f"{run_dir}/tables/{t}" for t in ("trials", "ratings", "metrics",
-                                                                                                  "transfer", "embeddings", "choices")}}
+    return _summary(run_dir, agg["metrics"], agg["transfer"], tables["trials"])
+
+
+TABLE_NAMES = ("trials", "ratings", "metrics", "transfer", "embeddings", "choices")
+
+
+def _summary(run_dir: str, metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> dict:
+    from grid.aggregate import best_trials
+
+    return {"run_dir": run_dir, "metrics": metrics, "transfer": transfer, "trials": trials, "best": best_trials(trials),
+            "tables": {t: f"{run_dir}/tables/{t}" for t in TABLE_NAMES}}
+
+
+def _finished_summary(run_dir: str, store: ResultsStore) -> dict:
+    return _summary(run_dir, store.read("metrics"), store.read("transfer"), store.read("trials"))
 
 
 def summary_lines(summary: dict) -> list[str]:
