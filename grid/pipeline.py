@@ -7,6 +7,8 @@ embeddings, and multiple-choice items; results come back as pandas tables.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 
 from grid.data import LanguageData, load_mcq
@@ -41,7 +43,7 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     import ray.data
 
     ev = spec.evaluation
-    out: dict[str, pd.DataFrame] = {}
+    pending = {}  # table -> a lazy Ray Dataset; all of them run at once below
     res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
            "num_gpus": spec.resources.gpus_per_scorer}
     concepts = _concept_rows(data, list(ev.languages))
@@ -49,26 +51,28 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     if "rating" in ev.formats and len(concepts):
         dims = {lang: data[lang].test.dimensions for lang in ev.languages}
         ds = ray.data.from_pandas(concepts)
-        scored = ds.map_batches(RatingScorer, fn_constructor_kwargs={"model": model, "adapter": adapter, "dimensions": dims,
-                                                                     "batch_size": ev.batch_size,
-                                                                     "trust_remote_code": spec.trust_remote_code},
-                                batch_size=batch, batch_format="pandas", compute=_pool(spec, len(concepts)), **res)
-        out["ratings"] = scored.to_pandas()
+        pending["ratings"] = ds.map_batches(RatingScorer, fn_constructor_kwargs={
+            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size,
+            "trust_remote_code": spec.trust_remote_code}, batch_size=batch, batch_format="pandas",
+            compute=_pool(spec, len(concepts)), **res)
     if embeddings and ev.embeddings and len(concepts):
         layers = None if ev.layers == "all" else list(ev.layers)
         ds = ray.data.from_pandas(concepts[["concept", "language"]].drop_duplicates("concept"))
-        emb = ds.map_batches(EmbeddingExtractor, fn_constructor_kwargs={"model": model, "adapter": adapter, "layers": layers,
-                                                                       "batch_size": ev.batch_size,
-                                                                       "trust_remote_code": spec.trust_remote_code},
-                             batch_size=batch, batch_format="pandas", compute=_pool(spec, len(concepts)), **res)
-        out["embeddings"] = emb.to_pandas()
+        pending["embeddings"] = ds.map_batches(EmbeddingExtractor, fn_constructor_kwargs={
+            "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size,
+            "trust_remote_code": spec.trust_remote_code}, batch_size=batch, batch_format="pandas",
+            compute=_pool(spec, len(concepts)), **res)
     if "mcq" in ev.formats and spec.mcq.get("test"):
         items = load_mcq(spec.mcq["test"])
         frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
                                **it["options"]} for it in items])
         ds = ray.data.from_pandas(frame)
-        choices = ds.map_batches(ChoiceScorer, fn_constructor_kwargs={"model": model, "adapter": adapter,
-                                                                     "trust_remote_code": spec.trust_remote_code},
-                                 batch_size=64, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
-        out["choices"] = choices.to_pandas()
-    return out
+        pending["choices"] = ds.map_batches(ChoiceScorer, fn_constructor_kwargs={
+            "model": model, "adapter": adapter, "trust_remote_code": spec.trust_remote_code},
+            batch_size=64, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
+    # The passes are independent: run them side by side, so their actor pools start and
+    # load the model at the same time instead of one after another (where resources
+    # allow; otherwise Ray queues the later pool's actors until the first pool is done).
+    with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="egrid-eval") as pool:
+        futures = {table: pool.submit(ds.to_pandas) for table, ds in pending.items()}
+        return {table: future.result() for table, future in futures.items()}
