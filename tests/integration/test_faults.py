@@ -1,5 +1,5 @@
 """Faults on a local Ray: a training worker SIGKILLed mid-trial, the results actor killed,
-the driver killed and the run resumed. After each, every table holds each expected row
+the driver killed and the run resumed, a worker node removed. After each, every table holds each expected row
 exactly once and the metrics equal those of an uninterrupted run with the same seeds."""
 
 from __future__ import annotations
@@ -153,4 +153,54 @@ def test_driver_killed_then_egrid_resume_finishes_the_run(fault_job, reference, 
     assert "Per-dimension Spearman" in done.stdout
     tables = _tables(run_dir)
     _assert_exactly_once(tables)
+    pd.testing.assert_frame_equal(_comparable_metrics(tables), _comparable_metrics(reference), atol=1e-6, rtol=1e-6)
+
+
+@pytest.fixture
+def two_worker_nodes():
+    """A head with no CPUs (so no work lands on it) and two worker nodes of 2 CPUs."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _node_of(cluster, proc: psutil.Process):
+    """The worker node whose raylet started ``proc`` (None for the head)."""
+    raylets = {info.process.pid: node for node in cluster.worker_nodes for info in node.all_processes.get("raylet", [])}
+    return next((raylets[p.pid] for p in proc.parents() if p.pid in raylets), None)
+
+
+def test_worker_node_removed_mid_trial_the_trial_finishes_on_another(fault_job, reference, tmp_path, two_worker_nodes):
+    spec = load_job(fault_job)
+    run_dir = Path(spec.run_dir(str(tmp_path)))
+    removed: list = []
+
+    def remove_the_training_node():
+        deadline = time.time() + 600
+        while time.time() < deadline and not removed:
+            if any(run_dir.glob("train/*/checkpoint_*/train_state.json")):
+                for proc in _ray_processes("ray::RayTrainWorker"):
+                    node = _node_of(two_worker_nodes, proc)
+                    if node is not None:
+                        two_worker_nodes.remove_node(node, allow_graceful=False)
+                        removed.append(node)
+                        break
+            time.sleep(0.2)
+
+    remover = threading.Thread(target=remove_the_training_node, daemon=True)
+    remover.start()
+    summary = run_job(spec, address=two_worker_nodes.address, storage=str(tmp_path), say=print)
+    remover.join(timeout=1)
+    assert removed, "no training worker was running on a worker node after the first checkpoint"
+    assert len(two_worker_nodes.worker_nodes) == 1
+    tables = _tables(summary["run_dir"])
+    _assert_exactly_once(tables)
+    assert tables["trials"]["steps"].tolist() == [9]
     pd.testing.assert_frame_equal(_comparable_metrics(tables), _comparable_metrics(reference), atol=1e-6, rtol=1e-6)
