@@ -10,7 +10,6 @@ import argparse
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -63,13 +62,14 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
 
 
 def _check_writable(folder: Path, key: str) -> None:
-    """Create ``folder`` and prove a file can be written there, or raise one clear InputError."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".egrid-write-test-"):
-            pass
-    except OSError as exc:
-        raise InputError(f"cannot write here: {exc.strerror or exc}", source=folder, key=key) from None
+    """Raise one clear InputError unless ``folder`` could be created and written; creates nothing."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write here: {existing} is a file, not a folder", source=folder, key=key)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write here: no write permission in {existing}", source=folder, key=key)
 
 
 def _write_provenance(out: Path, args: argparse.Namespace) -> None:

@@ -123,7 +123,8 @@ def test_output_that_cannot_be_written_is_one_clear_error(tmp_path, capsys, comm
     args = [a.format(ratings=ratings, norms=norms, evalout=evalout, blocked=blocked) for a in command]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("egrid: error:") == 1 and str(blocked) in err and "Not a directory" in err and "Traceback" not in err
+    assert err.count("egrid: error:") == 1 and str(blocked) in err and "Traceback" not in err
+    assert "Not a directory" in err or "is a file, not a folder" in err
     assert {p: p.stat().st_mtime_ns for p in evalout.rglob("*")} == before  # earlier results untouched
 
 
