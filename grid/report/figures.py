@@ -238,7 +238,9 @@ def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | No
     m = res.shown("metrics")
     acc = m[m["metric"] == "accuracy"].copy() if not m.empty else m
     if acc.empty:
-        missing.append("colour multiple-choice accuracy: no 'accuracy' rows (the job evaluates no mcq set)")
+        formats = (res.provenance.get("job") or {}).get("evaluation", {}).get("formats", [])
+        if "mcq" in formats:  # asked for and not there yet; otherwise the figure does not apply
+            missing.append("colour multiple-choice accuracy: the job evaluates mcq but no 'accuracy' rows exist yet")
         return None
     bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
     acc["ci_low"], acc["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
