@@ -8,6 +8,7 @@ is bound with ``tune.with_parameters``. Run names derive from the job hash and t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -171,6 +172,9 @@ def _tracking_callbacks(spec: JobSpec, run_dir: str) -> list:
     uri = spec.tune.mlflow
     if uri == "run":
         uri = (Path(run_dir).resolve() / "mlruns").as_uri()
+        # MLflow 3 keeps its file store only behind this switch; a tracking server or
+        # sqlite URI (tune.mlflow: sqlite:///...) needs no switch.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=spec.run_name, save_artifact=False)]
 
 

@@ -27,7 +27,7 @@ def test_mlflow_gets_one_run_per_trial_with_its_score(job_file, tmp_path):
         ray.shutdown()
     run_dir = Path(summary["run_dir"])
     trials = pd.read_parquet(run_dir / "tables" / "trials")
-    client = mlflow.tracking.MlflowClient(tracking_uri=(run_dir / "mlruns").as_uri())
+    client = mlflow.tracking.MlflowClient(tracking_uri=(run_dir / "mlruns").as_uri())  # file store: switch set by the run
     experiment = client.get_experiment_by_name(spec.run_name)
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == len(trials) == 2
