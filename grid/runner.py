@@ -206,5 +206,6 @@ def summary_lines(summary: dict) -> list[str]:
         view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]]
         lines += ["Transfer (delta against base, Steiger test):", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
     lines.append(f"Tables (Parquet folders; pandas.read_parquet / duckdb read_parquet('<folder>/*.parquet')):")
-    lines += [f"  {name:<11} {path}" for name, path in summary["tables"].items()]
+    lines += [f"  {name:<11} {path}" for name, path in summary["tables"].items()
+              if "://" in path or Path(path).exists()]  # a job without mcq has no choices table
     return lines
