@@ -91,6 +91,13 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
             "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame()}
 
 
+def significance_stars(p: float | None) -> str:
+    """``***`` p < .001, ``**`` p < .01, ``*`` p < .05, else (or no p) an empty string."""
+    if p is None or not np.isfinite(p):
+        return ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
 def summary_text(tables: dict[str, pd.DataFrame], unmatched: Sequence[str] = ()) -> str:
     """A readable terminal summary of the evaluation tables."""
     m = tables["metrics"]
@@ -102,7 +109,7 @@ def summary_text(tables: dict[str, pd.DataFrame], unmatched: Sequence[str] = ())
     tr = tables.get("transfer")
     if tr is not None and not tr.empty:
         view = tr[["condition", "dimension", "base_value", "value", "delta", "z", "p", "n"]].copy()
-        view["sig"] = np.where(view["p"] < 0.001, "***", np.where(view["p"] < 0.01, "**", np.where(view["p"] < 0.05, "*", "")))
+        view["sig"] = view["p"].map(significance_stars)
         lines += [f"Steiger tests against {tr['base'].iloc[0]!r}:", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
     rs = m[m["metric"] == "rsa"]
     if not rs.empty:

@@ -132,3 +132,17 @@ def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | os.PathLike
             raise InputError(f"cannot write here: {exc.strerror or exc}; earlier tables are intact", source=path) from None
         raise
     return path
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write UTF-8 ``text`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -77,15 +77,14 @@ def _write_provenance(out: Path, args: argparse.Namespace) -> None:
     import json
     from datetime import datetime, timezone
 
+    from embodiment.tables import write_text_atomic
     from grid.runner import versions
 
     record = {"command": "egrid " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "ratings": str(Path(args.ratings).resolve()), "norms": str(args.norms),
               "options": {k: v for k, v in vars(args).items() if k not in ("func", "ratings", "norms")},
               "created": datetime.now(timezone.utc).isoformat(), "versions": versions()}
-    tmp = out / ".provenance.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, out / "provenance.json")
+    write_text_atomic(json.dumps(record, indent=1, default=str), out / "provenance.json")
 
 
 def _add_evaluate_ratings(sub) -> None:
@@ -301,7 +300,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """HTML page, PNG/SVG figures and a terminal summary for a run or evaluation folder."""
     from grid.report import FigureOptions, build_report, summary_text
 
-    concepts: int | list[str] = args.concepts
+    concepts: int | list[str]
     if not str(args.concepts).isdigit():
         concepts = [w.strip() for w in str(args.concepts).split(",") if w.strip()]
     elif int(args.concepts) < 3:

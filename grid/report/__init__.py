@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from embodiment.errors import InputError
+from embodiment.tables import write_text_atomic
 from grid.report.figures import FIGURES, Figure, FigureOptions, build_figures
 from grid.report.results import Results, load_results
 
@@ -38,13 +38,6 @@ class Report:
     missing: list[str] = field(default_factory=list)
     results: Results | None = None
     best: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
@@ -90,7 +83,7 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
         best = best[[c for c in ("format", "condition", "trial_id", "eval_score", "config") if c in best]]
     missing = res.missing + missing
     index = out / "index.html"
-    _write_atomic(index, render_page(res, figures, missing, best))
+    write_text_atomic(render_page(res, figures, missing, best), index)
     return Report(index, saved, missing, res, best)
 
 

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from embodiment import dimensions as dims  # noqa: E402
+from embodiment.evaluate import significance_stars  # noqa: E402
 from embodiment.metrics.rdm import condensed_rdm, get_standardiser  # noqa: E402
 from embodiment.metrics.wordwise import wordwise_similarity  # noqa: E402
 from grid.report.results import Results  # noqa: E402
@@ -75,10 +76,10 @@ def figure(name: str):
     return register
 
 
-def _stars(p: float) -> str:
-    if p is None or not np.isfinite(p):
-        return ""
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+def _labels_of(frame: pd.DataFrame) -> list[str]:
+    """The labels present in ``frame``, in the report's label order."""
+    present = set(frame["label"])
+    return [str(c) for c in frame["label"].cat.categories if c in present]
 
 
 def _grouped_bars(ax, frame: pd.DataFrame, x: str, labels: list[str]) -> None:
@@ -111,7 +112,7 @@ def spearman_by_dimension(res: Results, opt: FigureOptions, missing: list) -> Fi
         return None
     sp = m[(m["metric"] == "spearman") & m["dimension"].notna()].copy()
     sp["group"] = [dims.group_of(d) or "other" for d in sp["dimension"]]
-    labels = [str(c) for c in sp["label"].cat.categories if c in set(sp["label"])]
+    labels = _labels_of(sp)
     panels = [(es, g) for es in dict.fromkeys(sp["eval_set"]) for g in ("sensory", "motor", "other")
               if ((sp["eval_set"] == es) & (sp["group"] == g)).any()]
     widths = [max(2, sp[(sp["eval_set"] == es) & (sp["group"] == g)]["dimension"].nunique()) for es, g in panels]
@@ -138,7 +139,7 @@ def rsa_by_subset(res: Results, opt: FigureOptions, missing: list) -> Figure | N
     if rs.empty:
         missing.append("RSA by subset: no 'rsa' rows in the metrics table")
         return None
-    labels = [str(c) for c in rs["label"].cat.categories if c in set(rs["label"])]
+    labels = _labels_of(rs)
     sets = list(dict.fromkeys(rs["eval_set"]))
     fig, axes = plt.subplots(1, len(sets), figsize=(min(14, 1.5 + 2.6 * len(sets) * max(1, len(labels)) / 2), 3.4),
                              sharey=True, squeeze=False)
@@ -165,7 +166,7 @@ def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | No
     if rs.empty:
         missing.append("RSA by layer: no hidden-state RSA rows ('rsa_hidden'); evaluate-ratings has no embeddings")
         return None
-    labels = [str(c) for c in rs["label"].cat.categories if c in set(rs["label"])]
+    labels = _labels_of(rs)
     keys = list(dict.fromkeys(zip(rs["eval_set"], rs["subset"])))
     fig, axes = plt.subplots(1, len(keys), figsize=(min(14, 1.5 + 3.4 * len(keys)), 3.2), sharey=True, squeeze=False)
     for ax, (es, subset) in zip(axes[0], keys):
@@ -197,7 +198,7 @@ def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure |
         return None
     tr = tr[tr["method"] == "spearman"] if "method" in tr else tr
     tr = tr.assign(column=tr["eval_set"].astype(str) + " · " + tr["dimension"].astype(str))
-    rows = [str(c) for c in tr["label"].cat.categories if c in set(tr["label"])]
+    rows = _labels_of(tr)
     cols = list(dict.fromkeys(tr.sort_values(["eval_set"], kind="stable")["column"]))
     delta = tr.pivot_table(index="label", columns="column", values="delta", observed=True).reindex(index=rows, columns=cols)
     pvals = tr.pivot_table(index="label", columns="column", values="p", observed=True).reindex(index=rows, columns=cols)
@@ -208,7 +209,7 @@ def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure |
         for j in range(len(cols)):
             v = delta.iat[i, j]
             if np.isfinite(v):
-                ax.text(j, i, f"{v:+.2f}{_stars(pvals.iat[i, j])}", ha="center", va="center", fontsize=6.5,
+                ax.text(j, i, f"{v:+.2f}{significance_stars(pvals.iat[i, j])}", ha="center", va="center", fontsize=6.5,
                         color="white" if abs(v) > 0.6 * lim else "black")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
@@ -245,7 +246,7 @@ def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | No
     bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
     acc["ci_low"], acc["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
     acc["subset"] = acc["eval_set"]
-    labels = [str(c) for c in acc["label"].cat.categories if c in set(acc["label"])]
+    labels = _labels_of(acc)
     fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(labels), 3.2))
     _grouped_bars(ax, acc, "subset", labels)
     ax.set_ylim(0, 1.05)
@@ -268,7 +269,7 @@ def _rating_matrices(res: Results) -> dict[tuple[str, str], pd.DataFrame]:
     out: dict[tuple[str, str], pd.DataFrame] = {}
     for language in dict.fromkeys(lang):
         part = r[lang == language]
-        for label in [str(c) for c in part["label"].cat.categories if c in set(part["label"])]:
+        for label in _labels_of(part):
             rows = part[part["label"] == label]
             out[(language, label)] = rows.pivot_table(index="concept", columns="dimension", values="expected")
             if (language, "human") not in out:
@@ -347,10 +348,11 @@ def wordwise_distribution(res: Results, opt: FigureOptions, missing: list) -> Fi
     ww = res.shown("wordwise")
     if ww.empty:
         rows = []
-        for (language, label), mat in _rating_matrices(res).items():
+        mats = _rating_matrices(res)
+        for (language, label), mat in mats.items():
             if label == "human":
                 continue
-            human = _rating_matrices(res)[(language, "human")].loc[mat.index, mat.columns]
+            human = mats[(language, "human")].loc[mat.index, mat.columns]
             rows.append(pd.DataFrame({"label": label, "eval_set": language, "word": mat.index,
                                       "similarity": wordwise_similarity(mat.to_numpy(float), human.to_numpy(float))}))
         if not rows:
@@ -358,9 +360,10 @@ def wordwise_distribution(res: Results, opt: FigureOptions, missing: list) -> Fi
             return None
         ww = pd.concat(rows, ignore_index=True)
     ww = ww.dropna(subset=["similarity"])
-    labels = [str(c) for c in dict.fromkeys(ww["label"].astype(str))]
     if isinstance(ww["label"].dtype, pd.CategoricalDtype):
-        labels = [str(c) for c in ww["label"].cat.categories if c in set(ww["label"])]
+        labels = _labels_of(ww)
+    else:  # computed here from the rating matrices, already in label order
+        labels = list(dict.fromkeys(ww["label"].astype(str)))
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 3.4))
     values = [ww.loc[ww["label"].astype(str) == label, "similarity"].to_numpy() for label in labels]
     parts = ax.violinplot(values, showmedians=True)

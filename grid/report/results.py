@@ -145,12 +145,8 @@ def _labels(res: Results) -> dict[str, str]:
         conds = sorted(conds, key=lambda c: (c != BASE, c))
         return {c: c for c in conds}
     trials, metrics = res.table("trials"), res.table("metrics")
-    ids: list[str] = []
-    if not metrics.empty and (metrics["trial_id"] == BASE).any():
-        ids.append(BASE)
-    elif not res.table("ratings").empty and (res.table("ratings")["trial_id"] == BASE).any():
-        ids.append(BASE)
-    labels = {BASE: BASE} if ids else {}
+    has_base = any(not frame.empty and (frame["trial_id"] == BASE).any() for frame in (metrics, res.table("ratings")))
+    labels = {BASE: BASE} if has_base else {}
     if not trials.empty:
         scored = trials.assign(_score=trials["eval_score"].fillna(-np.inf) if "eval_score" in trials else 0.0)
         multi_model = scored["model"].nunique() > 1 if "model" in scored else False
