@@ -2,12 +2,14 @@
 
 A user who mistypes a column or a YAML key should get one message that names the file,
 the key or column, and what was expected -- never a bare traceback. Every loader raises
-:class:`InputError`; the CLI prints its message and exits non-zero.
+:class:`InputError`; the CLI prints its message and exits non-zero. A run folder
+that fills up or turns read-only mid-run raises :class:`StorageError`, which says how to resume.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 
@@ -30,6 +32,22 @@ class InputError(ValueError):
             parts.append(key)
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class StorageError(OSError):
+    """The run folder cannot be written (full, read-only, no permission).
+
+    Args:
+        run_dir: the run folder.
+        cause: the OSError the storage gave.
+    """
+
+    def __init__(self, run_dir: str, cause: OSError):
+        self.run_dir = run_dir
+        reason = os.strerror(cause.errno) if cause.errno else (cause.strerror or str(cause))
+        super().__init__(cause.errno, f"storage cannot be written: {reason} ({run_dir}); the run stopped and the "
+                         f"tables already written are complete. Free space or make the folder writable, then: "
+                         f"egrid resume {run_dir}")
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from embodiment.errors import InputError
+from embodiment.errors import InputError, StorageError
 
 
 def _progress(start: float):
@@ -175,7 +175,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     storage = str(Path(args.run).resolve().parent)
     summary = run_job(spec, address=args.address, storage=storage, resume=True)
     print("\n" + "\n".join(summary_lines(summary)))
-    _write_report(summary["run_dir"])
+    if not args.no_report:
+        _write_report(summary["run_dir"])
     return 0
 
 
@@ -280,6 +281,7 @@ def _add_grid_commands(sub) -> None:
     p = sub.add_parser("resume", help="finish an interrupted run")
     p.add_argument("run", help="the run folder")
     p.add_argument("--address", default=None)
+    p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser("status", help="trials, states, steps, losses and the best so far")
     p.add_argument("run", help="the run folder")
@@ -339,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shutdown_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``egrid`` console script."""
     args = build_parser().parse_args(argv)
@@ -346,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InputError as exc:
         print(f"egrid: error: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:  # the run folder filled up or turned read-only mid-run
+        _shutdown_ray()  # its log forwarding would print after the message otherwise
+        print(f"egrid: error: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:  # storage that cannot be written, a disk that filled up
         where = f"{exc.filename}: " if exc.filename else ""

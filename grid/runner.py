@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from embodiment.errors import InputError
-from grid.results import ResultsActor, ResultsStore
+from embodiment.errors import InputError, StorageError
+from grid.results import ResultsActor, ResultsStore, _filesystem
 from grid.spec import JobSpec
+from grid.storage_guard import probe, repair_state, state_files
 
 # One namespace for every egrid driver, so a resumed driver finds the run's detached
 # results actor by name instead of starting a second one.
@@ -93,19 +94,51 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
             num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=_say) -> dict:
     """Run (or finish) a job end to end.
 
+    Whatever fails, if the run folder cannot be written at that point (disk full,
+    read-only, no permission) the error raised is :class:`StorageError`, which says so
+    and how to resume; a :class:`StorageGuard` stops the Tune stage as soon as it happens.
+
     Returns:
         A summary dict: run_dir, tables (name -> folder), metrics frame, trials frame.
     """
+    run_dir = spec.run_dir(storage)
+    if "://" not in run_dir:
+        run_dir = str(Path(run_dir).resolve())
+    try:
+        return _run_job(spec, run_dir, address=address, resume=resume, num_cpus=num_cpus, dashboard_host=dashboard_host,
+                        say=say)
+    except StorageError:
+        raise
+    except Exception as exc:
+        failure = probe(run_dir)
+        if failure is not None:
+            raise StorageError(run_dir, failure) from exc
+        raise
+
+
+def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
+    """Put back whole copies of state files a full disk damaged (see grid.storage_guard)."""
+    moved = repair_state(run_dir)
+    if not moved:
+        return
+    say(f"state files damaged by the storage failure set aside in {run_dir}/.egrid-damaged: {', '.join(moved)}")
+    fs, base = _filesystem(run_dir)
+    tune_left = any(f.startswith("tune/experiment_state-") for f in state_files(fs, base))
+    if not tune_left and any(k.startswith("trial:") for k in store.keys("trials")):
+        raise InputError("Tune's trial list was damaged before any whole copy was kept, and some trials already "
+                         "wrote their rows: resuming would run them again under new ids. Keep the tables, or start "
+                         "the run over in a new folder", source=run_dir)
+
+
+def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, num_cpus: int | None,
+             dashboard_host: str, say) -> dict:
     import ray
 
-    from grid.aggregate import aggregate, best_trials
+    from grid.aggregate import aggregate
     from grid.data import prepare_norms
     from grid.pipeline import evaluate_model
     from grid.tuning import build_tuner
 
-    run_dir = spec.run_dir(storage)
-    if "://" not in run_dir:
-        run_dir = str(Path(run_dir).resolve())
     store = ResultsStore(run_dir)
     manifest = store.read_json("manifest.json")
     if manifest and manifest.get("fingerprint") != spec.fingerprint():
@@ -120,6 +153,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
             raise InputError(f"{run_dir} holds an unfinished run of this job (status {status!r}); finish it with "
                              f"`egrid resume {run_dir}` or `egrid run --resume`, or delete the folder to start over",
                              source=spec.source)
+    if resume:
+        _repair_for_resume(run_dir, store, say)
     manifest = manifest or {"run_name": spec.run_name, "fingerprint": spec.fingerprint(), "job": spec.raw,
                             "job_file": spec.source, "created": dt.datetime.now(dt.timezone.utc).isoformat()}
     manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())

@@ -183,6 +183,8 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from grid.storage_guard import storage_guard
+
     trainable = tune.with_parameters(trial, spec=spec, run_dir=run_dir, results_actor_name=results_actor_name)
     # The trial function only drives its TorchTrainer; the workers hold the CPUs/GPUs.
     # Tune refuses an empty request, so ask for one byte of memory: a token CPU share
@@ -207,7 +209,8 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
                                     max_concurrent_trials=concurrent, reuse_actors=False),
         run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1,
-                                  callbacks=[progress_callback(expected_trials(spec)), *_tracking_callbacks(spec, run_dir)]),
+                                  callbacks=[progress_callback(expected_trials(spec)), storage_guard(run_dir),
+                                             *_tracking_callbacks(spec, run_dir)]),
     )
 
 

@@ -4,6 +4,7 @@ Ray or load the embedded real model, gpu tests are skipped without a CUDA device
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,48 @@ def svg_texts():
         root = ElementTree.parse(path).getroot()
         return ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("text")]
     return texts
+
+
+class SmallDisk:
+    """A 16 MiB tmpfs that a test fills up, frees, and turns read-only and back."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _remount(self, mode: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True, capture_output=True)
+
+    def fill(self) -> None:
+        """Write a ballast file until not one more byte fits."""
+        with open(self.path / ".ballast", "wb", buffering=0) as f:
+            for chunk in (1 << 20, 4096, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * chunk)
+                except OSError:
+                    pass
+
+    def free(self) -> None:
+        (self.path / ".ballast").unlink()
+
+    def read_only(self) -> None:
+        self._remount("ro")
+
+    def writable(self) -> None:
+        self._remount("rw")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A :class:`SmallDisk`, or None where this user may not mount (tests then use plain
+    folders and skip what needs a real full or read-only filesystem)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        yield None
+        return
+    try:
+        yield SmallDisk(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

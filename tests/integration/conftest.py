@@ -68,3 +68,4 @@ def two_node_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+

@@ -1,5 +1,6 @@
 """Faults on local Ray clusters: a training worker SIGKILLed mid-trial and then its node
-removed, the results actor killed, the driver killed and the run resumed. After each,
+removed, the results actor killed, the run folder's disk filling up, the driver killed,
+the folder turning read-only, each followed by `egrid resume`. After each,
 every table holds each expected row exactly once and the metrics equal those of an
 uninterrupted run with the same seeds."""
 
@@ -104,27 +105,80 @@ def test_results_actor_killed_restarts_from_disk(tmp_path):
         ray.shutdown()
 
 
-def test_driver_killed_then_egrid_resume_finishes_the_run(fault_job, reference, tmp_path):
-    spec = load_job(fault_job)
-    run_dir = Path(spec.run_dir(str(tmp_path)))
+def _egrid(*args, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    egrid = [sys.executable, "-m", "grid.cli"]
-    driver = subprocess.Popen([*egrid, "run", fault_job, "--storage", str(tmp_path), "--num-cpus", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not any(run_dir.glob("train/*/checkpoint_*/train_state.json")):
-        time.sleep(0.2)
-        assert driver.poll() is None, "the driver ended before it could be killed"
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-    driver.wait()
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
-    assert not (run_dir / "tables" / "trials").exists() or not any((run_dir / "tables" / "trials").glob("*.parquet"))
+    return subprocess.Popen([sys.executable, "-m", "grid.cli", *args], env=env, start_new_session=True, **popen)
 
-    done = subprocess.run([*egrid, "resume", str(run_dir)], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Per-dimension Spearman" in done.stdout
+
+def _finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out or "", err or ""
+
+
+def _when(condition, proc: subprocess.Popen, what: str, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, f"egrid ended before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _stop_ray() -> None:
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+
+
+def _table_files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted((run_dir / "tables").rglob("*.parquet"))}
+
+
+def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault_job, reference, tmp_path, small_disk):
+    """One run, three faults, each ended by `egrid resume`: the run folder's disk fills up
+    after the first checkpoint (the run stops with one clear line); once space is back the
+    resumed driver is SIGKILLed after the step-6 checkpoint; the folder then turns
+    read-only (resume refuses in one line, tables untouched); once writable the run
+    finishes with every row once and the metrics of the uninterrupted run.
+    Without permission to mount a small disk only the driver kill is exercised."""
+    storage = small_disk.path if small_disk else tmp_path
+    run_dir = Path(load_job(fault_job).run_dir(str(storage)))
+    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+
+    def _last_error(err: str) -> str:
+        lines = [line for line in err.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    driver = _egrid("run", fault_job, "--storage", str(storage), "--num-cpus", "2", "--no-report", **pipe)
+    if small_disk:
+        _when(lambda: 3 in _checkpoint_steps(run_dir), driver, "the first checkpoint")
+        small_disk.fill()
+        code, _, err = _finish(driver)
+        _stop_ray()
+        assert code == 2, err[-3000:]
+        assert _last_error(err) == (f"egrid: error: storage cannot be written: No space left on device ({run_dir}); the "
+                                    "run stopped and the tables already written are complete. Free space or make the "
+                                    f"folder writable, then: egrid resume {run_dir}")
+        small_disk.free()
+        driver = _egrid("resume", str(run_dir), "--no-report", **pipe)
+
+    _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 6, driver, "the step-6 checkpoint")
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    driver.communicate()
+    _stop_ray()
+    assert not any((run_dir / "tables" / "trials").glob("*.parquet"))
+
+    if small_disk:
+        before = _table_files(run_dir)
+        small_disk.read_only()
+        code, _, err = _finish(_egrid("resume", str(run_dir), "--no-report", **pipe))
+        small_disk.writable()
+        assert code == 2 and "storage cannot be written: Read-only file system" in _last_error(err), err[-3000:]
+        assert _table_files(run_dir) == before
+
+    code, out, err = _finish(_egrid("resume", str(run_dir), "--no-report", **pipe))
+    assert code == 0, err[-3000:]
+    assert "Per-dimension Spearman" in out
     tables = _tables(run_dir)
     _assert_exactly_once(tables)
+    assert tables["trials"]["steps"].tolist() == [12]
     pd.testing.assert_frame_equal(_comparable_metrics(tables), _comparable_metrics(reference), atol=1e-6, rtol=1e-6)
 
 
