@@ -180,6 +180,7 @@ def storage_guard(run_dir: str, interval_s: float = 2.0):
     class StorageGuard(tune.Callback):
         def __init__(self):
             self.last = 0.0
+            self.copied: tuple = ()  # (path, size, mtime) of the files last copied
 
         def on_step_end(self, iteration, trials, **info):
             now = time.monotonic()
@@ -193,6 +194,10 @@ def storage_guard(run_dir: str, interval_s: float = 2.0):
             failure = probe(folder, fs=fs)
             if failure is not None:
                 raise StorageError(run_dir if fs is None else folder, failure)
-            backup_state(folder, fs=fs)
+            fs, base = (fs, folder) if fs is not None else _filesystem(folder)
+            infos = fs.get_file_info([f"{base}/{f}" for f in state_files(fs, base)])
+            state = tuple((i.path, i.size, i.mtime_ns) for i in infos)
+            if state != self.copied and backup_state(base, fs=fs):  # copy only when something changed
+                self.copied = state
 
     return StorageGuard()
