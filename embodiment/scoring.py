@@ -173,28 +173,34 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
     """
     digit_ids = digit_token_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows = []
+    frames = []
     for dim in dimensions:
         split0 = rating_prompt(tokenizer, concepts[0], dim, language)
         prefix_ids = _encode(tokenizer, split0.prefix)
         suffixes = [_encode(tokenizer, rating_prompt(tokenizer, c, dim, language).suffix) for c in concepts]
         cache = _PrefixCache(model, prefix_ids) if reuse_prefix else None
-        for start in range(0, len(concepts), batch_size):
-            chunk = suffixes[start: start + batch_size]
+        # Batches of similar length: padding columns are computed like real tokens, and
+        # multi-token expressions next to one-token words would pad every short row.
+        order = sorted(range(len(concepts)), key=lambda i: len(suffixes[i]))
+        probs = np.empty((len(concepts), 6))
+        for start in range(0, len(order), batch_size):
+            rows = order[start: start + batch_size]
+            chunk = [suffixes[i] for i in rows]
             if reuse_prefix:
                 logits = _last_logits_reused(model, cache, chunk, pad)
             else:
                 logits = _last_logits_plain(model, [prefix_ids + s for s in chunk], pad)
-            probs = torch.softmax(logits, dim=-1)[:, digit_ids].double().cpu().numpy()
-            mass = probs.sum(axis=1)
-            norm = probs / mass[:, None]
-            expected = norm @ np.arange(6)
-            for k, concept in enumerate(concepts[start: start + batch_size]):
-                rows.append({"concept": concept, "dimension": dim, "language": language, "expected": float(expected[k]),
-                             **{f"p{d}": float(norm[k, d]) for d in range(6)}, "digit_mass": float(mass[k])})
+            probs[rows] = torch.softmax(logits, dim=-1)[:, digit_ids].double().cpu().numpy()
             if progress:
                 progress(len(chunk))
-    return pd.DataFrame(rows)
+        mass = probs.sum(axis=1)
+        norm = probs / mass[:, None]
+        frame = pd.DataFrame({"concept": list(concepts), "dimension": dim, "language": language, "expected": norm @ np.arange(6)})
+        for d in range(6):
+            frame[f"p{d}"] = norm[:, d]
+        frame["digit_mass"] = mass
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 _NUMBER = re.compile(r"(?<![\d.])(\d+(?:[.,]\d+)?)")

@@ -30,6 +30,7 @@ def test_prefix_reuse_equals_plain_and_naive(tiny):
     reused = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=4, reuse_prefix=True)
     plain = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=4, reuse_prefix=False)
     cols = ["expected", "digit_mass"] + [f"p{d}" for d in range(6)]
+    assert reused["concept"].tolist() == CONCEPTS * 2  # input order, though batches go by length
     assert np.allclose(reused[cols].to_numpy(), plain[cols].to_numpy(), atol=1e-4)
     for _, row in reused.iterrows():
         exp, mass = _naive_expected(model, tok, row["concept"], row["dimension"])
