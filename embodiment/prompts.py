@@ -8,6 +8,7 @@ two tokenized separately and concatenated -- the same ids on the plain and the r
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from embodiment import dimensions as dims
@@ -59,11 +60,31 @@ def rating_prompt(tokenizer, concept: str, dimension: str, language: str = "en")
         dimension: a registered dimension name or alias.
         language: ``en`` or ``nl``.
     """
+    head, tail = _rating_frame(tokenizer, dimension, language)
+    return SplitPrompt(head, " " + concept + tail)
+
+
+# Rendered chat frames per tokenizer: a Jinja chat template costs milliseconds a call,
+# more than scoring the prompt once its prefix is cached, and the frame does not depend
+# on the concept. Keyed weakly, so a frame goes with its tokenizer.
+_FRAMES: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def _rating_frame(tokenizer, dimension: str, language: str) -> tuple[str, str]:
+    """The rating prompt's text before and after the concept (chat template applied)."""
     if language not in RATING_TEMPLATES:
         raise InputError(f"no rating template for language {language!r}{did_you_mean(language, RATING_TEMPLATES)}", key="language")
-    description = dims.get(dimension).description
-    content = RATING_TEMPLATES[language].format(description=description, concept=_SENTINEL)
-    return _split(_chat(tokenizer, content), concept)
+    try:
+        frames = _FRAMES.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: render every time
+        frames = {}
+    key = (dimension, language, getattr(tokenizer, "chat_template", None))
+    if key not in frames:
+        description = dims.get(dimension).description
+        content = RATING_TEMPLATES[language].format(description=description, concept=_SENTINEL)
+        split = _split(_chat(tokenizer, content), "")
+        frames[key] = (split.prefix, split.suffix[1:])
+    return frames[key]
 
 
 def pairwise_prompt(tokenizer, a: str, b: str, dimension: str, language: str = "en") -> str:

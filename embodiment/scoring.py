@@ -119,7 +119,8 @@ class _PrefixCache:
 
     def __init__(self, model, prefix_ids: list[int]):
         dev = _device(model)
-        out = model(input_ids=torch.tensor([prefix_ids], device=dev), use_cache=True)
+        # only the cache is wanted: the LM head runs on one position, not the whole prefix
+        out = model(input_ids=torch.tensor([prefix_ids], device=dev), use_cache=True, logits_to_keep=1)
         self.one = _returned_cache(out)
         self.length = len(prefix_ids)
         self.expanded: dict[int, object] = {}

@@ -99,3 +99,20 @@ def test_score_mcq_variants(tiny):
     for _, g in out.groupby("index"):
         assert g.loc[g["loglik"].idxmax(), "option"] == g["chosen"].iloc[0]
     assert {"loglik", "loglik_per_token", "loglik_per_char", "prob", "is_correct"} <= set(out.columns)
+
+
+@pytest.mark.parametrize("language", ["en", "nl"])
+def test_rating_prompt_is_the_chat_template_rendered_with_the_concept(tiny, language):
+    """The frame rendered once per (dimension, language) and reused must equal rendering
+    the whole prompt, concept included, every time."""
+    from embodiment import dimensions
+    from embodiment.prompts import RATING_TEMPLATES
+
+    _, tok = tiny
+    for concept in ("apple", "ice cream cone", "{concept}"):
+        for dim in ("Visual", "Haptic"):
+            content = RATING_TEMPLATES[language].format(description=dimensions.get(dim).description, concept=" " + concept)
+            whole = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+            sp = rating_prompt(tok, concept, dim, language)
+            assert sp.prefix + sp.suffix == whole
+            assert sp.suffix.startswith(" " + concept)
