@@ -40,14 +40,49 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / denom) if denom > 0 else float("nan")
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based average ranks with ties (``scipy.stats.rankdata(x)``), about 3x faster:
+    an unstable (SIMD) argsort suffices, since tied values share one rank whatever their order.
+    NaN anywhere gives scipy's answer (all NaN)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    if n == 0 or np.isnan(x).any():
+        return stats.rankdata(x)
+    order = np.argsort(x)
+    xs = x[order]
+    new_group = np.empty(n, dtype=bool)
+    new_group[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new_group[1:])
+    ranks = np.empty(n)
+    if new_group.all():
+        ranks[order] = np.arange(1.0, n + 1.0)
+        return ranks
+    starts = np.flatnonzero(new_group)
+    ends = np.append(starts[1:], n)
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(new_group) - 1]
+    return ranks
+
+
+def _both_ranks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks of two vectors; large ones on two threads (argsort releases the GIL)."""
+    if len(a) < 200_000:
+        return average_ranks(a), average_ranks(b)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        rb = pool.submit(average_ranks, b)
+        return average_ranks(a), rb.result()
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return _pearson(stats.rankdata(a), stats.rankdata(b))
+    return _pearson(*_both_ranks(a, b))
 
 
 def _rho_a(a: np.ndarray, b: np.ndarray) -> float:
     """rsatoolbox's rho-a: 1 - 6 sum d^2 / (n^3 - n) on average ranks (no tie correction)."""
     n = len(a)
-    d = stats.rankdata(a) - stats.rankdata(b)
+    ra, rb = _both_ranks(a, b)
+    d = ra - rb
     return float(1.0 - 6.0 * (d @ d) / (n**3 - n))
 
 

@@ -14,11 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from embodiment.errors import InputError, did_you_mean
 from embodiment.metrics import streaming
-from embodiment.metrics.compare import get_comparison
+from embodiment.metrics.compare import average_ranks, get_comparison
 from embodiment.metrics.rdm import get_rdm_method, get_standardiser, iter_condensed, n_pairs
 
 #: Above this many pairs the streaming path is used (dense needs 8 bytes a pair per RDM).
@@ -198,7 +197,7 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, n: int, comparison, observed: f
     For rank methods the ranks are computed once: relabelling concepts only moves them.
     """
     if comparison.on_ranks and comparison.name == "spearman":
-        a, b = stats.rankdata(a), stats.rankdata(b)
+        a, b = average_ranks(a), average_ranks(b)
         score = lambda x, y: float(np.corrcoef(x, y)[0, 1])  # noqa: E731
     else:
         score = comparison.dense

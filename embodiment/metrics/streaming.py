@@ -52,47 +52,80 @@ def value_moments(pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod) 
 
 
 def _sorted_keys(prepared: np.ndarray, method: RDMMethod, index_bits: int, progress: Callable[[str], None] | None) -> np.ndarray:
-    """Quantised distances packed above their pair index, sorted ascending."""
+    """Quantised distances packed above their pair index, sorted ascending.
+
+    The distances are computed once, into the key array itself (as float64), which also
+    gives the quantiser its range; they are then packed in place, chunk by chunk.
+    """
     total = n_pairs(len(prepared))
+    keys = np.empty(total, dtype=np.uint64)
+    values = keys.view(np.float64)
     lo, hi = np.inf, -np.inf
-    for _, values in _blocks(prepared, method):  # pass 1: range for the quantiser
-        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    for offset, block in _blocks(prepared, method):
+        values[offset: offset + block.size] = block
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
     # <= 52 value bits: exact in float64, and the packed key can never overflow 64 bits
     levels = float((1 << min(52, 64 - index_bits)) - 1)
     scale = levels / (hi - lo) if hi > lo else 0.0
-    keys = np.empty(total, dtype=np.uint64)
     shift = np.uint64(index_bits)
-    for offset, values in _blocks(prepared, method):  # pass 2: pack
-        q = np.floor((values - lo) * scale).astype(np.uint64)
-        np.minimum(q, np.uint64(levels), out=q)
-        keys[offset: offset + values.size] = (q << shift) | np.arange(offset, offset + values.size, dtype=np.uint64)
+    for c0 in range(0, total, _CHUNK):
+        c1 = min(total, c0 + _CHUNK)
+        q = values[c0:c1] - lo
+        q *= scale
+        np.floor(q, out=q)
+        np.minimum(q, levels, out=q)
+        packed = q.astype(np.uint64)
+        packed <<= shift
+        packed |= np.arange(c0, c1, dtype=np.uint64)
+        keys[c0:c1] = packed
     if progress:
         progress(f"sorting {total:,} pair keys")
     keys.sort()
     return keys
 
 
-def _walk_ranks(keys: np.ndarray, index_bits: int):
-    """Yield (pair indices, doubled average ranks) over the sorted keys, chunk by chunk.
-
-    Chunks end on a tie-group boundary, so each group's average rank is seen whole.
-    """
+def _chunk_bounds(keys: np.ndarray, index_bits: int) -> list[tuple[int, int]]:
+    """(start, end) of chunks of about ``_CHUNK`` sorted keys, each ending on a tie-group
+    boundary so that every group's average rank is seen whole."""
     total = keys.size
-    mask = np.uint64((1 << index_bits) - 1)
     shift = np.uint64(index_bits)
-    c0 = 0
+    top = (1 << (64 - index_bits)) - 1  # the largest value a key can carry
+    bounds, c0 = [], 0
     while c0 < total:
         c1 = min(total, c0 + _CHUNK)
         if c1 < total:
-            last = keys[c1 - 1] >> shift
-            c1 = int(np.searchsorted(keys, (last + np.uint64(1)) << shift, side="left"))
-        vals = keys[c0:c1] >> shift
-        starts = np.flatnonzero(vals[1:] != vals[:-1]) + 1
-        starts = np.concatenate(([0], starts))
+            last = int(keys[c1 - 1] >> shift)
+            # the next group starts at the first key above `last`; none is above the top
+            c1 = total if last >= top else int(np.searchsorted(keys, np.uint64(last + 1) << shift, side="left"))
+        bounds.append((c0, c1))
+        c0 = c1
+    return bounds
+
+
+def _chunk_ranks(keys: np.ndarray, c0: int, c1: int, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair indices and doubled average ranks (1-based) of sorted keys ``c0:c1``."""
+    vals = keys[c0:c1] >> np.uint64(index_bits)
+    new_group = vals[1:] != vals[:-1]
+    if new_group.all():  # no ties (the rule for continuous distances): rank = position
+        doubled = np.arange(2 * c0 + 2, 2 * c1 + 2, 2, dtype=np.uint64)
+    else:
+        starts = np.concatenate(([0], np.flatnonzero(new_group) + 1))
         ends = np.concatenate((starts[1:], [c1 - c0]))
         doubled = np.repeat((2 * c0 + starts + ends + 1).astype(np.uint64), ends - starts)
-        yield keys[c0:c1] & mask, doubled
-        c0 = c1
+    return keys[c0:c1] & np.uint64((1 << index_bits) - 1), doubled
+
+
+def _map_chunks(task, bounds: list[tuple[int, int]]) -> list:
+    """``task`` over the chunks on up to two threads (numpy releases the GIL in the
+    scatter, gather and dot products), results in chunk order so sums are reproducible."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, min(2, os.cpu_count() or 1, len(bounds)))
+    if threads == 1:
+        return [task(b) for b in bounds]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(task, bounds))
 
 
 #: Above this many bytes the two RDMs are ranked one after the other (12 bytes a pair);
@@ -120,18 +153,24 @@ def rank_moments(pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod,
     else:
         keys = _sorted_keys(pa, ma, index_bits, progress)
     ranks_a = np.empty(total, dtype=np.uint32)  # doubled average ranks of a, by pair
-    saa = 0.0
-    for idx, doubled in _walk_ranks(keys, index_bits):
+
+    def rank_a(bounds: tuple[int, int]) -> float:
+        idx, doubled = _chunk_ranks(keys, *bounds, index_bits)
         ranks_a[idx] = doubled
         r = doubled * 0.5 - mean
-        saa += float(r @ r)
+        return float(r @ r)
+
+    saa = sum(_map_chunks(rank_a, _chunk_bounds(keys, index_bits)))
     del keys
     keys = keys_b if keys_b is not None else _sorted_keys(pb, mb, index_bits, progress)
     del keys_b
-    sbb = sab = 0.0
-    for idx, doubled in _walk_ranks(keys, index_bits):
+
+    def rank_b(bounds: tuple[int, int]) -> tuple[float, float]:
+        idx, doubled = _chunk_ranks(keys, *bounds, index_bits)
         rb = doubled * 0.5 - mean
         ra = ranks_a[idx] * 0.5 - mean
-        sbb += float(rb @ rb)
-        sab += float(ra @ rb)
+        return float(rb @ rb), float(ra @ rb)
+
+    parts = _map_chunks(rank_b, _chunk_bounds(keys, index_bits))
+    sbb, sab = sum(p[0] for p in parts), sum(p[1] for p in parts)
     return Moments(total, saa, sbb, sab, mean, mean)

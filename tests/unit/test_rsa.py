@@ -189,3 +189,33 @@ def test_streaming_sequential_and_parallel_ranking_agree(rng, monkeypatch):
     sequential = rsa(x, y, max_dense_pairs=0).value
     dense = rsa(x, y).value
     assert parallel == pytest.approx(dense, abs=1e-12) and sequential == pytest.approx(dense, abs=1e-12)
+
+
+@pytest.mark.timeout(120)  # the overflow this guards against loops forever
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 23])
+def test_streaming_ranks_exact_when_chunks_cut_through_tie_groups(rng, monkeypatch, chunk):
+    """Sorted keys are ranked in chunks on two threads; a chunk end that falls inside a tie
+    group (the largest distance included, whose next key would overflow) must move to the
+    group's end. Integer ratings tie massively; scipy ranks the same RDMs whole."""
+    from embodiment.metrics import streaming
+
+    monkeypatch.setattr(streaming, "_CHUNK", chunk)
+    # 100 concepts: 4,950 pairs take 13 index bits, so the value bits fill the key to bit 63
+    human = rng.integers(0, 3, size=(100, 2)).astype(float)
+    model = rng.integers(0, 3, size=(100, 2)).astype(float)
+    for rdm in ("cityblock", "euclidean"):
+        recipe = RSARecipe("none", rdm, "spearman", "t")
+        ref = stats.spearmanr(pdist(model, rdm), pdist(human, rdm)).statistic
+        assert rsa(model, human, recipe, max_dense_pairs=1).value == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 50, 1000, 300_000])
+def test_average_ranks_equal_scipy_rankdata(rng, n):
+    from embodiment.metrics.compare import average_ranks
+
+    continuous = rng.normal(size=n)
+    tied = rng.integers(0, 7, size=n).astype(float)
+    with_nan = continuous.copy()
+    with_nan[n // 2] = np.nan
+    for x in (continuous, tied, with_nan, np.zeros(n), -np.arange(n, dtype=float)):
+        np.testing.assert_array_equal(average_ranks(x), stats.rankdata(x))
