@@ -2,7 +2,7 @@
 single-process loop with the same model and batch size, measured in one run.
 
 Both include loading the model once. Usage:
-python bench/bench_extraction.py [--model smollm2-135m] [--concepts 64] [--actors 1,2]
+python bench/bench_extraction.py [--model smollm2-135m] [--concepts 512] [--actors 1,2]
 Targets: overhead <= 10% at one actor; throughput grows with actors where cores allow.
 """
 
@@ -18,7 +18,7 @@ import yaml
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--concepts", type=int, default=64)
+    parser.add_argument("--concepts", type=int, default=512)  # enough that start-up is not all it measures
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--actors", default="1,2")
     args = parser.parse_args()
