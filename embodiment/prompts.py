@@ -46,11 +46,6 @@ def _chat(tokenizer, content: str, assistant_prefix: str = "") -> str:
     return text + assistant_prefix
 
 
-def _split(text: str, concept: str) -> SplitPrompt:
-    head, tail = text.split(_SENTINEL, 1)
-    return SplitPrompt(head, " " + concept + tail)
-
-
 def rating_prompt(tokenizer, concept: str, dimension: str, language: str = "en") -> SplitPrompt:
     """The study's rating question for one (concept, dimension), split before the concept.
 
@@ -82,8 +77,8 @@ def _rating_frame(tokenizer, dimension: str, language: str) -> tuple[str, str]:
     if key not in frames:
         description = dims.get(dimension).description
         content = RATING_TEMPLATES[language].format(description=description, concept=_SENTINEL)
-        split = _split(_chat(tokenizer, content), "")
-        frames[key] = (split.prefix, split.suffix[1:])
+        head, tail = _chat(tokenizer, content).split(_SENTINEL, 1)
+        frames[key] = (head, tail)
     return frames[key]
 
 

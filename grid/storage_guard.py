@@ -47,6 +47,11 @@ def storage_errno(exc: BaseException) -> int | None:
     return None
 
 
+def _located(run_dir: str, fs: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of ``run_dir``: as given when ``fs`` is known, else resolved."""
+    return (fs, run_dir.rstrip("/")) if fs is not None else _filesystem(run_dir)
+
+
 def probe(run_dir: str, nbytes: int = PROBE_BYTES, *, fs: pafs.FileSystem | None = None) -> OSError | None:
     """Write and remove ``nbytes`` in ``run_dir``; the storage error if that fails, else None.
 
@@ -55,7 +60,7 @@ def probe(run_dir: str, nbytes: int = PROBE_BYTES, *, fs: pafs.FileSystem | None
         nbytes: probe size; a disk with less room than this counts as full.
         fs: the filesystem ``run_dir`` is in, when known (Tune's storage filesystem).
     """
-    fs, base = (fs, run_dir.rstrip("/")) if fs is not None else _filesystem(run_dir)
+    fs, base = _located(run_dir, fs)
     path = f"{base}/.egrid-probe-{uuid.uuid4().hex}"
     try:
         fs.create_dir(base, recursive=True)
@@ -116,7 +121,7 @@ def backup_state(run_dir: str, *, fs: pafs.FileSystem | None = None) -> bool:
     Returns:
         True when a new copy was taken.
     """
-    fs, base = (fs, run_dir.rstrip("/")) if fs is not None else _filesystem(run_dir)
+    fs, base = _located(run_dir, fs)
     files = state_files(fs, base)
     if not files or not all(_whole(fs, f"{base}/{f}") for f in files):
         return False
@@ -189,12 +194,13 @@ def storage_guard(run_dir: str, interval_s: float = 2.0):
             self.last = now
             # A restored Tuner brings this callback back from its pickle: the trials know
             # where the run folder is now, even if it was moved since.
-            where = trials[0].storage if trials else None
-            fs, folder = (where.storage_filesystem, where.storage_fs_path) if where else (None, run_dir)
-            failure = probe(folder, fs=fs)
+            if trials:
+                fs, base = _located(trials[0].storage.storage_fs_path, trials[0].storage.storage_filesystem)
+            else:
+                fs, base = _located(run_dir, None)
+            failure = probe(base, fs=fs)
             if failure is not None:
-                raise StorageError(run_dir if fs is None else folder, failure)
-            fs, base = (fs, folder) if fs is not None else _filesystem(folder)
+                raise StorageError(base if trials else run_dir, failure)
             infos = fs.get_file_info([f"{base}/{f}" for f in state_files(fs, base)])
             state = tuple((i.path, i.size, i.mtime_ns) for i in infos)
             if state != self.copied and backup_state(base, fs=fs):  # copy only when something changed
