@@ -18,6 +18,7 @@ import copy
 import inspect
 import math
 import re
+import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -110,18 +111,59 @@ def _last_logits_plain(model, seqs: list[list[int]], pad_id: int) -> torch.Tenso
     return out.logits[:, -1].float()
 
 
+def _prefix_kv(model, prefix_ids: list[int]):
+    """The one-row KV cache of ``prefix_ids`` (the LM head runs on one position only)."""
+    out = model(input_ids=torch.tensor([prefix_ids], device=_device(model)), use_cache=True, logits_to_keep=1)
+    return _returned_cache(out)
+
+
+def _weights_state(model: torch.nn.Module) -> tuple[int, int, bool]:
+    """Changes whenever a parameter is updated in place (its version counter) or replaced
+    (its storage, as ``.to()`` does), or the mode changes (dropout): what a cached prefix
+    KV must be checked against."""
+    params = list(model.parameters())
+    return sum(p._version for p in params), sum(p.data_ptr() for p in params), model.training
+
+
+class PrefixStore:
+    """Prompt-prefix KV caches kept across :func:`score_ratings` calls on one model.
+
+    A Ray Data scorer sees the concepts in blocks; without a store every block would run
+    each dimension's ~60-token prefix again (measured: ~12 % of the scoring time at 64
+    concepts a block). Only the one-row cache is kept (a few MB per dimension); batches
+    expand their own copy. The store belongs to one model and forgets everything when
+    that model's weights change, so a stale prefix is never scored against.
+    """
+
+    def __init__(self) -> None:
+        self._model_ref = None
+        self._state: tuple[int, int, bool] | None = None
+        self._caches: dict[tuple[int, ...], object] = {}
+
+    def __len__(self) -> int:
+        return len(self._caches)
+
+    def get(self, model, prefix_ids: list[int]):
+        """The one-row KV cache of ``prefix_ids`` under ``model``, computed once."""
+        state = _weights_state(model)
+        if self._model_ref is None or self._model_ref() is not model or state != self._state:
+            self._model_ref, self._state, self._caches = weakref.ref(model), state, {}
+        key = tuple(prefix_ids)
+        if key not in self._caches:
+            self._caches[key] = _prefix_kv(model, prefix_ids)
+        return self._caches[key]
+
+
 class _PrefixCache:
     """The KV cache of a prompt prefix shared by a batch of suffixes.
 
     The one-row cache is expanded to each batch size once and kept; after every forward
     the appended suffix entries are cropped off again, so no batch pays for a deep copy.
+    The one-row cache itself is never modified (it may belong to a :class:`PrefixStore`).
     """
 
-    def __init__(self, model, prefix_ids: list[int]):
-        dev = _device(model)
-        # only the cache is wanted: the LM head runs on one position, not the whole prefix
-        out = model(input_ids=torch.tensor([prefix_ids], device=dev), use_cache=True, logits_to_keep=1)
-        self.one = _returned_cache(out)
+    def __init__(self, model, prefix_ids: list[int], store: PrefixStore | None = None):
+        self.one = store.get(model, prefix_ids) if store is not None else _prefix_kv(model, prefix_ids)
         self.length = len(prefix_ids)
         self.expanded: dict[int, object] = {}
 
@@ -154,7 +196,7 @@ def _last_logits_reused(model, prefix: _PrefixCache, suffixes: list[list[int]], 
 
 @torch.no_grad()
 def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
-                  batch_size: int = 32, reuse_prefix: bool = True,
+                  batch_size: int = 32, reuse_prefix: bool = True, prefix_store: PrefixStore | None = None,
                   progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Expected ratings of every (concept, dimension) from one forward pass each.
 
@@ -166,6 +208,8 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         language: prompt language, ``en`` or ``nl``.
         batch_size: concepts per forward pass.
         reuse_prefix: run the shared prompt prefix once and reuse its KV cache.
+        prefix_store: keeps prefix KV caches across calls (a caller scoring many blocks
+            of concepts with one model); without it each call runs its prefixes again.
         progress: called with the number of prompts finished after each batch.
 
     Returns:
@@ -179,7 +223,7 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         split0 = rating_prompt(tokenizer, concepts[0], dim, language)
         prefix_ids = _encode(tokenizer, split0.prefix)
         suffixes = [_encode(tokenizer, rating_prompt(tokenizer, c, dim, language).suffix) for c in concepts]
-        cache = _PrefixCache(model, prefix_ids) if reuse_prefix else None
+        cache = _PrefixCache(model, prefix_ids, prefix_store) if reuse_prefix else None
         # Batches of similar length: padding columns are computed like real tokens, and
         # multi-token expressions next to one-token words would pad every short row.
         order = sorted(range(len(concepts)), key=lambda i: len(suffixes[i]))

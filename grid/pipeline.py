@@ -13,7 +13,7 @@ import pandas as pd
 
 from grid.data import LanguageData, load_mcq
 from grid.spec import JobSpec
-from grid.workers import ChoiceScorer, EmbeddingExtractor, RatingScorer
+from grid.scorers import ChoiceScorer, EmbeddingExtractor, RatingScorer
 
 
 def _concept_rows(data: dict[str, LanguageData], languages: list[str]) -> pd.DataFrame:
@@ -47,7 +47,9 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
            "num_gpus": spec.resources.gpus_per_scorer}
     concepts = _concept_rows(data, list(ev.languages))
-    batch = max(8, min(ev.batch_size * 2, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
+    # Blocks of a few scorer batches: each block is sorted by length on its own, so a
+    # larger block pads less; a lost actor costs one block at most.
+    batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
     if "rating" in ev.formats and len(concepts):
         dims = {lang: data[lang].test.dimensions for lang in ev.languages}
         ds = ray.data.from_pandas(concepts)

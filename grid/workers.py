@@ -1,19 +1,16 @@
-"""Code that runs inside Ray workers: the Train loop of a trial and the scoring actors
-that Ray Data pools. Everything scientific is delegated to :mod:`embodiment`."""
+"""Code that runs inside Ray Train workers: the training loop of a trial. The scoring
+actors that Ray Data pools live in :mod:`grid.scorers`. Everything scientific is
+delegated to :mod:`embodiment`."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from embodiment.embeddings import extract_embeddings
 from embodiment.models import load_model
-from embodiment.scoring import score_mcq, score_ratings
 from embodiment.training import TrainConfig, train
 from grid.data import training_data
 
@@ -76,65 +73,3 @@ def _worker_nodes() -> str:
     nodes: list = [None] * dist.get_world_size()
     dist.all_gather_object(nodes, node)
     return ",".join(nodes)
-
-
-class RatingScorer:
-    """Ray Data actor: loads a model (+ adapter) once, scores concept batches on all dimensions."""
-
-    def __init__(self, model: str, adapter: str | None, dimensions: dict[str, list[str]], batch_size: int = 32,
-                 trust_remote_code: bool = False):
-        self.lm = load_model(model, adapter=adapter, trust_remote_code=trust_remote_code)
-        self.dimensions = dimensions
-        self.batch_size = batch_size
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        frames = []
-        for lang, part in batch.groupby("language", sort=False):
-            scored = score_ratings(self.lm.model, self.lm.tokenizer, part["concept"].tolist(), self.dimensions[lang], lang,
-                                   batch_size=self.batch_size)
-            human = part.set_index("concept")
-            scored["human"] = [float(human.loc[c, f"h_{d}"]) for c, d in zip(scored["concept"], scored["dimension"])]
-            frames.append(scored)
-        return pd.concat(frames, ignore_index=True)
-
-
-class EmbeddingExtractor:
-    """Ray Data actor: pooled hidden states of every (chosen) layer for concept batches."""
-
-    def __init__(self, model: str, adapter: str | None, layers: list[int] | None, batch_size: int = 32,
-                 trust_remote_code: bool = False):
-        self.lm = load_model(model, adapter=adapter, trust_remote_code=trust_remote_code)
-        self.layers = layers
-        self.batch_size = batch_size
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        emb = extract_embeddings(self.lm.model, self.lm.tokenizer, batch["concept"].tolist(), kind=self.lm.kind,
-                                 layers=self.layers, batch_size=self.batch_size)
-        frame = emb.to_frame()
-        frame = frame[frame["pooling"] == "mean"].reset_index(drop=True)
-        lang = dict(zip(batch["concept"], batch["language"]))
-        frame["language"] = frame["concept"].map(lang)
-        frame["vector"] = frame["vector"].map(lambda v: v.astype(np.float32).tolist())
-        return frame
-
-
-class ChoiceScorer:
-    """Ray Data actor: per-option log-likelihoods of multiple-choice items."""
-
-    def __init__(self, model: str, adapter: str | None, batch_size: int = 16, trust_remote_code: bool = False):
-        self.lm = load_model(model, adapter=adapter, trust_remote_code=trust_remote_code)
-        self.batch_size = batch_size
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        items = [{"index": int(r["index"]), "question": r["question"], "correct_option": r["correct_option"],
-                  "options": {k: r[k] for k in "ABCD"}} for _, r in batch.iterrows()]
-        return score_mcq(self.lm.model, self.lm.tokenizer, items, batch_size=self.batch_size)
-
-
-def limit_threads() -> None:
-    """One actor per core: keep torch from oversubscribing the node's cores."""
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)

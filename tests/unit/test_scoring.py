@@ -1,4 +1,7 @@
+import copy
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -116,3 +119,27 @@ def test_rating_prompt_is_the_chat_template_rendered_with_the_concept(tiny, lang
             sp = rating_prompt(tok, concept, dim, language)
             assert sp.prefix + sp.suffix == whole
             assert sp.suffix.startswith(" " + concept)
+
+
+def test_prefix_store_reuses_prefixes_across_calls_and_forgets_them_when_weights_change(tiny):
+    from embodiment.scoring import PrefixStore
+
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    store = PrefixStore()
+    halves = [score_ratings(model, tok, part, ["Visual", "foot"], batch_size=2, prefix_store=store)
+              for part in (CONCEPTS[:3], CONCEPTS[3:])]
+    assert len(store) == 2  # one prefix per dimension, kept from the first call for the second
+    whole = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=2)
+    joined = pd.concat(halves).sort_values(["dimension", "concept"]).reset_index(drop=True)
+    whole = whole.sort_values(["dimension", "concept"]).reset_index(drop=True)
+    assert np.allclose(joined["expected"], whole["expected"], atol=1e-5)
+    # an optimiser step changes the weights in place: the stored prefixes must not be used
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+    after = score_ratings(model, tok, CONCEPTS[:3], ["Visual"], batch_size=2, prefix_store=store)
+    for _, row in after.iterrows():
+        assert row["expected"] == pytest.approx(_naive_expected(model, tok, row["concept"], "Visual")[0], abs=1e-4)
+    assert len(store) == 1
+    before = halves[0][halves[0]["dimension"] == after["dimension"].iloc[0]]
+    assert not np.allclose(after["expected"], before["expected"], atol=1e-3)  # the change is visible, so a stale prefix would fail
