@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from embodiment.cpu_linears import with_inference_linears
 from embodiment.prompts import EMBEDDING_PREFIX
 
 POOLINGS = ("mean", "last")
@@ -65,6 +66,7 @@ def _spans(tokenizer, concepts: Sequence[str], kind: str) -> tuple[list[list[int
     return seqs, spans
 
 
+@with_inference_linears
 @torch.no_grad()
 def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str = "causal", layers: Sequence[int] | None = None,
                        batch_size: int = 32, progress: Callable[[int], None] | None = None) -> Embeddings:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from embodiment.cpu_linears import with_inference_linears
 from embodiment.prompts import mcq_context, rating_prompt
 
 DIGITS = tuple(str(k) for k in range(6))
@@ -194,6 +195,7 @@ def _last_logits_reused(model, prefix: _PrefixCache, suffixes: list[list[int]], 
     return out.logits[:, -1].float()
 
 
+@with_inference_linears
 @torch.no_grad()
 def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
                   batch_size: int = 32, reuse_prefix: bool = True, prefix_store: PrefixStore | None = None,
@@ -265,6 +267,10 @@ def generate_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequ
                      progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """The study's way: greedy-generate an answer and parse the number in it.
 
+    Kept as the study ran it, on stock torch kernels: it is the reference the scorer is
+    measured against (``bench/bench_scoring.py`` also times it inside
+    :func:`embodiment.cpu_linears.inference_linears`).
+
     Returns:
         One row per (concept, dimension): concept, dimension, language, parsed, text.
     """
@@ -306,6 +312,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return whole[: len(ctx)], whole[len(ctx):]
 
 
+@with_inference_linears
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16) -> list[tuple[float, int]]:
     """Sum of log-probabilities of each continuation given its context, and its token count."""
