@@ -206,7 +206,7 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(num_samples=ts.num_samples, scheduler=scheduler, search_alg=search_alg,
-                                    max_concurrent_trials=concurrent, reuse_actors=False),
+                                    max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1,
                                   callbacks=[progress_callback(expected_trials(spec)), storage_guard(run_dir),
