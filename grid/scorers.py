@@ -6,6 +6,9 @@ scoring needs: its start-up is part of every evaluation's wall time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 
@@ -14,17 +17,39 @@ from embodiment.models import load_model
 from embodiment.scoring import PrefixStore, score_mcq, score_ratings
 
 
+class TorchThread:
+    """Runs every torch call of one actor on one thread.
+
+    Ray Data builds an actor on its main thread and calls it from a worker thread. Each
+    thread that runs torch ops gets its own OpenMP team, and once a process holds more
+    OpenMP threads than cores, libgomp stops spin-waiting at its barriers: scoring on 2
+    cores ran 20-25 % slower after the model was loaded on another thread than the one
+    scoring (measured, same process, same blocks). Loading and scoring here keeps one team.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="egrid-torch")
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on the torch thread; its result, or its exception raised here."""
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+
 class RatingScorer:
     """Ray Data actor: loads a model (+ adapter) once, scores concept batches on all dimensions."""
 
     def __init__(self, model: str, adapter: str | None, dimensions: dict[str, list[str]], batch_size: int = 32,
                  trust_remote_code: bool = False):
-        self.lm = load_model(model, adapter=adapter, trust_remote_code=trust_remote_code)
+        self.torch = TorchThread()
+        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.prefixes = PrefixStore()  # each (dimension, language) prefix runs once per actor, not once per block
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return self.torch.run(self._score, batch)
+
+    def _score(self, batch: pd.DataFrame) -> pd.DataFrame:
         frames = []
         for lang, part in batch.groupby("language", sort=False):
             scored = score_ratings(self.lm.model, self.lm.tokenizer, part["concept"].tolist(), self.dimensions[lang], lang,
@@ -40,13 +65,14 @@ class EmbeddingExtractor:
 
     def __init__(self, model: str, adapter: str | None, layers: list[int] | None, batch_size: int = 32,
                  trust_remote_code: bool = False):
-        self.lm = load_model(model, adapter=adapter, trust_remote_code=trust_remote_code)
+        self.torch = TorchThread()
+        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
         self.layers = layers
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        emb = extract_embeddings(self.lm.model, self.lm.tokenizer, batch["concept"].tolist(), kind=self.lm.kind,
-                                 layers=self.layers, batch_size=self.batch_size)
+        emb = self.torch.run(extract_embeddings, self.lm.model, self.lm.tokenizer, batch["concept"].tolist(),
+                             kind=self.lm.kind, layers=self.layers, batch_size=self.batch_size)
         frame = emb.to_frame()
         frame = frame[frame["pooling"] == "mean"].reset_index(drop=True)
         lang = dict(zip(batch["concept"], batch["language"]))
@@ -59,10 +85,11 @@ class ChoiceScorer:
     """Ray Data actor: per-option log-likelihoods of multiple-choice items."""
 
     def __init__(self, model: str, adapter: str | None, batch_size: int = 16, trust_remote_code: bool = False):
-        self.lm = load_model(model, adapter=adapter, trust_remote_code=trust_remote_code)
+        self.torch = TorchThread()
+        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         items = [{"index": int(r["index"]), "question": r["question"], "correct_option": r["correct_option"],
                   "options": {k: r[k] for k in "ABCD"}} for _, r in batch.iterrows()]
-        return score_mcq(self.lm.model, self.lm.tokenizer, items, batch_size=self.batch_size)
+        return self.torch.run(score_mcq, self.lm.model, self.lm.tokenizer, items, batch_size=self.batch_size)
