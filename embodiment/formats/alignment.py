@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from embodiment.cpu_linears import inference_linears
 from embodiment.formats.base import Evaluation, TaskData, TaskFormat, concept_span_batch, pooled_hidden
 from embodiment.metrics import rsa
 from embodiment.metrics.rdm import STANDARDISERS
@@ -57,9 +58,10 @@ class AlignmentFormat(TaskFormat):
         summary = {}
         for lang, norms in data.norms.items():
             vecs = []
-            for s in range(0, len(norms.words), batch_size):
-                b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, norms.words[s: s + batch_size]).items()}
-                vecs.append(pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"]).cpu().numpy())
+            with inference_linears(model):
+                for s in range(0, len(norms.words), batch_size):
+                    b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, norms.words[s: s + batch_size]).items()}
+                    vecs.append(pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"]).cpu().numpy())
             emb = np.concatenate(vecs)
             summary[f"rsa_{lang}"] = rsa(emb, norms.means, {"standardise": "none", "rdm": "cosine", "compare": "spearman",
                                                            "name": "embedding-vs-human"}).value

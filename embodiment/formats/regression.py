@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from embodiment.cpu_linears import inference_linears
 from embodiment.formats.base import (Evaluation, TaskData, TaskFormat, concept_span_batch, mean_spearman, pooled_hidden,
                                      rating_rows)
 
@@ -37,10 +38,11 @@ class RegressionHeadFormat(TaskFormat):
     def predict(self, model, head, tokenizer, concepts, batch_size=32) -> np.ndarray:
         dev = next(model.parameters()).device
         out = []
-        for s in range(0, len(concepts), batch_size):
-            b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, list(concepts[s: s + batch_size])).items()}
-            pooled = pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"])
-            out.append((head.to(dev)(pooled.to(next(head.parameters()).dtype)).float() * SCALE).clamp(0, SCALE).cpu().numpy())
+        with inference_linears(model):
+            for s in range(0, len(concepts), batch_size):
+                b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, list(concepts[s: s + batch_size])).items()}
+                pooled = pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"])
+                out.append((head.to(dev)(pooled.to(next(head.parameters()).dtype)).float() * SCALE).clamp(0, SCALE).cpu().numpy())
         return np.concatenate(out)
 
     def evaluate(self, model, tokenizer, data, *, head=None, batch_size=32):
