@@ -85,19 +85,20 @@ def _probe_onednn_faster(rounds: int = 9) -> bool:
     return best["onednn"] < 0.9 * best["stock"]
 
 
-def chosen_backend() -> str:
-    """The backend ``EGRID_CPU_LINEARS`` asks for, with ``auto`` resolved on this CPU.
+def chosen_backend(wanted: str | None = None) -> str:
+    """The backend asked for (``wanted``, else ``EGRID_CPU_LINEARS``), ``auto`` resolved on this CPU.
 
     Raises:
-        InputError: the variable names no backend, or asks for oneDNN where torch has none.
+        InputError: the request names no backend, or asks for oneDNN where torch has none.
     """
-    wanted = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    where = {"key": "backend"} if wanted else {"source": "environment", "key": ENV}
+    wanted = (wanted or os.environ.get(ENV, "auto")).strip().lower() or "auto"
     if wanted == "auto":
         return "onednn" if _probe_onednn_faster() else "stock"
     if wanted not in BACKENDS:
-        raise InputError(f"expected one of auto, {', '.join(BACKENDS)}; got {wanted!r}", source="environment", key=ENV)
+        raise InputError(f"expected one of auto, {', '.join(BACKENDS)}; got {wanted!r}", **where)
     if wanted == "onednn" and _onednn_op() is None:
-        raise InputError("this torch build has no oneDNN linear; use auto or stock", source="environment", key=ENV)
+        raise InputError("this torch build has no oneDNN linear; use auto or stock", **where)
     return wanted
 
 
@@ -125,7 +126,7 @@ def inference_linears(model: torch.nn.Module, backend: str | None = None) -> Ite
     Args:
         model: any module (plain or PEFT-wrapped); only exact ``nn.Linear`` instances are
             touched, subclasses (quantised layers and the like) keep their own forward.
-        backend: ``stock`` or ``onednn``; default from ``EGRID_CPU_LINEARS`` (``auto``).
+        backend: ``auto``, ``stock`` or ``onednn``; default from ``EGRID_CPU_LINEARS`` (``auto``).
 
     Yields:
         The backend in effect: ``stock`` where the model is not an fp32 CPU model, the
@@ -139,9 +140,7 @@ def inference_linears(model: torch.nn.Module, backend: str | None = None) -> Ite
     if not linears or not _eligible(model):  # checked first: a GPU model never pays for the probe
         yield "stock"
         return
-    name = backend or chosen_backend()
-    if name not in BACKENDS:
-        raise InputError(f"expected one of {', '.join(BACKENDS)}; got {name!r}", key="backend")
+    name = chosen_backend(backend)
     if name == "stock":
         yield name
         return

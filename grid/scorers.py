@@ -35,13 +35,20 @@ class TorchThread:
         return self._pool.submit(fn, *args, **kwargs).result()
 
 
-class RatingScorer:
+class _ModelActor:
+    """A Ray Data actor holding one model (+ adapter), loaded on its own torch thread."""
+
+    def __init__(self, model: str, adapter: str | None, trust_remote_code: bool):
+        self.torch = TorchThread()
+        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
+
+
+class RatingScorer(_ModelActor):
     """Ray Data actor: loads a model (+ adapter) once, scores concept batches on all dimensions."""
 
     def __init__(self, model: str, adapter: str | None, dimensions: dict[str, list[str]], batch_size: int = 32,
                  trust_remote_code: bool = False):
-        self.torch = TorchThread()
-        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
+        super().__init__(model, adapter, trust_remote_code)
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.prefixes = PrefixStore()  # each (dimension, language) prefix runs once per actor, not once per block
@@ -60,13 +67,12 @@ class RatingScorer:
         return pd.concat(frames, ignore_index=True)
 
 
-class EmbeddingExtractor:
+class EmbeddingExtractor(_ModelActor):
     """Ray Data actor: pooled hidden states of every (chosen) layer for concept batches."""
 
     def __init__(self, model: str, adapter: str | None, layers: list[int] | None, batch_size: int = 32,
                  trust_remote_code: bool = False):
-        self.torch = TorchThread()
-        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
+        super().__init__(model, adapter, trust_remote_code)
         self.layers = layers
         self.batch_size = batch_size
 
@@ -81,12 +87,11 @@ class EmbeddingExtractor:
         return frame
 
 
-class ChoiceScorer:
+class ChoiceScorer(_ModelActor):
     """Ray Data actor: per-option log-likelihoods of multiple-choice items."""
 
     def __init__(self, model: str, adapter: str | None, batch_size: int = 16, trust_remote_code: bool = False):
-        self.torch = TorchThread()
-        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
+        super().__init__(model, adapter, trust_remote_code)
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embodiment.cpu_linears import inference_linears
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, concept_span_batch, pooled_hidden
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, concept_span_batch, pooled_concept_batches, pooled_hidden
 from embodiment.metrics import rsa
 from embodiment.metrics.rdm import STANDARDISERS
 
@@ -54,15 +53,9 @@ class AlignmentFormat(TaskFormat):
 
     @torch.no_grad()
     def evaluate(self, model, tokenizer, data, *, head=None, batch_size=32):
-        dev = next(model.parameters()).device
         summary = {}
         for lang, norms in data.norms.items():
-            vecs = []
-            with inference_linears(model):
-                for s in range(0, len(norms.words), batch_size):
-                    b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, norms.words[s: s + batch_size]).items()}
-                    vecs.append(pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"]).cpu().numpy())
-            emb = np.concatenate(vecs)
+            emb = np.concatenate([pooled.cpu().numpy() for pooled in pooled_concept_batches(model, tokenizer, norms.words, batch_size)])
             summary[f"rsa_{lang}"] = rsa(emb, norms.means, {"standardise": "none", "rdm": "cosine", "compare": "spearman",
                                                            "name": "embedding-vs-human"}).value
         summary["rsa"] = float(np.mean(list(summary.values())))

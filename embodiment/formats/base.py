@@ -116,6 +116,18 @@ def pooled_hidden(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, spa
     return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1.0)
 
 
+def pooled_concept_batches(model, tokenizer, concepts, batch_size: int):
+    """Yield :func:`pooled_hidden` of each batch of ``concepts`` on the model's device,
+    without gradients and on the CPU inference linears (evaluation, never training)."""
+    from embodiment.cpu_linears import inference_linears
+
+    dev = next(model.parameters()).device
+    with torch.no_grad(), inference_linears(model):
+        for s in range(0, len(concepts), batch_size):
+            b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, list(concepts[s: s + batch_size])).items()}
+            yield pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"])
+
+
 def concept_span_batch(tokenizer, concepts: list[str]) -> dict[str, torch.Tensor]:
     """Concepts after the neutral embedding prefix, with a mask over each concept's tokens."""
     from embodiment.prompts import EMBEDDING_PREFIX

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embodiment.cpu_linears import inference_linears
-from embodiment.formats.base import (Evaluation, TaskData, TaskFormat, concept_span_batch, mean_spearman, pooled_hidden,
-                                     rating_rows)
+from embodiment.formats.base import (Evaluation, TaskData, TaskFormat, concept_span_batch, mean_spearman, pooled_concept_batches,
+                                     pooled_hidden, rating_rows)
 
 SCALE = 5.0  # targets are predicted on 0-1 and reported back on the 0-5 scale
 
@@ -36,14 +35,10 @@ class RegressionHeadFormat(TaskFormat):
 
     @torch.no_grad()
     def predict(self, model, head, tokenizer, concepts, batch_size=32) -> np.ndarray:
-        dev = next(model.parameters()).device
-        out = []
-        with inference_linears(model):
-            for s in range(0, len(concepts), batch_size):
-                b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, list(concepts[s: s + batch_size])).items()}
-                pooled = pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"])
-                out.append((head.to(dev)(pooled.to(next(head.parameters()).dtype)).float() * SCALE).clamp(0, SCALE).cpu().numpy())
-        return np.concatenate(out)
+        head = head.to(next(model.parameters()).device)
+        dtype = next(head.parameters()).dtype
+        return np.concatenate([(head(pooled.to(dtype)).float() * SCALE).clamp(0, SCALE).cpu().numpy()
+                               for pooled in pooled_concept_batches(model, tokenizer, concepts, batch_size)])
 
     def evaluate(self, model, tokenizer, data, *, head=None, batch_size=32):
         if head is None:
