@@ -25,6 +25,19 @@ def _concept_rows(data: dict[str, LanguageData], languages: list[str]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def blocks(frame: pd.DataFrame, rows_per_block: int):
+    """A Ray Dataset of ``frame`` cut into blocks of ``rows_per_block`` rows, in order.
+
+    ``from_pandas`` makes one block of a whole frame, and Ray Data hands a block to one
+    actor: every actor past the first would sit idle, and a lost actor would cost the whole
+    table. (Its ``override_num_blocks`` splits with numpy, which drops pandas columns.)
+    """
+    import ray.data
+
+    rows = max(1, rows_per_block)
+    return ray.data.from_pandas([frame.iloc[i:i + rows] for i in range(0, len(frame), rows)] or [frame])
+
+
 def _pool(spec: JobSpec, items: int):
     from ray.data import ActorPoolStrategy
 
@@ -40,8 +53,6 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
         ``ratings`` (concept, dimension, language, expected, p0..p5, digit_mass, human),
         ``embeddings`` (concept, layer, pooling, vector, language) and ``choices`` where asked for.
     """
-    import ray.data
-
     ev = spec.evaluation
     pending = {}  # table -> a lazy Ray Dataset; all of them run at once below
     res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
@@ -52,15 +63,14 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
     if "rating" in ev.formats and len(concepts):
         dims = {lang: data[lang].test.dimensions for lang in ev.languages}
-        ds = ray.data.from_pandas(concepts)
-        pending["ratings"] = ds.map_batches(RatingScorer, fn_constructor_kwargs={
+        pending["ratings"] = blocks(concepts, batch).map_batches(RatingScorer, fn_constructor_kwargs={
             "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size,
             "trust_remote_code": spec.trust_remote_code}, batch_size=batch, batch_format="pandas",
             compute=_pool(spec, len(concepts)), **res)
     if embeddings and ev.embeddings and len(concepts):
         layers = None if ev.layers == "all" else list(ev.layers)
-        ds = ray.data.from_pandas(concepts[["concept", "language"]].drop_duplicates("concept"))
-        pending["embeddings"] = ds.map_batches(EmbeddingExtractor, fn_constructor_kwargs={
+        unique = concepts[["concept", "language"]].drop_duplicates("concept")
+        pending["embeddings"] = blocks(unique, batch).map_batches(EmbeddingExtractor, fn_constructor_kwargs={
             "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size,
             "trust_remote_code": spec.trust_remote_code}, batch_size=batch, batch_format="pandas",
             compute=_pool(spec, len(concepts)), **res)
@@ -68,10 +78,10 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
         items = load_mcq(spec.mcq["test"])
         frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
                                **it["options"]} for it in items])
-        ds = ray.data.from_pandas(frame)
-        pending["choices"] = ds.map_batches(ChoiceScorer, fn_constructor_kwargs={
+        per_block = max(1, min(64, -(-len(frame) // max(1, spec.resources.scorer_actors))))
+        pending["choices"] = blocks(frame, per_block).map_batches(ChoiceScorer, fn_constructor_kwargs={
             "model": model, "adapter": adapter, "trust_remote_code": spec.trust_remote_code},
-            batch_size=64, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
+            batch_size=per_block, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
     # The passes are independent: run them side by side, so their actor pools start and
     # load the model at the same time instead of one after another (where resources
     # allow; otherwise Ray queues the later pool's actors until the first pool is done).

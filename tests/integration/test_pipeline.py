@@ -1,0 +1,66 @@
+"""Ray Data evaluation: the concept table reaches every scorer actor, and a pool of actors
+rates exactly as one plain call does."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embodiment.models import load_model
+from embodiment.scoring import score_ratings
+from grid.data import prepare_norms
+from grid.pipeline import blocks, evaluate_model
+from grid.spec import parse_job
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_blocks_keep_rows_in_order_and_feed_every_actor(local_ray):
+    from ray.data import ActorPoolStrategy
+
+    class Pid:  # defined here so Ray ships it by value: workers cannot import a test module
+        def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+            time.sleep(0.3)  # long enough that no block finishes before the other actor is up
+            return batch.assign(pid=os.getpid())
+
+    frame = pd.DataFrame({"concept": [f"w{i}" for i in range(10)], "x": np.arange(10.0)})
+    ds = blocks(frame, 4)
+    assert ds.num_blocks() == 3
+    pd.testing.assert_frame_equal(ds.to_pandas().reset_index(drop=True), frame)
+
+    many = pd.DataFrame({"concept": [f"w{i}" for i in range(16)]})
+    out = blocks(many, 2).map_batches(Pid, batch_size=2, batch_format="pandas",
+                                      compute=ActorPoolStrategy(size=2), num_cpus=1).to_pandas()
+    assert sorted(out["concept"]) == sorted(many["concept"])
+    assert out["pid"].nunique() == 2  # one block of the whole table would keep an actor idle
+
+
+def test_two_scorer_actors_rate_as_one_plain_call(local_ray, tiny_model_dir):
+    raw = {"name": "pipe", "models": [tiny_model_dir],
+           "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 20}},
+           "evaluation": {"batch_size": 4, "embeddings": False},
+           "resources": {"scorer_actors": 2, "cpus_per_worker": 1}}
+    spec = parse_job(raw)
+    data = prepare_norms(spec.norms, spec.seed)
+    ratings = evaluate_model(spec, tiny_model_dir, None, data, embeddings=False)["ratings"]
+
+    test = data["en"].test
+    lm = load_model(tiny_model_dir)
+    plain = score_ratings(lm.model, lm.tokenizer, test.words, test.dimensions, batch_size=4)
+    got = ratings.set_index(["concept", "dimension"])["expected"]
+    want = plain.set_index(["concept", "dimension"])["expected"]
+    assert len(got) == len(want) == len(test.words) * len(test.dimensions)
+    np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-5)
+    human = pd.DataFrame(test.means, index=test.words, columns=test.dimensions)
+    np.testing.assert_allclose(ratings["human"], [human.at[c, d] for c, d in zip(ratings["concept"], ratings["dimension"])])
