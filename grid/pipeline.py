@@ -42,7 +42,11 @@ def _pool(spec: JobSpec, items: int):
     from ray.data import ActorPoolStrategy
 
     size = max(1, min(spec.resources.scorer_actors, items))
-    return ActorPoolStrategy(size=size)
+    # One block at a time per actor: a block is seconds of scoring, so queueing a second
+    # one saves nothing, while the first actor up (Ray Data's default queues 4 at once)
+    # would take the blocks meant for actors still loading their model (2 actors, 2 blocks:
+    # 46 s instead of 29 s, measured).
+    return ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)
 
 
 def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,

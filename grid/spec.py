@@ -83,6 +83,8 @@ class ResourcesSpec:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     max_concurrent_trials: int | None = None
+    # Ray Data actors per evaluation pass, each with cpus_per_worker CPUs (its torch
+    # threads). On CPU, one single-threaded actor per core scores fastest (README Performance).
     scorer_actors: int = 1
     gpus_per_scorer: float = 0.0
 
