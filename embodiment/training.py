@@ -26,7 +26,20 @@ from embodiment.formats import TaskData, TaskFormat, get_format
 from embodiment.scoring import digit_token_ids
 
 ENGINES = ("deepspeed", "torch")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# precision -> the dtype the weights are trained in. amp_bf16 keeps fp32 weights and
+# optimizer state and runs matmuls under torch.autocast(bf16): the usual AMP loop, and
+# under DeepSpeed its torch_autocast mode, which skips the bf16 mode's fp32 master copies.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "amp_bf16": torch.float32}
+AUTOCAST = {"amp_bf16": torch.bfloat16}  # precision -> autocast dtype, where it autocasts
+
+
+def weight_dtype(precision: str) -> str | None:
+    """The dtype name to load a model's weights in for ``precision``; None for fp32.
+
+    Args:
+        precision: a TrainConfig precision.
+    """
+    return None if PRECISIONS[precision] is torch.float32 else precision
 
 
 @dataclass
@@ -44,7 +57,8 @@ class TrainConfig:
         batch_size: examples per worker per micro-step.
         grad_accum: micro-steps per optimizer step.
         seed: seeds initialisation and data order.
-        precision: fp32, bf16 or fp16.
+        precision: fp32, bf16, fp16 (weights in that dtype) or amp_bf16 (fp32 weights,
+            bf16 autocast).
         zero_stage: DeepSpeed ZeRO stage 0-3.
         weight_decay: AdamW weight decay.
         max_grad_norm: gradient clipping.
@@ -202,6 +216,7 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": cfg.precision == "bf16"},
         "fp16": {"enabled": cfg.precision == "fp16"},
+        "torch_autocast": {"enabled": cfg.precision in AUTOCAST, "dtype": str(AUTOCAST.get(cfg.precision, torch.bfloat16))},
         "steps_per_print": 10**9,
     }
 
@@ -388,6 +403,9 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
         engine = module
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         module.to(device)
+    # DeepSpeed autocasts inside its engine (torch_autocast); the torch loop does it here
+    autocast = torch.autocast(device.type, dtype=AUTOCAST.get(cfg.precision, torch.bfloat16),
+                              enabled=engine_name == "torch" and cfg.precision in AUTOCAST)
     # With ZeRO-0 in fp32 the torch optimizer holds the real, unpartitioned state: save it
     # so a resume is exact. (ZeRO >= 1 partitions it and bf16 keeps fp32 master copies in
     # DeepSpeed's wrapper: those resume from the weights, with fresh moments.)
@@ -405,7 +423,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
                 engine.backward(loss)
                 engine.step()
             else:
-                loss = engine(**batch) / cfg.grad_accum
+                with autocast:
+                    loss = engine(**batch) / cfg.grad_accum
                 loss.backward()
                 if accum == cfg.grad_accum - 1:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)

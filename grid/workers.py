@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from embodiment.models import load_model
-from embodiment.training import TrainConfig, train
+from embodiment.training import TrainConfig, train, weight_dtype
 from grid.data import training_data
 
 REPORT_EVERY = 5
@@ -28,7 +28,7 @@ def train_worker(config: dict) -> None:
     cfg = TrainConfig.from_dict(config["train"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    lm = load_model(config["model"], device="cuda" if config.get("use_gpu") else "cpu", dtype=cfg.precision if cfg.precision != "fp32" else None,
+    lm = load_model(config["model"], device="cuda" if config.get("use_gpu") else "cpu", dtype=weight_dtype(cfg.precision),
                     allow_download=config.get("allow_download", False), trust_remote_code=config.get("trust_remote_code", False))
     data = training_data(config["condition"], config["norms"], config["seed"], config.get("mcq", {}), config.get("max_mcq"))
     resume = None

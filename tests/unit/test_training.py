@@ -184,3 +184,22 @@ def test_deepspeed_on_cpu_never_jit_compiles_its_shm_comm_op(tmp_path, monkeypat
     ensure_distributed("gloo")
     assert build_shm_op() is None
     assert sorted(p.name for p in stale.iterdir()) == ["lock"]
+
+
+@pytest.mark.parametrize("engine", ["deepspeed", "torch"])
+def test_amp_bf16_trains_fp32_weights_with_bf16_matmuls(tmp_path, rng, engine):
+    """amp_bf16: the weights stay fp32 while the linears compute in bf16 (DeepSpeed's
+    torch_autocast, or torch.autocast in the torch loop), and the loss goes down."""
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, seed=1)
+    seen = set()
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
+             for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    cfg = TrainConfig(format="rating", lora=False, learning_rate=3e-3, steps=20, batch_size=8, engine=engine,
+                      precision="amp_bf16")
+    result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 40))}), tmp_path)
+    for h in hooks:
+        h.remove()
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert np.mean(result.losses[-5:]) < 0.8 * np.mean(result.losses[:5])
