@@ -2,6 +2,8 @@
 ~0.5B-parameter model (Qwen2-0.5B shape, random weights) through the project's DeepSpeed
 path (``embodiment.training.deepspeed_config`` + ``deepspeed.initialize``) vs the same
 loop run bare (torch AMP bf16 + fused AdamW), measured in one run on the same batches.
+DeepSpeed runs twice: precision bf16 (bf16 weights, DeepSpeed's fp32 master copies) and
+amp_bf16 (fp32 weights under its torch_autocast, the bare loop's arithmetic).
 
 Usage: python bench/bench_training.py [--batch 16] [--seq 1024] [--steps 20] [--tiny]
 Prints one table and ratio lines (DeepSpeed / bare); --tiny runs a small model on CPU to
@@ -55,13 +57,14 @@ def run(mode: str, method: str, args, device: str) -> dict:
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=fused)
     g = torch.Generator().manual_seed(1)
     batches = [torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=g) for _ in range(4)]
-    if mode == "deepspeed":
+    if mode.startswith("deepspeed"):
         import deepspeed
 
         from embodiment.training import TrainConfig, deepspeed_config, ensure_distributed
 
         ensure_distributed("nccl" if device == "cuda" else "gloo")
-        tc = TrainConfig(batch_size=args.batch, precision="bf16" if device == "cuda" else "fp32", zero_stage=args.zero)
+        precision = "amp_bf16" if mode == "deepspeed-amp" else "bf16" if device == "cuda" else "fp32"
+        tc = TrainConfig(batch_size=args.batch, precision=precision, zero_stage=args.zero)
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(tc))
 
         def step(ids):
@@ -126,19 +129,20 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch} x seq {args.seq}; {args.steps} timed steps")
     rows = []
     for method in args.methods.split(","):
-        for mode in ("bare", "deepspeed"):  # same batches, same optimizer, one after the other
+        for mode in ("bare", "deepspeed", "deepspeed-amp"):  # same batches, same optimizer, one after the other
             r = run(mode, method, args, device)
             r["mfu"] = r["tokens_per_s"] * r["flops_per_token"] / peak
             rows.append(r)
-    print(f"{'method':<6} {'loop':<10} {'params(M)':>9} {'tokens/s':>10} {'step (s)':>9} {'MFU':>6} {'mem GB':>7} {'loss':>7}")
+    print(f"{'method':<6} {'loop':<13} {'params(M)':>9} {'tokens/s':>10} {'step (s)':>9} {'MFU':>6} {'mem GB':>7} {'loss':>7}")
     for r in rows:
-        print(f"{r['method']:<6} {r['mode']:<10} {r['params_m']:9.0f} {r['tokens_per_s']:10.0f} {r['step_s']:9.3f} "
+        print(f"{r['method']:<6} {r['mode']:<13} {r['params_m']:9.0f} {r['tokens_per_s']:10.0f} {r['step_s']:9.3f} "
               f"{r['mfu']:6.1%} {r['peak_mem_gb']:7.1f} {r['loss']:7.3f}")
     for method in args.methods.split(","):
         bare = next(r for r in rows if r["method"] == method and r["mode"] == "bare")
-        ds = next(r for r in rows if r["method"] == method and r["mode"] == "deepspeed")
-        print(f"ratio {method}: deepspeed/bare tokens/s = {ds['tokens_per_s'] / bare['tokens_per_s']:.3f} "
-              f"(target >= 0.90); MFU deepspeed {ds['mfu']:.1%}")
+        for mode in ("deepspeed", "deepspeed-amp"):
+            ds = next(r for r in rows if r["method"] == method and r["mode"] == mode)
+            print(f"ratio {method}: {mode}/bare tokens/s = {ds['tokens_per_s'] / bare['tokens_per_s']:.3f} "
+                  f"(target >= 0.90); MFU {mode} {ds['mfu']:.1%}")
 
 
 if __name__ == "__main__":

@@ -51,15 +51,16 @@ def test_cuda_embeddings_equal_cpu_embeddings():
         np.testing.assert_allclose(gpu.layer(layer), cpu.layer(layer), atol=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "amp_bf16"])
 @pytest.mark.parametrize("lora", [False, True])
-def test_deepspeed_bf16_training_on_cuda_learns(tmp_path, lora):
+def test_deepspeed_bf16_training_on_cuda_learns(tmp_path, lora, precision):
     rng = np.random.default_rng(0)
     norms = _rule_norms(rng, 300)
     test = _rule_norms(np.random.default_rng(1), 80)
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden=64, layers=2).to("cuda")
     cfg = TrainConfig(format="rating", lora=lora, lora_rank=8, learning_rate=3e-3 if not lora else 1e-2, steps=300,
-                      batch_size=16, engine="deepspeed", precision="bf16")
+                      batch_size=16, engine="deepspeed", precision=precision)
     result = train(cfg, model, tok, TaskData(norms={"en": norms}), tmp_path)
     assert result.engine == "deepspeed"
     if lora:  # a rank-8 adapter on a random 2-layer base learns slowly: the loss must fall
