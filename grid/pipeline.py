@@ -31,6 +31,13 @@ def blocks(frame: pd.DataFrame, rows_per_block: int):
     ``from_pandas`` makes one block of a whole frame, and Ray Data hands a block to one
     actor: every actor past the first would sit idle, and a lost actor would cost the whole
     table. (Its ``override_num_blocks`` splits with numpy, which drops pandas columns.)
+
+    Args:
+        frame: the rows to stream (concepts, or multiple-choice items).
+        rows_per_block: rows per block; the map batch size, so one block is one call.
+
+    Returns:
+        A ``ray.data.Dataset`` whose blocks are consecutive slices of ``frame``.
     """
     import ray.data
 
