@@ -121,6 +121,7 @@ def main() -> None:
     print(f"ratio: Ray Data ({actors[0]} actor) / plain time = {statistics.median(ratios):.2f} (median; target <= 1.10)")
     if len(actors) > 1:
         print(f"ratio: {actors[-1]} actors vs {actors[0]} actor throughput = {rows[1][1] / rows[-1][1]:.2f}x")
+        print(f"ratio: Ray Data ({actors[-1]} actors) / plain time = {rows[-1][1] / rows[0][1]:.2f}")
 
 
 if __name__ == "__main__":
