@@ -56,6 +56,15 @@ def _pool(spec: JobSpec, items: int):
     return ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)
 
 
+def _scored_in_blocks(spec: JobSpec, frame: pd.DataFrame, scorer: type, kwargs: dict, rows_per_block: int):
+    """``frame`` through a pool of ``scorer`` actors, one block per call (lazy Dataset)."""
+    res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
+           "num_gpus": spec.resources.gpus_per_scorer}
+    return blocks(frame, rows_per_block).map_batches(
+        scorer, fn_constructor_kwargs={**kwargs, "trust_remote_code": spec.trust_remote_code},
+        batch_size=rows_per_block, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
+
+
 def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
                    embeddings: bool = True) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
@@ -66,33 +75,25 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     """
     ev = spec.evaluation
     pending = {}  # table -> a lazy Ray Dataset; all of them run at once below
-    res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
-           "num_gpus": spec.resources.gpus_per_scorer}
     concepts = _concept_rows(data, list(ev.languages))
     # Blocks of a few scorer batches: each block is sorted by length on its own, so a
     # larger block pads less; a lost actor costs one block at most.
     batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
     if "rating" in ev.formats and len(concepts):
         dims = {lang: data[lang].test.dimensions for lang in ev.languages}
-        pending["ratings"] = blocks(concepts, batch).map_batches(RatingScorer, fn_constructor_kwargs={
-            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size,
-            "trust_remote_code": spec.trust_remote_code}, batch_size=batch, batch_format="pandas",
-            compute=_pool(spec, len(concepts)), **res)
+        pending["ratings"] = _scored_in_blocks(spec, concepts, RatingScorer, {
+            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch)
     if embeddings and ev.embeddings and len(concepts):
         layers = None if ev.layers == "all" else list(ev.layers)
         unique = concepts[["concept", "language"]].drop_duplicates("concept")
-        pending["embeddings"] = blocks(unique, batch).map_batches(EmbeddingExtractor, fn_constructor_kwargs={
-            "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size,
-            "trust_remote_code": spec.trust_remote_code}, batch_size=batch, batch_format="pandas",
-            compute=_pool(spec, len(concepts)), **res)
+        pending["embeddings"] = _scored_in_blocks(spec, unique, EmbeddingExtractor, {
+            "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size}, batch)
     if "mcq" in ev.formats and spec.mcq.get("test"):
         items = load_mcq(spec.mcq["test"])
         frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
                                **it["options"]} for it in items])
         per_block = max(1, min(64, -(-len(frame) // max(1, spec.resources.scorer_actors))))
-        pending["choices"] = blocks(frame, per_block).map_batches(ChoiceScorer, fn_constructor_kwargs={
-            "model": model, "adapter": adapter, "trust_remote_code": spec.trust_remote_code},
-            batch_size=per_block, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
+        pending["choices"] = _scored_in_blocks(spec, frame, ChoiceScorer, {"model": model, "adapter": adapter}, per_block)
     # The passes are independent: run them side by side, so their actor pools start and
     # load the model at the same time instead of one after another (where resources
     # allow; otherwise Ray queues the later pool's actors until the first pool is done).
