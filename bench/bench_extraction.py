@@ -64,8 +64,7 @@ def _start_cluster(actors: list[int]) -> None:
     time.sleep(5)  # let the new cluster's daemons finish starting
 
 
-def _run_ray(args: argparse.Namespace, actors: list[int]) -> dict[int, float]:
-    from grid.data import prepare_norms
+def _run_ray(args: argparse.Namespace, actors: list[int], data: dict) -> dict[int, float]:
     from grid.pipeline import evaluate_model
     from grid.spec import parse_job
 
@@ -75,7 +74,6 @@ def _run_ray(args: argparse.Namespace, actors: list[int]) -> dict[int, float]:
         # each actor gets its share of the cores (Ray sets its torch threads from it), as
         # the plain loop gets all of them
         spec = parse_job(_job(args, resources={"scorer_actors": k, "cpus_per_worker": max(1, cores // k)}))
-        data = prepare_norms(spec.norms, spec.seed)
         start = time.perf_counter()
         evaluate_model(spec, args.model, None, data, embeddings=False)
         seconds[k] = time.perf_counter() - start
@@ -97,13 +95,18 @@ def main() -> None:
     actors = [int(a) for a in args.actors.split(",")]
     import ray
 
+    from grid.data import prepare_norms
+    from grid.spec import parse_job
+
+    spec = parse_job(_job(args))
+    data = prepare_norms(spec.norms, spec.seed)  # the same norms for every round and pool size
     plain, ray_runs, shape = [], [], {}
     _start_cluster(actors)
     try:
         for r in range(args.rounds):
             shape = _run_plain(args)
             plain.append(shape["seconds"])
-            ray_runs.append(_run_ray(args, actors))
+            ray_runs.append(_run_ray(args, actors, data))
             print(f"round {r + 1}: plain {plain[-1]:.2f} s; " + "; ".join(
                 f"Ray Data {k} actor(s) {s:.2f} s" for k, s in ray_runs[-1].items()), flush=True)
     finally:
