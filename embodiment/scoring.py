@@ -323,11 +323,17 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start: start + batch_size]
         ids, mask = _pad_right([c + x for c, x in chunk], pad)
-        logp = torch.log_softmax(model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float(), dim=-1)
+        # The head runs only where some row's continuation is predicted (a handful of
+        # positions after prompts of ~100 tokens), not on every position.
+        needed = sorted({p for ctx, cont in chunk for p in range(len(ctx) - 1, len(ctx) + len(cont) - 1)})
+        column = {p: j for j, p in enumerate(needed)}
+        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                       logits_to_keep=torch.tensor(needed, dtype=torch.long, device=dev)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
         for i, (ctx, cont) in enumerate(chunk):
-            positions = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=dev)
+            columns = torch.tensor([column[p] for p in range(len(ctx) - 1, len(ctx) + len(cont) - 1)], dtype=torch.long, device=dev)
             targets = torch.tensor(cont, device=dev)
-            results.append((float(logp[i, positions, targets].sum()), len(cont)))
+            results.append((float(logp[i, columns, targets].sum()), len(cont)))
     return results
 
 

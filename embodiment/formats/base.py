@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from embodiment.embeddings import hidden_states_only
 from embodiment.norms import Norms
 
 
@@ -101,16 +102,22 @@ def continuation_batch(pairs: list[tuple[list[int], list[int]]], pad: int) -> di
 
 
 def continuation_loss(lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over continuation tokens (next-token shift done here)."""
-    logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-    labels = batch["labels"]
-    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+    """Mean cross-entropy over continuation tokens (next-token shift done here).
+
+    The vocabulary head runs only at the positions that predict a continuation token (any
+    row's): a continuation is a few tokens after a long prompt, and logits at every other
+    position would be computed, upcast and soft-maxed for nothing.
+    """
+    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = (targets != -100).any(0).nonzero().squeeze(1)
+    logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits.float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
                                              ignore_index=-100)
 
 
 def pooled_hidden(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> torch.Tensor:
     """Mean of the last layer's hidden states over the span tokens, (b, hidden) float32."""
-    out = lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    out = lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **hidden_states_only(lm))
     hidden = out.hidden_states[-1].float()
     weights = span_mask.float()
     return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1.0)
