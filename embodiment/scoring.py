@@ -314,14 +314,33 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 
 @with_inference_linears
 @torch.no_grad()
-def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16) -> list[tuple[float, int]]:
-    """Sum of log-probabilities of each continuation given its context, and its token count."""
+def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16,
+                   by_length: bool = True) -> list[tuple[float, int]]:
+    """Sum of log-probabilities of each continuation given its context, and its token count.
+
+    Args:
+        model: a causal LM (plain or PEFT-wrapped).
+        tokenizer: its tokenizer.
+        pairs: (context, continuation) strings.
+        batch_size: sequences per forward pass.
+        by_length: batch sequences of similar length together (longest first, as
+            lm-evaluation-harness does): padding is computed like real tokens, and
+            multiple-choice questions differ in length by up to 3x. Results come back in
+            the order of ``pairs`` either way.
+
+    Returns:
+        One (log-likelihood, continuation token count) per pair, in the order given.
+    """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = _device(model)
-    results = []
     encoded = [encode_pair(tokenizer, c, x) for c, x in pairs]
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start: start + batch_size]
+    order = list(range(len(encoded)))
+    if by_length:
+        order.sort(key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start: start + batch_size]
+        chunk = [encoded[i] for i in rows]
         ids, mask = _pad_right([c + x for c, x in chunk], pad)
         # The head runs only where some row's continuation is predicted (a handful of
         # positions after prompts of ~100 tokens), not on every position.
@@ -330,18 +349,20 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                        logits_to_keep=torch.tensor(needed, dtype=torch.long, device=dev)).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
-        for i, (ctx, cont) in enumerate(chunk):
+        for row, (i, (ctx, cont)) in enumerate(zip(rows, chunk)):
             columns = torch.tensor([column[p] for p in range(len(ctx) - 1, len(ctx) + len(cont) - 1)], dtype=torch.long, device=dev)
             targets = torch.tensor(cont, device=dev)
-            results.append((float(logp[i, columns, targets].sum()), len(cont)))
+            results[i] = (float(logp[row, columns, targets].sum()), len(cont))
     return results
 
 
-def score_mcq(model, tokenizer, items: Sequence[dict], *, batch_size: int = 16) -> pd.DataFrame:
+def score_mcq(model, tokenizer, items: Sequence[dict], *, batch_size: int = 16, by_length: bool = True) -> pd.DataFrame:
     """Multiple choice by per-option log-likelihood of `` A``..`` D`` after the question.
 
     Args:
         items: dicts with ``index``, ``question``, ``options`` ({"A": ...}), ``correct_option``.
+        batch_size: sequences per forward pass.
+        by_length: batch sequences of similar length (see :func:`loglikelihoods`).
 
     Returns:
         One row per (item, option): index, option, loglik (raw sum), loglik_per_token,
@@ -354,7 +375,7 @@ def score_mcq(model, tokenizer, items: Sequence[dict], *, batch_size: int = 16) 
         for letter in sorted(item["options"]):
             pairs.append((ctx, " " + letter))
             keys.append((item, letter))
-    scores = loglikelihoods(model, tokenizer, pairs, batch_size=batch_size)
+    scores = loglikelihoods(model, tokenizer, pairs, batch_size=batch_size, by_length=by_length)
     frame = pd.DataFrame({"index": [k[0]["index"] for k in keys], "option": [k[1] for k in keys],
                           "loglik": [s for s, _ in scores], "n_tokens": [n for _, n in scores],
                           "correct_option": [k[0]["correct_option"] for k in keys]})

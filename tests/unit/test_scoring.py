@@ -90,6 +90,22 @@ def test_loglikelihood_equals_naive_sum(tiny):
         assert ll == pytest.approx(ref, abs=1e-4) and n == len(cont)
 
 
+def test_loglikelihoods_batched_by_length_come_back_in_the_given_order(tiny):
+    model, tok = tiny
+    # short first: batching longest-first reorders every pair
+    pairs = [("x", " a"), ("y z", " e f g"), ("mid length context", " d"),
+             ("another fairly long context here", " h"), ("A much longer context with many words in it", " b c")]
+    by_length = loglikelihoods(model, tok, pairs, batch_size=2)
+    as_given = loglikelihoods(model, tok, pairs, batch_size=2, by_length=False)
+    for (c, x), (ll, n), (ll_given, n_given) in zip(pairs, by_length, as_given):
+        ctx, cont = encode_pair(tok, c, x)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ctx + cont])).logits[0].double(), -1)
+        ref = sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
+        assert ll == pytest.approx(ref, abs=1e-4) and ll_given == pytest.approx(ref, abs=1e-4)
+        assert n == n_given == len(cont)
+
+
 def test_score_mcq_variants(tiny):
     model, tok = tiny
     items = [{"index": 1, "question": "Red plus blue?", "options": {"A": "purple", "B": "green", "C": "orange", "D": "cyan"},
