@@ -64,6 +64,10 @@ class TrainConfig:
         max_grad_norm: gradient clipping.
         engine: deepspeed (default) or torch (fallback).
         checkpoint_every: save a resumable checkpoint every N steps (0: only at the end).
+        group_by_length: where the format allows it (per-example losses over examples of
+            varied length: mcq, regression), each micro-batch holds examples of similar
+            token length, as Hugging Face's ``group_by_length``: padding is computed like
+            real tokens. Every example is still seen once per epoch.
     """
 
     format: str = "rating"
@@ -84,6 +88,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     engine: str = "deepspeed"
     checkpoint_every: int = 0
+    group_by_length: bool = True
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -229,16 +234,39 @@ def _wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     return get_peft_model(model, lora)
 
 
-def _micro_batch_indices(n: int, micro: int, batch: int, rank: int, world: int, seed: int) -> np.ndarray:
-    """Example indices of one worker's micro-batch: a seeded permutation per epoch, read
-    as one stream, so the order depends only on (seed, micro-step) and resumes exactly."""
+#: micro-batches per length-sorted window (Hugging Face's megabatch multiplier)
+LENGTH_WINDOW = 50
+
+
+def _epoch_order(n: int, seed: int, epoch: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
+    """The examples of one epoch in training order: a seeded permutation; with ``lengths``,
+    each window of LENGTH_WINDOW batches of it is sorted by length and cut into batches,
+    and the full batches are shuffled (the partial one, if any, goes last so that every
+    other batch starts on a micro-batch boundary)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    if lengths is None:
+        return perm
+    full, partial = [], []
+    for start in range(0, n, LENGTH_WINDOW * batch):
+        window = perm[start: start + LENGTH_WINDOW * batch]
+        window = window[np.argsort(-lengths[window], kind="stable")]
+        for i in range(0, len(window), batch):
+            (full if len(window[i: i + batch]) == batch else partial).append(window[i: i + batch])
+    shuffled = [full[k] for k in np.random.default_rng([seed, epoch, 1]).permutation(len(full))]
+    return np.concatenate(shuffled + partial)
+
+
+def _micro_batch_indices(n: int, micro: int, batch: int, rank: int, world: int, seed: int,
+                         lengths: np.ndarray | None = None) -> np.ndarray:
+    """Example indices of one worker's micro-batch: each epoch's order (:func:`_epoch_order`)
+    read as one stream, so the order depends only on (seed, micro-step) and resumes exactly."""
     start = (micro * world + rank) * batch
     positions = np.arange(start, start + batch)
     out = np.empty(batch, dtype=np.int64)
     for epoch in np.unique(positions // n):
-        perm = np.random.default_rng([seed, int(epoch)]).permutation(n)
+        order = _epoch_order(n, seed, int(epoch), batch, lengths)
         sel = positions // n == epoch
-        out[sel] = perm[positions[sel] % n]
+        out[sel] = order[positions[sel] % n]
     return out
 
 
@@ -374,6 +402,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     examples = fmt.examples(data)
     if not examples:
         raise InputError("no training examples: the training split is empty for this format", key="format")
+    lengths = (np.array([fmt.length(ex, tokenizer) for ex in examples])
+               if cfg.group_by_length and fmt.batch_by_length else None)
     lm = _wrap_lora(model, cfg) if cfg.lora else model
     head = None
     if fmt.head_outputs:
@@ -416,7 +446,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
         step_losses = []
         for accum in range(cfg.grad_accum):
             micro = step * cfg.grad_accum + accum
-            idx = _micro_batch_indices(len(examples), micro, cfg.batch_size, rank, world, cfg.seed)
+            idx = _micro_batch_indices(len(examples), micro, cfg.batch_size, rank, world, cfg.seed, lengths)
             batch = {k: v.to(device) for k, v in fmt.collate([examples[i] for i in idx], tokenizer).items()}
             if engine_name == "deepspeed":
                 loss = engine(**batch)

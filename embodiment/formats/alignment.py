@@ -34,6 +34,8 @@ def alignment_loss(model_vectors: torch.Tensor, human_vectors: torch.Tensor) -> 
 
 class AlignmentFormat(TaskFormat):
     name = "alignment"
+    # batch_by_length stays False: the loss compares the RDM of a whole batch, and batches
+    # of similar-length words would never compare a short word with a long one
 
     def examples(self, data: TaskData) -> list[dict]:
         out = []

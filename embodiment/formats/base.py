@@ -55,6 +55,10 @@ class TaskFormat:
     name: str = ""
     #: output size of the regression head on pooled hidden states, if the format needs one
     head_outputs: int | None = None
+    #: training may batch examples of similar token length together: true where lengths
+    #: vary and the loss is per example (a loss over a whole batch, like an RDM's, would
+    #: then only ever compare examples of similar length)
+    batch_by_length: bool = False
 
     def configure(self, data: TaskData) -> "TaskFormat":
         """Read sizes from the data (e.g. how many dimensions the head predicts)."""
@@ -67,6 +71,10 @@ class TaskFormat:
     def collate(self, examples: list[dict[str, Any]], tokenizer) -> dict[str, torch.Tensor]:
         """Tensors for one batch of examples."""
         raise NotImplementedError
+
+    def length(self, example: dict[str, Any], tokenizer) -> int:
+        """Tokens of one example once collated (its unpadded sequence length)."""
+        return int(self.collate([example], tokenizer)["attention_mask"].sum())
 
     def loss(self, module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of ``module`` (an :class:`ObjectiveModel`) on ``batch``."""

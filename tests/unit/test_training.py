@@ -14,7 +14,7 @@ from embodiment.models import tiny_causal_lm, tiny_tokenizer
 from embodiment.models.loading import load_adapter
 from embodiment.norms import Norms
 from embodiment.scoring import score_ratings
-from embodiment.training import TrainConfig, _micro_batch_indices, load_head, train, verify_adapter
+from embodiment.training import TrainConfig, _epoch_order, _micro_batch_indices, load_head, train, verify_adapter
 
 
 def _words(rng, n):
@@ -30,6 +30,10 @@ def _rule_norms(words, dims=("Visual",)):
 
 MCQ = [{"index": i, "question": f"Colour {c}?", "options": {"A": "red", "B": "blue", "C": "green", "D": "black"},
         "correct_option": "ABCD"[i % 4]} for i, c in enumerate("abcdefgh")]
+# questions from 1 to 24 words: batches drawn at random pad heavily
+VARIED_MCQ = [{"index": i, "question": " ".join(["what colour is it"] * (1 + (7 * i) % 6)) + "?",
+               "options": {"A": "red", "B": "blue", "C": "green", "D": "black"}, "correct_option": "ABCD"[i % 4]}
+              for i in range(48)]
 
 
 def _data(rng, fmt):
@@ -99,15 +103,15 @@ def test_torch_fallback_engine_trains(tmp_path, rng):
     assert result.engine == "torch" and np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
 
 
-@pytest.mark.parametrize("engine", ["torch", "deepspeed"])
-def test_resume_continues_the_same_run_exactly(tmp_path, rng, engine):
+@pytest.mark.parametrize("engine,fmt", [("torch", "rating"), ("deepspeed", "rating"), ("torch", "mcq")])
+def test_resume_continues_the_same_run_exactly(tmp_path, rng, engine, fmt):
     """10 steps, then 10 more from the step-10 checkpoint (weights + AdamW moments) equal
-    20 steps straight: same losses, same final adapter."""
+    20 steps straight: same losses, same final adapter (mcq: batches grouped by length)."""
     from safetensors.torch import load_file
 
     tok = tiny_tokenizer()
-    data = TaskData(norms={"en": _rule_norms(_words(rng, 40))})
-    cfg = TrainConfig(format="rating", lora=True, learning_rate=1e-2, steps=20, batch_size=8, engine=engine, checkpoint_every=10)
+    data = TaskData(norms={"en": _rule_norms(_words(rng, 40))}, mcq_items=VARIED_MCQ)
+    cfg = TrainConfig(format=fmt, lora=True, learning_rate=1e-2, steps=20, batch_size=8, engine=engine, checkpoint_every=10)
     straight = train(cfg, tiny_causal_lm(tok, seed=5), tok, data, tmp_path / "a")
     ckpt = tmp_path / "a" / "checkpoints" / "step_000010"
     assert (ckpt / "train_state.json").exists() and (ckpt / "optimizer.safetensors").exists()
@@ -126,6 +130,55 @@ def test_data_order_depends_only_on_seed_and_step():
     # the ranks of one micro-step take disjoint slices of the same stream
     r0, r1 = _micro_batch_indices(100, 0, 8, 0, 2, 0), _micro_batch_indices(100, 0, 8, 1, 2, 0)
     assert not set(r0) & set(r1)
+
+
+def _padding_share(lengths, batches):
+    """Loop oracle: padded positions over all positions of right-padded batches."""
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1 - sum(lengths[i] for b in batches for i in b) / padded
+
+
+def test_length_grouped_epochs_see_every_example_once_in_batches_of_similar_length():
+    n, batch = 203, 8  # 25 full batches and a partial one
+    lengths = np.random.default_rng(0).integers(10, 200, n)
+    for epoch in (0, 1):
+        order = _epoch_order(n, 3, epoch, batch, lengths)
+        assert sorted(order) == list(range(n))  # every example once per epoch
+        assert list(order) == list(_epoch_order(n, 3, epoch, batch, lengths))  # seeded
+    assert list(_epoch_order(n, 3, 0, batch, lengths)) != list(_epoch_order(n, 4, 0, batch, lengths))
+    grouped = [list(_micro_batch_indices(n, m, batch, 0, 1, 3, lengths)) for m in range(n // batch)]
+    plain = [list(_micro_batch_indices(n, m, batch, 0, 1, 3)) for m in range(n // batch)]
+    assert all(len(set(b)) == batch for b in grouped)
+    assert _padding_share(lengths, grouped) < 0.25 * _padding_share(lengths, plain)
+    # two ranks read disjoint batches of the same grouped stream
+    r0, r1 = _micro_batch_indices(n, 0, batch, 0, 2, 3, lengths), _micro_batch_indices(n, 0, batch, 1, 2, 3, lengths)
+    assert not set(r0) & set(r1)
+
+
+def test_training_batches_mcq_by_length_and_never_alignment(tmp_path, rng, monkeypatch):
+    from embodiment.formats.mcq import MultipleChoiceFormat
+
+    widths = []
+    collate = MultipleChoiceFormat.collate
+
+    def spy(self, examples, tokenizer):
+        out = collate(self, examples, tokenizer)
+        if len(examples) > 1:  # not the one-example calls that measure lengths
+            widths.append(1 - float(out["attention_mask"].float().mean()))
+        return out
+
+    monkeypatch.setattr(MultipleChoiceFormat, "collate", spy)
+    tok = tiny_tokenizer()
+    data = TaskData(norms={"en": _rule_norms(_words(rng, 8))}, mcq_items=VARIED_MCQ)
+    share = {}
+    for grouped in (True, False):
+        widths.clear()
+        cfg = TrainConfig(format="mcq", lora=False, steps=6, batch_size=8, engine="torch", group_by_length=grouped)
+        train(cfg, tiny_causal_lm(tok, seed=1), tok, data, tmp_path / str(grouped))
+        share[grouped] = float(np.mean(widths))
+    assert len(widths) == 6
+    assert share[True] < 0.5 * share[False]
+    assert FORMATS["mcq"].batch_by_length and not FORMATS["alignment"].batch_by_length
 
 
 def test_alignment_loss_is_zero_for_identical_geometry_and_differentiable():
