@@ -1,0 +1,111 @@
+"""Batching by length on the study's colour multiple-choice questions (~60 to ~200
+tokens): MCQ scoring with sequences batched longest-first vs in the order given, and one
+epoch of mcq training steps (forward + backward) with micro-batches grouped by length vs
+drawn at random, on SmolLM2-135M, in one run. The peers are the same functions with the
+grouping off (``by_length=False``; ``_micro_batch_indices`` without lengths), which is how
+both ran before. Rounds alternate ours/peer; times are medians.
+
+Usage: python bench/bench_length_batching.py [--items 96] [--batch 16] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# the study's colour questions: ../shared beside a checkout, or shared/ inside a copied tree
+MCQ_FILES = [REPO.parent / "shared" / "data" / "mcq_color_train.json", REPO / "shared" / "data" / "mcq_color_train.json"]
+
+
+def _items(count: int) -> list[dict]:
+    found = next((f for f in MCQ_FILES if f.exists()), None)
+    if found is None:
+        raise SystemExit(f"bench_length_batching: the colour questions are not at {' or '.join(map(str, MCQ_FILES))}")
+    every = json.loads(found.read_text(encoding="utf-8"))
+    items = every[:: max(1, len(every) // count)][:count]  # spread over the file: its later questions are longer
+    for i, it in enumerate(items):
+        it.setdefault("index", i)
+    return items
+
+
+def _padding(batches: list[dict]) -> float:
+    return 1 - sum(float(b["attention_mask"].sum()) for b in batches) / sum(b["attention_mask"].numel() for b in batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--items", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from embodiment.formats import FORMATS, TaskData
+    from embodiment.models import load_model
+    from embodiment.scoring import score_mcq
+    from embodiment.training import ObjectiveModel, _micro_batch_indices
+
+    lm = load_model(args.model)
+    model, tok = lm.model, lm.tokenizer
+    items = _items(args.items)
+    fmt = FORMATS["mcq"]().configure(TaskData(mcq_items=items))
+    examples = fmt.examples(TaskData(mcq_items=items))
+    lengths = np.array([fmt.length(ex, tok) for ex in examples])
+    module = ObjectiveModel(model, fmt, None)
+    steps = len(examples) // args.batch  # one epoch: both sides see every example once
+
+    def epoch_batches(grouped: bool) -> list[dict]:
+        return [fmt.collate([examples[i] for i in _micro_batch_indices(len(examples), m, args.batch, 0, 1, 0,
+                                                                         lengths if grouped else None)], tok)
+                for m in range(steps)]
+
+    def train_epoch(batches):
+        model.train()
+        losses = []
+        for batch in batches:
+            loss = module(**batch)
+            loss.backward()
+            losses.append(loss.item())
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        return float(np.mean(losses))
+
+    def mcq(by_length):
+        model.eval()
+        return score_mcq(model, tok, items, batch_size=args.batch, by_length=by_length)["loglik"].to_numpy()
+
+    grouped, drawn = epoch_batches(True), epoch_batches(False)
+    work = {
+        "mcq scoring": ((lambda: mcq(True)), (lambda: mcq(False)), f"{len(items)} items x 4 options", None),
+        "mcq training epoch": ((lambda: train_epoch(grouped)), (lambda: train_epoch(drawn)),
+                               f"{steps} steps of {args.batch}", (_padding(grouped), _padding(drawn))),
+    }
+    print(f"model {args.model}; {len(items)} colour questions, {lengths.min()}-{lengths.max()} tokens; "
+          f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians")
+    print(f"{'workload':<20} {'size':<22} {'ours (s)':>9} {'peer (s)':>9} {'ratio':>6}  padding ours / peer")
+    for name, (ours_fn, peer_fn, size, padding) in work.items():
+        ours_fn()  # warm-up
+        ours, peer = [], []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            a = ours_fn()
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            b = peer_fn()
+            peer.append(time.perf_counter() - start)
+        if name == "mcq scoring":  # same numbers in the same order; batches differ, so fp32 rounding may
+            np.testing.assert_allclose(a, b, atol=1e-3, err_msg="by-length scoring disagrees with the peer")
+        o, p = statistics.median(ours), statistics.median(peer)
+        pad = f"  {padding[0]:.1%} / {padding[1]:.1%}" if padding else ""
+        print(f"{name:<20} {size:<22} {o:9.2f} {p:9.2f} {p / o:5.2f}x{pad}", flush=True)
+    print("ratio: peer / ours time per workload above (in the order given or drawn at random / batched by length)")
+
+
+if __name__ == "__main__":
+    main()
