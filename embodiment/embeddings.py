@@ -85,7 +85,7 @@ def _spans(tokenizer, concepts: Sequence[str], kind: str) -> tuple[list[list[int
 @with_inference_linears
 @torch.no_grad()
 def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str = "causal", layers: Sequence[int] | None = None,
-                       batch_size: int = 32, progress: Callable[[int], None] | None = None) -> Embeddings:
+                       batch_size: int = 32, by_length: bool = True, progress: Callable[[int], None] | None = None) -> Embeddings:
     """Pooled hidden states of each concept at every (or the chosen) layer.
 
     Args:
@@ -95,11 +95,15 @@ def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str =
         kind: ``causal`` (neutral prefix) or ``encoder`` (concept alone, specials excluded).
         layers: layer indices to keep (negative counts from the end); default all.
         batch_size: concepts per forward pass.
+        by_length: batch concepts of similar token length together (1 to 5+ tokens:
+            padding is computed like real tokens); vectors come back in the order given.
         progress: called with the number of concepts finished after each batch.
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = next(model.parameters()).device
     seqs, spans = _spans(tokenizer, concepts, kind)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i])) if by_length else list(range(len(seqs)))
+    seqs, spans = [seqs[i] for i in order], [spans[i] for i in order]
     no_head = hidden_states_only(model)
     pooled: dict[str, list[np.ndarray]] = {p: [] for p in POOLINGS}
     chosen: list[int] | None = None
@@ -128,4 +132,5 @@ def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str =
         pooled["last"].append(last.cpu().numpy().astype(np.float32))
         if progress:
             progress(len(chunk))
-    return Embeddings(list(concepts), list(chosen or []), {p: np.concatenate(v, axis=1) for p, v in pooled.items()})
+    given = np.argsort(order)  # back to the order of ``concepts``
+    return Embeddings(list(concepts), list(chosen or []), {p: np.concatenate(v, axis=1)[:, given] for p, v in pooled.items()})
