@@ -67,7 +67,8 @@ class TrainConfig:
         group_by_length: where the format allows it (per-example losses over examples of
             varied length: mcq, regression), each micro-batch holds examples of similar
             token length, as Hugging Face's ``group_by_length``: padding is computed like
-            real tokens. Every example is still seen once per epoch.
+            real tokens. Every example is still seen once per epoch; per-step losses vary
+            more (each batch is one length group).
     """
 
     format: str = "rating"
