@@ -13,28 +13,10 @@ Usage: python bench/bench_length_batching.py [--concepts 1024] [--items 96] [--b
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-# the study's colour questions: ../shared beside a checkout, or shared/ inside a copied tree
-MCQ_FILES = [REPO.parent / "shared" / "data" / "mcq_color_train.json", REPO / "shared" / "data" / "mcq_color_train.json"]
-
-
-def _items(count: int) -> list[dict]:
-    found = next((f for f in MCQ_FILES if f.exists()), None)
-    if found is None:
-        raise SystemExit(f"bench_length_batching: the colour questions are not at {' or '.join(map(str, MCQ_FILES))}")
-    every = json.loads(found.read_text(encoding="utf-8"))
-    items = every[:: max(1, len(every) // count)][:count]  # spread over the file: its later questions are longer
-    for i, it in enumerate(items):
-        it.setdefault("index", i)
-    return items
+from _ab import alternate, colour_questions, spread
 
 
 def _padding(batches: list[dict]) -> float:
@@ -59,7 +41,7 @@ def main() -> None:
 
     lm = load_model(args.model)
     model, tok = lm.model, lm.tokenizer
-    items = _items(args.items)
+    items = colour_questions(args.items, spread_over_file=True, bench="bench_length_batching")
     fmt = FORMATS["mcq"]().configure(TaskData(mcq_items=items))
     examples = fmt.examples(TaskData(mcq_items=items))
     lengths = np.array([fmt.length(ex, tok) for ex in examples])
@@ -86,8 +68,7 @@ def main() -> None:
         model.eval()
         return score_mcq(model, tok, items, batch_size=args.batch, by_length=by_length)["loglik"].to_numpy()
 
-    words = load_embedded().words
-    words = words[:: max(1, len(words) // args.concepts)][: args.concepts]  # spread over the vocabulary
+    words = spread(load_embedded().words, args.concepts)
 
     def embeddings(by_length):
         model.eval()
@@ -106,18 +87,9 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians")
     print(f"{'workload':<20} {'size':<22} {'ours (s)':>9} {'peer (s)':>9} {'ratio':>6}  padding ours / peer")
     for name, (ours_fn, peer_fn, size, padding) in work.items():
-        ours_fn()  # warm-up
-        ours, peer = [], []
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            a = ours_fn()
-            ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            b = peer_fn()
-            peer.append(time.perf_counter() - start)
+        o, p, a, b = alternate(ours_fn, peer_fn, args.rounds)
         if name != "mcq training epoch":  # same numbers, same order (batches differ: fp32 rounding may)
             np.testing.assert_allclose(a, b, atol=1e-3, err_msg=f"{name}: by length disagrees with the peer")
-        o, p = statistics.median(ours), statistics.median(peer)
         pad = f"  {padding[0]:.1%} / {padding[1]:.1%}" if padding else ""
         print(f"{name:<20} {size:<22} {o:9.2f} {p:9.2f} {p / o:5.2f}x{pad}", flush=True)
     print("ratio: peer / ours time per workload above (in the order given or drawn at random / batched by length)")

@@ -14,18 +14,11 @@ Usage: python bench/bench_vocab_head.py [--concepts 256] [--items 48] [--batch 1
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-# the study's colour questions: ../shared beside a checkout, or shared/ inside a copied tree
-MCQ_FILES = [REPO.parent / "shared" / "data" / "mcq_color_train.json", REPO / "shared" / "data" / "mcq_color_train.json"]
+from _ab import alternate, colour_questions, spread
 
 
 @contextmanager
@@ -55,14 +48,11 @@ def head_on_every_position(model):
             h.remove()
 
 
-def _timed(fn, model, peer: bool):
-    start = time.perf_counter()
-    if peer:
+def _with_full_head(fn, model):
+    def peer():
         with head_on_every_position(model):
-            out = fn()
-    else:
-        out = fn()
-    return time.perf_counter() - start, out
+            return fn()
+    return peer
 
 
 def _workloads(args, lm):
@@ -74,14 +64,9 @@ def _workloads(args, lm):
 
     model, tok = lm.model, lm.tokenizer
     norms = load_embedded()
-    words = norms.words[:: max(1, len(norms.words) // args.concepts)][: args.concepts]  # spread over the vocabulary
+    words = spread(norms.words, args.concepts)
     sub = norms.select(words)
-    found = next((f for f in MCQ_FILES if f.exists()), None)
-    if found is None:
-        raise SystemExit(f"bench_vocab_head: the colour questions are not at {' or '.join(map(str, MCQ_FILES))}")
-    items = json.loads(found.read_text(encoding="utf-8"))[: args.items]
-    for i, it in enumerate(items):
-        it.setdefault("index", i)
+    items = colour_questions(args.items, spread_over_file=False, bench="bench_vocab_head")
     data = TaskData(norms={"en": sub}, mcq_items=items, seed=0)
 
     def train_steps(name):
@@ -129,15 +114,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians")
     print(f"{'workload':<30} {'size':<22} {'ours (s)':>9} {'peer (s)':>9} {'ratio':>6}")
     for name, (fn, size) in _workloads(args, lm).items():
-        _timed(fn, lm.model, False)  # warm-up: first-call allocations and kernel choice
-        ours, peer = [], []
-        for _ in range(args.rounds):
-            t, a = _timed(fn, lm.model, False)
-            ours.append(t)
-            t, b = _timed(fn, lm.model, True)
-            peer.append(t)
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"{name}: ours and the peer disagree")
-        o, p = statistics.median(ours), statistics.median(peer)
+        o, p, _, _ = alternate(fn, _with_full_head(fn, lm.model), args.rounds, check=lambda a, b, name=name: (
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"{name}: ours and the peer disagree")))
         print(f"{name:<30} {size:<22} {o:9.2f} {p:9.2f} {p / o:5.2f}x", flush=True)
     print("ratio: peer / ours time per workload above (head on every position / head only where read)")
 
