@@ -312,6 +312,11 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return whole[: len(ctx)], whole[len(ctx):]
 
 
+def _predicting(ctx: list[int], cont: list[int]) -> range:
+    """The positions whose logits predict the continuation's tokens (next-token shift)."""
+    return range(len(ctx) - 1, len(ctx) + len(cont) - 1)
+
+
 @with_inference_linears
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16,
@@ -344,13 +349,13 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
         ids, mask = _pad_right([c + x for c, x in chunk], pad)
         # The head runs only where some row's continuation is predicted (a handful of
         # positions after prompts of ~100 tokens), not on every position.
-        needed = sorted({p for ctx, cont in chunk for p in range(len(ctx) - 1, len(ctx) + len(cont) - 1)})
+        needed = sorted({p for ctx, cont in chunk for p in _predicting(ctx, cont)})
         column = {p: j for j, p in enumerate(needed)}
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                        logits_to_keep=torch.tensor(needed, dtype=torch.long, device=dev)).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         for row, (i, (ctx, cont)) in enumerate(zip(rows, chunk)):
-            columns = torch.tensor([column[p] for p in range(len(ctx) - 1, len(ctx) + len(cont) - 1)], dtype=torch.long, device=dev)
+            columns = torch.tensor([column[p] for p in _predicting(ctx, cont)], dtype=torch.long, device=dev)
             targets = torch.tensor(cont, device=dev)
             results[i] = (float(logp[row, columns, targets].sum()), len(cont))
     return results
