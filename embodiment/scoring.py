@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from embodiment.cpu_linears import with_inference_linears
+from embodiment.padding import left_pad as _pad, right_pad as _pad_right
 from embodiment.prompts import mcq_context, rating_prompt
 
 DIGITS = tuple(str(k) for k in range(6))
@@ -59,29 +60,6 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad: every row's last real token sits in the last column, so the LM head runs
-    on one position per row (``logits_to_keep=1``) instead of the whole prompt."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
-
-
-def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad (positions stay 0..n-1 without explicit position ids)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 def _positions(mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
     """Position ids that skip the left padding: each real token gets the position it
     would have unpadded, so padding never changes a score."""
@@ -92,14 +70,14 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _cache_argument(model: torch.nn.Module) -> str:
+def cache_argument(model: torch.nn.Module) -> str:
     """The forward keyword of the KV cache: ``cache`` from transformers 5.2x, before that
     ``past_key_values`` (PEFT wrappers forward either through **kwargs)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def _returned_cache(out):
+def returned_cache(out):
     return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
@@ -115,7 +93,7 @@ def _last_logits_plain(model, seqs: list[list[int]], pad_id: int) -> torch.Tenso
 def _prefix_kv(model, prefix_ids: list[int]):
     """The one-row KV cache of ``prefix_ids`` (the LM head runs on one position only)."""
     out = model(input_ids=torch.tensor([prefix_ids], device=_device(model)), use_cache=True, logits_to_keep=1)
-    return _returned_cache(out)
+    return returned_cache(out)
 
 
 def _weights_state(model: torch.nn.Module) -> tuple[int, int, bool]:
@@ -189,7 +167,7 @@ def _last_logits_reused(model, prefix: _PrefixCache, suffixes: list[list[int]], 
     full_mask = torch.cat([torch.ones((b, prefix.length), dtype=torch.long), mask], dim=1).to(dev)
     try:
         out = model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=_positions(mask, prefix.length).to(dev),
-                    use_cache=True, logits_to_keep=1, **{_cache_argument(model): prefix.for_batch(b)})
+                    use_cache=True, logits_to_keep=1, **{cache_argument(model): prefix.for_batch(b)})
     finally:
         prefix.restore(b)
     return out.logits[:, -1].float()

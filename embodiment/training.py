@@ -23,6 +23,7 @@ import torch
 
 from embodiment.errors import InputError, did_you_mean
 from embodiment.formats import TaskData, TaskFormat, get_format
+from embodiment.formats.rating import RATING_BATCHES, RATING_LOSSES
 from embodiment.scoring import digit_token_ids
 
 ENGINES = ("deepspeed", "torch")
@@ -31,6 +32,31 @@ ENGINES = ("deepspeed", "torch")
 # under DeepSpeed its torch_autocast mode, which skips the bf16 mode's fp32 master copies.
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "amp_bf16": torch.float32}
 AUTOCAST = {"amp_bf16": torch.bfloat16}  # precision -> autocast dtype, where it autocasts
+
+
+#: learning-rate multiplier after warm-up, as a function of progress p in [0, 1]
+LR_SCHEDULES = {
+    "constant": lambda p: 1.0,
+    "linear": lambda p: 1.0 - p,
+    "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
+}
+
+
+def learning_rate_at(cfg: "TrainConfig", step: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of ``total_steps``: linear
+    warm-up over ``cfg.warmup`` of the steps, then ``cfg.lr_schedule``. A function of the
+    step alone, so a resumed run follows the same schedule.
+
+    Args:
+        cfg: the run's configuration.
+        step: the optimizer step about to be taken.
+        total_steps: optimizer steps of the whole run.
+    """
+    warm = int(round(cfg.warmup * total_steps))
+    if step < warm:
+        return cfg.learning_rate * (step + 1) / (warm + 1)
+    progress = (step - warm) / max(1, total_steps - warm)
+    return cfg.learning_rate * LR_SCHEDULES[cfg.lr_schedule](progress)
 
 
 def weight_dtype(precision: str) -> str | None:
@@ -51,6 +77,8 @@ class TrainConfig:
         lora: LoRA (True) or full fine-tuning (False).
         lora_rank, lora_alpha, lora_dropout: LoRA hyperparameters.
         target_modules: module names LoRA adapts, or ``all-linear``.
+        lora_top_layers: adapt only the last N transformer blocks (None: all). The
+            backward pass then stops at the lowest adapted block, so a step costs less.
         learning_rate: AdamW learning rate.
         steps: optimizer steps; ``epochs`` is used when steps is None.
         epochs: passes over the training examples.
@@ -69,6 +97,17 @@ class TrainConfig:
             token length, as Hugging Face's ``group_by_length``: padding is computed like
             real tokens. Every example is still seen once per epoch; per-step losses vary
             more (each batch is one length group).
+        shared_prefix: where the format has one (rating), each distinct prompt prefix of a
+            batch (one per dimension and language) runs once and its keys and values serve
+            every example of the batch; exact, only faster.
+        rating_batches: what one rating batch holds: ``concept`` (every dimension of
+            batch_size / dimensions concepts; the default), ``dimension`` (one dimension:
+            one prefix per batch, the fastest) or ``random``.
+        rating_loss: the rating format's loss: ``soft_ce`` (soft digit cross-entropy),
+            ``expected_mse`` (squared error of the expected rating) or ``both``.
+        lr_schedule: ``constant``, ``linear`` (decay to 0) or ``cosine`` (to 0), after warm-up.
+        warmup: fraction of the optimizer steps over which the learning rate rises
+            linearly from 0.
     """
 
     format: str = "rating"
@@ -77,6 +116,7 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     target_modules: list[str] | str = "all-linear"
+    lora_top_layers: int | None = None
     learning_rate: float = 2e-4
     steps: int | None = 100
     epochs: float | None = None
@@ -90,6 +130,11 @@ class TrainConfig:
     engine: str = "deepspeed"
     checkpoint_every: int = 0
     group_by_length: bool = True
+    shared_prefix: bool = True
+    rating_batches: str = "concept"
+    rating_loss: str = "soft_ce"
+    lr_schedule: str = "constant"
+    warmup: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -113,8 +158,13 @@ class TrainConfig:
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("grad_accum", self.grad_accum >= 1, "at least 1"),
             ("lora_rank", self.lora_rank >= 1, "at least 1"),
+            ("lora_top_layers", self.lora_top_layers is None or self.lora_top_layers >= 1, "at least 1, or null for all"),
             ("steps", self.steps is not None or self.epochs is not None, "steps or epochs to be set"),
             ("steps", self.steps is None or self.steps >= 0, "0 or more"),
+            ("rating_loss", self.rating_loss in RATING_LOSSES, f"one of {RATING_LOSSES}"),
+            ("rating_batches", self.rating_batches in RATING_BATCHES, f"one of {RATING_BATCHES}"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {tuple(LR_SCHEDULES)}"),
+            ("warmup", 0.0 <= self.warmup < 1.0, "a fraction in [0, 1)"),
         ]
         for key, ok, expected in checks:
             if not ok:
@@ -230,8 +280,15 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
 def _wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
+    layers, targets = None, cfg.target_modules
+    if cfg.lora_top_layers:
+        total = model.config.num_hidden_layers
+        layers = list(range(max(0, total - cfg.lora_top_layers), total))
+        if targets == "all-linear":  # PEFT takes a layer range only with module names
+            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                              if isinstance(mod, torch.nn.Linear) and ".layers." in name})
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 
@@ -239,33 +296,77 @@ def _wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
 LENGTH_WINDOW = 50
 
 
-def _epoch_order(n: int, seed: int, epoch: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
-    """The examples of one epoch in training order: a seeded permutation; with ``lengths``,
-    each window of LENGTH_WINDOW batches of it is sorted by length and cut into batches,
-    and the full batches are shuffled (the partial one, if any, goes last so that every
-    other batch starts on a micro-batch boundary)."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    if lengths is None:
+@dataclass(frozen=True)
+class BatchPlan:
+    """How examples are put into batches (beyond a seeded permutation).
+
+    Attributes:
+        keys: sort keys (token lengths, or a prompt group then its length): each window
+            of LENGTH_WINDOW batches is sorted by them, so a batch holds similar examples.
+        units: a unit id per example (a concept, for ratings of every dimension of it):
+            each epoch permutes whole units and lays their examples out together.
+    """
+
+    keys: np.ndarray | None = None
+    units: np.ndarray | None = None
+
+
+def _epoch_order(n: int, seed: int, epoch: int, batch: int, plan: BatchPlan | None) -> np.ndarray:
+    """The examples of one epoch in training order: a seeded permutation; with ``plan.units``,
+    a permutation of whole units; with ``plan.keys``, each window of LENGTH_WINDOW batches
+    of it is sorted by key and cut into batches, and the full batches are shuffled (the
+    partial one, if any, goes last so that every other batch starts on a micro-batch
+    boundary)."""
+    rng = np.random.default_rng([seed, epoch])
+    if plan is not None and plan.units is not None:
+        by_unit = np.argsort(plan.units, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(plan.units[by_unit]) != 0])
+        members = np.split(by_unit, starts[1:])
+        return np.concatenate([members[u] for u in rng.permutation(len(members))])
+    perm = rng.permutation(n)
+    if plan is None or plan.keys is None:
         return perm
     full, partial = [], []
     for start in range(0, n, LENGTH_WINDOW * batch):
         window = perm[start: start + LENGTH_WINDOW * batch]
-        window = window[np.argsort(-lengths[window], kind="stable")]
+        window = window[np.argsort(-plan.keys[window], kind="stable")]
         for i in range(0, len(window), batch):
             (full if len(window[i: i + batch]) == batch else partial).append(window[i: i + batch])
     shuffled = [full[k] for k in np.random.default_rng([seed, epoch, 1]).permutation(len(full))]
     return np.concatenate(shuffled + partial)
 
 
+def batch_plan(fmt: TaskFormat, examples: list[dict], tokenizer, cfg: "TrainConfig") -> BatchPlan | None:
+    """How the format's examples are batched, or None for random batches.
+
+    A format's :meth:`~TaskFormat.batch_unit` keeps a unit's examples together (every
+    dimension of one concept); its :meth:`~TaskFormat.batch_group` (the rating prompt's
+    prefix) comes first in the sort keys, so a batch holds one group and runs its shared
+    prefix once; within a group, or where the format allows it, the token length
+    (``group_by_length``) orders examples so that a batch pads little.
+    """
+    units = [fmt.batch_unit(ex) for ex in examples]
+    if any(u is not None for u in units):
+        rank = {u: i for i, u in enumerate(dict.fromkeys(units))}
+        return BatchPlan(units=np.array([rank[u] for u in units], dtype=np.int64))
+    groups = [fmt.batch_group(ex) for ex in examples]
+    by_length = cfg.group_by_length and (fmt.batch_by_length or any(g is not None for g in groups))
+    if not by_length and all(g is None for g in groups):
+        return None
+    lengths = np.array([fmt.length(ex, tokenizer) for ex in examples]) if by_length else np.zeros(len(examples), int)
+    rank = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    return BatchPlan(keys=np.array([rank[g] for g in groups], dtype=np.int64) * (int(lengths.max(initial=0)) + 1) + lengths)
+
+
 def _micro_batch_indices(n: int, micro: int, batch: int, rank: int, world: int, seed: int,
-                         lengths: np.ndarray | None = None) -> np.ndarray:
+                         plan: BatchPlan | None = None) -> np.ndarray:
     """Example indices of one worker's micro-batch: each epoch's order (:func:`_epoch_order`)
     read as one stream, so the order depends only on (seed, micro-step) and resumes exactly."""
     start = (micro * world + rank) * batch
     positions = np.arange(start, start + batch)
     out = np.empty(batch, dtype=np.int64)
     for epoch in np.unique(positions // n):
-        order = _epoch_order(n, seed, int(epoch), batch, lengths)
+        order = _epoch_order(n, seed, int(epoch), batch, plan)
         sel = positions // n == epoch
         out[sel] = order[positions[sel] % n]
     return out
@@ -399,12 +500,11 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     cfg.validate()
     start_time = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    fmt = get_format(cfg.format).configure(data)
+    fmt = get_format(cfg.format).configure(data).with_options(cfg)
     examples = fmt.examples(data)
     if not examples:
         raise InputError("no training examples: the training split is empty for this format", key="format")
-    lengths = (np.array([fmt.length(ex, tokenizer) for ex in examples])
-               if cfg.group_by_length and fmt.batch_by_length else None)
+    plan = batch_plan(fmt, examples, tokenizer, cfg)
     lm = _wrap_lora(model, cfg) if cfg.lora else model
     head = None
     if fmt.head_outputs:
@@ -444,10 +544,12 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     total_steps = cfg.steps if cfg.steps is not None else math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * world * cfg.grad_accum))
     out = Path(output_dir)
     for step in range(done, total_steps):
+        for group in (engine.optimizer if engine_name == "deepspeed" else optimizer).param_groups:
+            group["lr"] = learning_rate_at(cfg, step, total_steps)
         step_losses = []
         for accum in range(cfg.grad_accum):
             micro = step * cfg.grad_accum + accum
-            idx = _micro_batch_indices(len(examples), micro, cfg.batch_size, rank, world, cfg.seed, lengths)
+            idx = _micro_batch_indices(len(examples), micro, cfg.batch_size, rank, world, cfg.seed, plan)
             batch = {k: v.to(device) for k, v in fmt.collate([examples[i] for i in idx], tokenizer).items()}
             if engine_name == "deepspeed":
                 loss = engine(**batch)

@@ -17,6 +17,7 @@ import torch
 
 from embodiment.embeddings import hidden_states_only
 from embodiment.norms import Norms
+from embodiment.padding import left_pad, right_pad  # noqa: F401 (left_pad: for the formats)
 
 
 @dataclass
@@ -64,6 +65,18 @@ class TaskFormat:
         """Read sizes from the data (e.g. how many dimensions the head predicts)."""
         return self
 
+    def with_options(self, cfg) -> "TaskFormat":
+        """Take the format's own training options from a TrainConfig (none by default)."""
+        return self
+
+    def batch_unit(self, example: dict[str, Any]):
+        """Examples of one (hashable) unit are always batched together; None: no units."""
+        return None
+
+    def batch_group(self, example: dict[str, Any]):
+        """Examples with the same (hashable) group are batched together; None: no grouping."""
+        return None
+
     def examples(self, data: TaskData) -> list[dict[str, Any]]:
         """Training examples built from ``data``."""
         raise NotImplementedError
@@ -87,13 +100,7 @@ class TaskFormat:
 
 def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token id lists; returns (input_ids, attention_mask)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
+    return right_pad(seqs, pad_id)
 
 
 def pad_id(tokenizer) -> int:

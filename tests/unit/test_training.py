@@ -14,7 +14,8 @@ from embodiment.models import tiny_causal_lm, tiny_tokenizer
 from embodiment.models.loading import load_adapter
 from embodiment.norms import Norms
 from embodiment.scoring import score_ratings
-from embodiment.training import TrainConfig, _epoch_order, _micro_batch_indices, load_head, train, verify_adapter
+from embodiment.training import (BatchPlan, TrainConfig, _epoch_order, _micro_batch_indices, learning_rate_at, load_head, train,
+                                 verify_adapter)
 
 
 def _words(rng, n):
@@ -103,15 +104,17 @@ def test_torch_fallback_engine_trains(tmp_path, rng):
     assert result.engine == "torch" and np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
 
 
-@pytest.mark.parametrize("engine,fmt", [("torch", "rating"), ("deepspeed", "rating"), ("torch", "mcq")])
-def test_resume_continues_the_same_run_exactly(tmp_path, rng, engine, fmt):
+@pytest.mark.parametrize("engine,fmt,batches", [("torch", "rating", "concept"), ("deepspeed", "rating", "concept"),
+                                                ("deepspeed", "rating", "dimension"), ("torch", "mcq", "concept")])
+def test_resume_continues_the_same_run_exactly(tmp_path, rng, engine, fmt, batches):
     """10 steps, then 10 more from the step-10 checkpoint (weights + AdamW moments) equal
     20 steps straight: same losses, same final adapter (mcq: batches grouped by length)."""
     from safetensors.torch import load_file
 
     tok = tiny_tokenizer()
-    data = TaskData(norms={"en": _rule_norms(_words(rng, 40))}, mcq_items=VARIED_MCQ)
-    cfg = TrainConfig(format=fmt, lora=True, learning_rate=1e-2, steps=20, batch_size=8, engine=engine, checkpoint_every=10)
+    data = TaskData(norms={"en": _rule_norms(_words(rng, 40), ("Visual", "Haptic", "Auditory"))}, mcq_items=VARIED_MCQ)
+    cfg = TrainConfig(format=fmt, lora=True, learning_rate=1e-2, steps=20, batch_size=6, engine=engine, checkpoint_every=10,
+                      rating_batches=batches, lr_schedule="cosine", warmup=0.2)
     straight = train(cfg, tiny_causal_lm(tok, seed=5), tok, data, tmp_path / "a")
     ckpt = tmp_path / "a" / "checkpoints" / "step_000010"
     assert (ckpt / "train_state.json").exists() and (ckpt / "optimizer.safetensors").exists()
@@ -141,17 +144,18 @@ def _padding_share(lengths, batches):
 def test_length_grouped_epochs_see_every_example_once_in_batches_of_similar_length():
     n, batch = 203, 8  # 25 full batches and a partial one
     lengths = np.random.default_rng(0).integers(10, 200, n)
+    plan = BatchPlan(keys=lengths)
     for epoch in (0, 1):
-        order = _epoch_order(n, 3, epoch, batch, lengths)
+        order = _epoch_order(n, 3, epoch, batch, plan)
         assert sorted(order) == list(range(n))  # every example once per epoch
-        assert list(order) == list(_epoch_order(n, 3, epoch, batch, lengths))  # seeded
-    assert list(_epoch_order(n, 3, 0, batch, lengths)) != list(_epoch_order(n, 4, 0, batch, lengths))
-    grouped = [list(_micro_batch_indices(n, m, batch, 0, 1, 3, lengths)) for m in range(n // batch)]
+        assert list(order) == list(_epoch_order(n, 3, epoch, batch, plan))  # seeded
+    assert list(_epoch_order(n, 3, 0, batch, plan)) != list(_epoch_order(n, 4, 0, batch, plan))
+    grouped = [list(_micro_batch_indices(n, m, batch, 0, 1, 3, plan)) for m in range(n // batch)]
     plain = [list(_micro_batch_indices(n, m, batch, 0, 1, 3)) for m in range(n // batch)]
     assert all(len(set(b)) == batch for b in grouped)
     assert _padding_share(lengths, grouped) < 0.25 * _padding_share(lengths, plain)
     # two ranks read disjoint batches of the same grouped stream
-    r0, r1 = _micro_batch_indices(n, 0, batch, 0, 2, 3, lengths), _micro_batch_indices(n, 0, batch, 1, 2, 3, lengths)
+    r0, r1 = _micro_batch_indices(n, 0, batch, 0, 2, 3, plan), _micro_batch_indices(n, 0, batch, 1, 2, 3, plan)
     assert not set(r0) & set(r1)
 
 
@@ -256,3 +260,100 @@ def test_amp_bf16_trains_fp32_weights_with_bf16_matmuls(tmp_path, rng, engine):
     assert seen == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert np.mean(result.losses[-5:]) < 0.8 * np.mean(result.losses[:5])
+
+
+def _rating_examples():
+    return [{"concept": c, "dimension": d, "language": "en", "target": t} for c, d, t in
+            [("apple", "Visual", 3.2), ("a much longer concept", "Auditory", 4.6), ("lemon peel", "taste", 2.5),
+             ("cat", "Visual", 4.1), ("sky", "Visual", 4.9), ("noise", "Auditory", 0.4), ("x", "Haptic", 1.0)]]
+
+
+@pytest.mark.parametrize("lora", [True, False])
+@pytest.mark.parametrize("loss_kind", ["soft_ce", "both"])
+def test_shared_prefix_loss_and_every_gradient_equal_the_plain_batch(lora, loss_kind):
+    """Each distinct prompt prefix runs once and its keys and values serve every example;
+    the loss and every trainable gradient equal the full-prompt batch's (1e-5 relative)."""
+    from embodiment.formats.rating import RatingFormat
+    from embodiment.scoring import digit_token_ids
+    from embodiment.training import ObjectiveModel, _wrap_lora
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, seed=6)
+    if lora:
+        model = _wrap_lora(model, TrainConfig(lora_rank=4))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # B starts at zero: give the adapter an effect on the prefix
+                torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(len(name)))
+    model.train()
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    results = {}
+    for shared in (False, True):
+        fmt = RatingFormat(shared_prefix=shared, loss_kind=loss_kind)
+        batch = fmt.collate(_rating_examples(), tok)
+        if shared:  # 4 distinct prefixes for 7 examples, each run once
+            assert batch["prefix_ids"].shape[0] == 4 and batch["input_ids"].shape[1] < batch["prefix_ids"].shape[1]
+        model.zero_grad(set_to_none=True)
+        loss = ObjectiveModel(model, fmt, digit_token_ids(tok))(**batch)
+        loss.backward()
+        results[shared] = (float(loss), {n: p.grad.clone() for n, p in params.items()})
+    (plain_loss, plain), (shared_loss, shared) = results[False], results[True]
+    assert shared_loss == pytest.approx(plain_loss, rel=1e-5)
+    for name, grad in plain.items():
+        assert float(grad.norm()) > 0, name
+        torch.testing.assert_close(shared[name], grad, rtol=1e-5, atol=1e-5 * float(grad.abs().max()))
+
+
+@pytest.mark.parametrize("engine", ["deepspeed", "torch"])
+def test_shared_prefix_training_equals_plain_training(tmp_path, rng, engine):
+    """Six optimizer steps on shared prefixes follow the plain run's losses and weights."""
+    from safetensors.torch import load_file
+
+    tok = tiny_tokenizer()
+    data = TaskData(norms={"en": _rule_norms(_words(rng, 24), ("Visual", "Haptic", "Auditory"))})
+    runs = {}
+    for shared in (False, True):
+        cfg = TrainConfig(format="rating", lora=True, learning_rate=1e-2, steps=6, batch_size=6, engine=engine,
+                          shared_prefix=shared)
+        runs[shared] = train(cfg, tiny_causal_lm(tok, seed=2), tok, data, tmp_path / str(shared))
+    np.testing.assert_allclose(runs[True].losses, runs[False].losses, rtol=1e-4)
+    a = load_file(f"{runs[False].adapter_dir}/adapter_model.safetensors")
+    b = load_file(f"{runs[True].adapter_dir}/adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
+
+
+def test_concept_batches_hold_every_dimension_of_their_concepts():
+    """Each concept's prompts share a batch; every example is seen once per epoch."""
+    from embodiment.formats.rating import RatingFormat
+    from embodiment.training import batch_plan
+
+    words, dims = [f"w{i}" for i in range(10)], ["Visual", "Haptic", "Auditory"]
+    examples = RatingFormat().examples(TaskData(norms={"en": Norms(words, dims, np.ones((10, 3)), "en", "x")}))
+    cfg = TrainConfig(batch_size=6)
+    plan = batch_plan(RatingFormat(batches="concept"), examples, None, cfg)
+    for epoch in (0, 1):
+        order = _epoch_order(len(examples), 7, epoch, 6, plan)
+        assert sorted(order) == list(range(len(examples)))
+        for start in range(0, len(order), 6):
+            concepts = [examples[i]["concept"] for i in order[start: start + 6]]
+            assert len(set(concepts)) == 2 and all(concepts.count(c) == 3 for c in concepts)
+    assert list(_epoch_order(len(examples), 7, 0, 6, plan)) != list(_epoch_order(len(examples), 7, 1, 6, plan))
+    # dimension batches: one prompt prefix per batch wherever a dimension has a full batch left
+    plan = batch_plan(RatingFormat(batches="dimension"), examples, tiny_tokenizer(), cfg)
+    order = _epoch_order(len(examples), 7, 0, 5, plan)
+    one_dim = [len({examples[i]["dimension"] for i in order[s: s + 5]}) == 1 for s in range(0, 30, 5)]
+    assert sum(one_dim) >= 4 and sorted(order) == list(range(30))
+
+
+def test_learning_rate_schedule_loop_oracle():
+    import math
+
+    cfg = TrainConfig(learning_rate=1.0, lr_schedule="cosine", warmup=0.2)
+    rates = [learning_rate_at(cfg, s, 10) for s in range(10)]
+    assert rates[:2] == pytest.approx([1 / 3, 2 / 3])  # two warm-up steps rise linearly
+    assert rates[2:] == pytest.approx([0.5 * (1 + math.cos(math.pi * (s - 2) / 8)) for s in range(2, 10)])
+    linear = TrainConfig(learning_rate=2.0, lr_schedule="linear")
+    assert [learning_rate_at(linear, s, 4) for s in range(4)] == pytest.approx([2.0, 1.5, 1.0, 0.5])
+    assert learning_rate_at(TrainConfig(learning_rate=3e-4), 99, 100) == 3e-4
+    with pytest.raises(InputError, match="lr_schedule"):
+        TrainConfig.from_dict({"lr_schedule": "step"})
