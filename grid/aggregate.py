@@ -45,13 +45,24 @@ def _joined(ratings: pd.DataFrame, model: str, language: str) -> JoinedRatings:
 
 
 def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", subsets=("all", "sensory", "motor"),
-              n_boot: int = 200, seed: int = 0) -> dict[str, pd.DataFrame]:
+              n_boot: int = 200, seed: int = 0, train_norms: dict | None = None, progress=None) -> dict[str, pd.DataFrame]:
     """Metrics and transfer tables from the ratings, embeddings and choices tables.
+
+    Args:
+        tables: the run's tables (ratings, embeddings, choices, trials), any may be empty.
+        rsa_recipe: the recipe of rating RSA and of the probe's RSA.
+        subsets: dimension subsets of rating RSA.
+        n_boot: bootstrap resamples for every CI (correlations and RSA).
+        seed: seed of every resampling and of the probe's folds.
+        train_norms: language -> the training concepts' norms (:class:`~embodiment.norms.Norms`),
+            which the probe is fitted on; without them there is no probe.
+        progress: called with a line of text as each part starts.
 
     Returns:
         ``metrics`` and ``transfer`` frames, each with ``model`` and ``trial_id`` columns
         (``trial_id`` is ``base`` for the untrained model).
     """
+    say = progress or (lambda _: None)
     metrics, transfer = [], []
     ratings = tables.get("ratings", pd.DataFrame())
     trials = tables.get("trials", pd.DataFrame())
@@ -61,7 +72,7 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         for (model, language), _ in ratings.groupby(["model", "language"], sort=False):
             joined = _joined(ratings, model, language)
             options = EvaluationOptions(base=BASE if BASE in joined.model else None, n_boot=n_boot, rsa_recipe=rsa_recipe,
-                                        rsa_subsets=subsets, seed=seed, eval_set=f"{language}/rating")
+                                        rsa_subsets=subsets, rsa_boot=n_boot, seed=seed, eval_set=f"{language}/rating")
             out = evaluate_joined(joined, options)
             m = out["metrics"].rename(columns={"condition": "trial_id"})
             metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of)))
@@ -70,20 +81,9 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
                 transfer.append(t.assign(model=model, language=language, condition=t["trial_id"].map(cond_of)))
     emb = tables.get("embeddings", pd.DataFrame())
     if len(emb) and len(ratings):
-        human = ratings.drop_duplicates(["language", "concept", "dimension"])
-        for (model, trial_id, language, layer), g in emb.groupby(["model", "trial_id", "language", "layer"], sort=False):
-            h = human[human["language"] == language].pivot(index="concept", columns="dimension", values="human")
-            g = g[g["concept"].isin(h.index)]
-            if len(g) < 3:
-                continue
-            vectors = np.stack(g["vector"].map(np.asarray).to_list())
-            res = rsa(vectors, h.loc[g["concept"]].to_numpy(), {"standardise": "none", "rdm": "cosine", "compare": "spearman",
-                                                                 "name": "hidden-vs-human"})
-            metrics.append(pd.DataFrame([{"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model,
-                                          "language": language, "eval_set": f"{language}/embeddings", "metric": "rsa_hidden",
-                                          "subset": "all", "layer": int(layer), "recipe": res.recipe.name,
-                                          "standardise": "none", "rdm_method": "cosine", "compare_method": "spearman",
-                                          "value": res.value, "n": res.n_concepts, "n_dropped": res.n_dropped}]))
+        say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
+        metrics += _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, n_boot=n_boot, seed=seed,
+                                         train_norms=train_norms)
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
         per_item = choices.drop_duplicates(["model", "trial_id", "index"])
@@ -97,6 +97,59 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         for col in ("n", "n_dropped"):
             metrics_df[col] = metrics_df[col].astype("Int64")
     return {"metrics": metrics_df, "transfer": pd.concat(transfer, ignore_index=True) if transfer else pd.DataFrame()}
+
+
+def _split_of(emb: pd.DataFrame) -> pd.Series:
+    """Each embedding row's split; tables written before the probe existed hold test rows only."""
+    return emb["split"].fillna("test") if "split" in emb else pd.Series("test", index=emb.index)
+
+
+def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dict, *, rsa_recipe: str, n_boot: int,
+                          seed: int, train_norms: dict | None) -> list[pd.DataFrame]:
+    """Per (model, trial, language, layer): RSA of the held-out concepts' hidden states
+    (``rsa_hidden``), and where training concepts were embedded, the ridge probe fitted on
+    them and scored on the held-out ones (``probe_spearman`` per dimension, ``probe_rsa``)."""
+    from embodiment.probe import evaluate_probe
+
+    split = _split_of(emb)
+    human = ratings.drop_duplicates(["language", "concept", "dimension"])
+    out = []
+    for (model, trial_id, language, layer), g in emb.groupby(["model", "trial_id", "language", "layer"], sort=False):
+        h = human[human["language"] == language].pivot(index="concept", columns="dimension", values="human")
+        h = h[list(dict.fromkeys(human.loc[human["language"] == language, "dimension"]))]
+        test = g[(split[g.index] == "test") & g["concept"].isin(h.index)]
+        if len(test) < 3:
+            continue
+        vectors = np.stack(test["vector"].map(np.asarray).to_list())
+        target = h.loc[test["concept"]].to_numpy()
+        tag = {"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model, "language": language,
+               "layer": int(layer)}
+        res = rsa(vectors, target, {"standardise": "none", "rdm": "cosine", "compare": "spearman", "name": "hidden-vs-human"})
+        out.append(pd.DataFrame([{**tag, "eval_set": f"{language}/embeddings", "metric": "rsa_hidden", "subset": "all",
+                                  "recipe": res.recipe.name, "standardise": "none", "rdm_method": "cosine",
+                                  "compare_method": "spearman", "value": res.value, "n": res.n_concepts,
+                                  "n_dropped": res.n_dropped}]))
+        train = g[split[g.index] == "train"]
+        norms = (train_norms or {}).get(language)
+        if norms is None or len(train) < 10:
+            continue
+        known = {w: i for i, w in enumerate(norms.words)}
+        train = train[train["concept"].isin(known)]
+        columns = [norms.dimensions.index(d) for d in h.columns]
+        train_target = norms.means[[known[c] for c in train["concept"]]][:, columns]
+        fitted = evaluate_probe(np.stack(train["vector"].map(np.asarray).to_list()), train_target, vectors, target,
+                                list(h.columns), recipe=rsa_recipe, n_boot=n_boot, seed=seed)
+        probe_set = f"{language}/probe"
+        rows = [{**tag, "eval_set": probe_set, "metric": "probe_spearman", "subset": "all", "dimension": r["dimension"],
+                 "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"], "n": r["n"],
+                 "n_dropped": r["n_dropped"], "recipe": f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"}
+                for r in fitted.per_dimension]
+        r = fitted.rsa
+        rows.append({**tag, "eval_set": probe_set, "metric": "probe_rsa", "subset": "all", "recipe": r.recipe.name,
+                     "standardise": r.recipe.standardise, "rdm_method": r.recipe.rdm, "compare_method": r.recipe.compare,
+                     "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n_concepts, "n_dropped": r.n_dropped})
+        out.append(pd.DataFrame(rows))
+    return out
 
 
 def best_trials(trials: pd.DataFrame) -> pd.DataFrame:

@@ -24,6 +24,7 @@ class LanguageData:
     train: Norms
     test: Norms
     split: Split | None
+    validation: Norms | None = None
 
 
 def _load(source: str, fmt: str, paired: bool, lang: str) -> Norms:
@@ -59,11 +60,15 @@ def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
         else:
             split = split_concepts(full.words, ns["test_fraction"], seed)
             train, test = full.select(list(split.train)), full.select(list(split.test))
+        validation = None
+        if ns.get("validation"):
+            validation = train.select(train.words[: ns["validation"]])
+            train = train.select(train.words[ns["validation"]:])
         if ns.get("max_train"):
             train = train.select(train.words[: ns["max_train"]])
         if ns.get("max_test"):
             test = test.select(test.words[: ns["max_test"]])
-        out[lang] = LanguageData(train, test, split)
+        out[lang] = LanguageData(train, test, split, validation)
     return out
 
 

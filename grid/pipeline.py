@@ -16,12 +16,13 @@ from grid.spec import JobSpec
 from grid.scorers import ChoiceScorer, EmbeddingExtractor, RatingScorer
 
 
-def _concept_rows(data: dict[str, LanguageData], languages: list[str]) -> pd.DataFrame:
+def _concept_rows(data: dict[str, LanguageData], languages: list[str], split: str = "test") -> pd.DataFrame:
     rows = []
     for lang in languages:
-        test = data[lang].test
-        for i, word in enumerate(test.words):
-            rows.append({"concept": word, "language": lang, **{f"h_{d}": float(test.means[i, j]) for j, d in enumerate(test.dimensions)}})
+        norms = getattr(data[lang], split)
+        for i, word in enumerate(norms.words):
+            rows.append({"concept": word, "language": lang, "split": split,
+                         **{f"h_{d}": float(norms.means[i, j]) for j, d in enumerate(norms.dimensions)}})
     return pd.DataFrame(rows)
 
 
@@ -66,8 +67,20 @@ def _scored_in_blocks(spec: JobSpec, frame: pd.DataFrame, scorer: type, kwargs: 
 
 
 def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
-                   embeddings: bool = True) -> dict[str, pd.DataFrame]:
+                   embeddings: bool = True, probe: bool = False, validation: bool = False) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
+
+    Args:
+        spec: the job.
+        model: the model reference.
+        adapter: a trial's LoRA adapter folder, or None.
+        data: train and held-out norms per language.
+        embeddings: extract hidden-state embeddings (where the job asks for them).
+        probe: also embed the training concepts (``split`` = ``train``), which the
+            frozen-feature probe is fitted on; in the same pass as the held-out ones.
+        validation: also rate the validation concepts (set aside from the training
+            split), returned apart as ``validation_ratings``: a trial's score for the
+            searcher, never written with the held-out ratings.
 
     Returns:
         ``ratings`` (concept, dimension, language, expected, p0..p5, digit_mass, human),
@@ -79,13 +92,21 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     # Blocks of a few scorer batches: each block is sorted by length on its own, so a
     # larger block pads less; a lost actor costs one block at most.
     batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
+    dims = {lang: data[lang].test.dimensions for lang in ev.languages}
     if "rating" in ev.formats and len(concepts):
-        dims = {lang: data[lang].test.dimensions for lang in ev.languages}
         pending["ratings"] = _scored_in_blocks(spec, concepts, RatingScorer, {
+            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch)
+    held_back = [lang for lang in ev.languages if data[lang].validation is not None]
+    if validation and held_back:
+        rows = _concept_rows(data, held_back, "validation")
+        pending["validation_ratings"] = _scored_in_blocks(spec, rows, RatingScorer, {
             "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch)
     if embeddings and ev.embeddings and len(concepts):
         layers = None if ev.layers == "all" else list(ev.layers)
-        unique = concepts[["concept", "language"]].drop_duplicates("concept")
+        unique = concepts[["concept", "language", "split"]].drop_duplicates("concept")
+        if probe:
+            train = _concept_rows(data, list(ev.languages), "train")[["concept", "language", "split"]]
+            unique = pd.concat([unique, train[~train["concept"].isin(unique["concept"])]], ignore_index=True)
         pending["embeddings"] = _scored_in_blocks(spec, unique, EmbeddingExtractor, {
             "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size}, batch)
     if "mcq" in ev.formats and spec.mcq.get("test"):

@@ -116,6 +116,29 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
         raise
 
 
+def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
+    """The base model's held-out figures (and the probe's) as soon as they exist, long
+    before the trials finish: the first numbers of a run."""
+    from grid.aggregate import aggregate
+
+    agg = aggregate(evaluated, rsa_recipe=spec.evaluation.rsa_recipe, subsets=("all",), n_boot=spec.evaluation.n_boot,
+                    seed=spec.seed, train_norms={lang: d.train for lang, d in data.items()})
+    m = agg["metrics"]
+    if m.empty:
+        return
+    for lang, part in m.groupby("language", sort=False):
+        rsa_all = part[(part["metric"] == "rsa") & (part["subset"] == "all")]
+        sp = part[part["metric"] == "spearman"]
+        if len(rsa_all):
+            say(f"baseline ({lang}, {int(rsa_all['n'].iloc[0])} held-out concepts): RSA {_ci(rsa_all.iloc[0])}, "
+                f"mean Spearman {sp['value'].mean():.3f}")
+        probe = part[part["metric"] == "probe_rsa"]
+        if len(probe):
+            top = probe.loc[probe["value"].idxmax()]
+            say(f"frozen probe ({lang}, ridge on layer {int(top['layer'])} of the base model, fitted on "
+                f"{len(data[lang].train)} training concepts): RSA {_ci(top)}")
+
+
 def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
     """Put back whole copies of state files a full disk damaged (see grid.storage_guard)."""
     moved = repair_state(run_dir)
@@ -174,9 +197,10 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
             say(f"stage 1/3 baseline: {model} already evaluated, skipped")
             continue
         say(f"stage 1/3 baseline: evaluating {model} on {sum(len(d.test) for d in data.values())} held-out concepts (Ray Data)")
-        evaluated = evaluate_model(spec, model, None, data)
+        evaluated = evaluate_model(spec, model, None, data, probe=spec.evaluation.probe != "none")
         for table, frame in evaluated.items():
             ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
+        _say_baseline(spec, data, {t: f.assign(trial_id="base", model=model) for t, f in evaluated.items()}, say)
 
     say("stage 2/3 tune: fine-tuning trials (Ray Tune -> Ray Train + DeepSpeed)")
     tune_started = time.time()
@@ -194,7 +218,8 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     say("stage 3/3 aggregate: metrics, RSA, transfer tables")
     tables = {t: store.read(t) for t in ("ratings", "embeddings", "choices", "trials")}
     agg = aggregate(tables, rsa_recipe=spec.evaluation.rsa_recipe, subsets=tuple(spec.evaluation.subsets),
-                    n_boot=spec.evaluation.n_boot, seed=spec.seed)
+                    n_boot=spec.evaluation.n_boot, seed=spec.seed,
+                    train_norms={lang: d.train for lang, d in data.items()}, progress=say)
     for table, frame in agg.items():
         if len(frame):
             ray.get(actor.write.remote(table, "aggregate", frame))
@@ -218,6 +243,51 @@ def _finished_summary(run_dir: str, store: ResultsStore) -> dict:
     return _summary(run_dir, store.read("metrics"), store.read("transfer"), store.read("trials"))
 
 
+def _ci(row) -> str:
+    if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
+        return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    return f"{row['value']:.2f}"
+
+
+def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> str | None:
+    """One quotable sentence: base, the best fine-tuned trial and the frozen probe side by side.
+
+    The best trial is the one with the highest ``eval_score`` (chosen on validation
+    concepts, never on the held-out ones); RSA is over all dimensions of the first
+    language, with 95 % bootstrap CIs over held-out concepts.
+    """
+    from grid.aggregate import best_trials
+
+    if metrics is None or metrics.empty or trials is None or trials.empty or "eval_score" not in trials:
+        return None
+    best = best_trials(trials)
+    best = best[best["format"] == "rating"] if (best["format"] == "rating").any() else best
+    if best.empty:
+        return None
+    trial = best.sort_values("eval_score").iloc[-1]
+    rsa_rows = metrics[(metrics["metric"] == "rsa") & (metrics["subset"] == "all")]
+    if rsa_rows.empty:
+        return None
+    language = rsa_rows["language"].iloc[0]
+    rsa_rows = rsa_rows[rsa_rows["language"] == language].set_index("trial_id")
+    if "base" not in rsa_rows.index or trial["trial_id"] not in rsa_rows.index:
+        return None
+    base, tuned = rsa_rows.loc["base"], rsa_rows.loc[trial["trial_id"]]
+    text = (f"On {int(tuned['n'])} held-out concepts ({language}), fine-tuning on {trial['condition']} (trial "
+            f"{trial['trial_id']}) moved the model's rating RSA with the human norms from {_ci(base)} (base) to {_ci(tuned)}")
+    probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["trial_id"] == "base") & (metrics["language"] == language)]
+    if len(probe):
+        top = probe.loc[probe["value"].idxmax()]
+        text += f"; a ridge probe on the frozen base model's layer {int(top['layer'])} reaches {_ci(top)}"
+    tr = transfer[(transfer["trial_id"] == trial["trial_id"]) & (transfer["language"] == language)] if len(transfer) else transfer
+    if len(tr):
+        tr = tr[tr["method"] == "spearman"] if "method" in tr else tr
+        rose = int((tr["delta"] > 0).sum())
+        sig = int(((tr["delta"] > 0) & (tr["p"] < 0.05)).sum())
+        text += (f". Spearman rose on {rose} of {len(tr)} dimensions, significantly (Steiger p < .05) on {sig}")
+    return text + " (95 % bootstrap CIs)."
+
+
 def summary_lines(summary: dict) -> list[str]:
     """Base vs fine-tuned per-dimension Spearman and RSA, best trials, where the tables are."""
     lines = []
@@ -232,6 +302,17 @@ def summary_lines(summary: dict) -> list[str]:
         if len(rs):
             pivot = rs.pivot_table(index=["language", "subset"], columns="trial_id", values="value", sort=False)
             lines += ["RSA (study recipe: z-scored dimensions, cosine RDM, Spearman):", pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+        pr = m[m["metric"] == "probe_rsa"]
+        if len(pr):
+            mean_sp = (m[m["metric"] == "probe_spearman"].groupby(["language", "trial_id", "layer"])["value"].mean()
+                       .rename("mean Spearman"))
+            view = pr.set_index(["language", "trial_id", "layer"])[["value", "ci_low", "ci_high"]].rename(
+                columns={"value": "RSA", "ci_low": "RSA low", "ci_high": "RSA high"}).join(mean_sp)
+            lines += ["Frozen-feature probe (ridge from each layer's hidden states, fitted on the training concepts):",
+                      view.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+    sentence = headline(m, summary["transfer"], summary["trials"])
+    if sentence:
+        lines += [sentence, ""]
     trials = summary["trials"]
     if len(trials) and "eval_score" in trials:
         cols = [c for c in ("trial_id", "condition", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]

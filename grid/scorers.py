@@ -81,8 +81,8 @@ class EmbeddingExtractor(_ModelActor):
                              kind=self.lm.kind, layers=self.layers, batch_size=self.batch_size)
         frame = emb.to_frame()
         frame = frame[frame["pooling"] == "mean"].reset_index(drop=True)
-        lang = dict(zip(batch["concept"], batch["language"]))
-        frame["language"] = frame["concept"].map(lang)
+        for column in ("language", "split"):
+            frame[column] = frame["concept"].map(dict(zip(batch["concept"], batch[column])))
         frame["vector"] = frame["vector"].map(lambda v: v.astype(np.float32).tolist())
         return frame
 

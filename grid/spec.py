@@ -47,6 +47,9 @@ class NormsSpec:
     test_fraction: float = 0.4
     max_train: int | None = None  # cap on training concepts (after the split)
     max_test: int | None = None   # cap on held-out concepts
+    # training-split concepts set aside (before max_train) and never trained on: trials are
+    # scored on them, and that score picks the best trial; 0 scores on held-out concepts
+    validation: int = 0
     test_source: str | None = None  # a fixed held-out table instead of a random split
     dimensions: list[str] | str = "all"
 
@@ -61,6 +64,11 @@ class ConditionSpec:
     dimensions: list[str] | str = "all"
 
 
+#: whose hidden states the frozen-feature probe reads: nobody's, the base model's, or the
+#: base and every trained trial's
+PROBES = ("none", "base", "all")
+
+
 @dataclass
 class EvalSpec:
     """The evaluation suite run on the base model and on every trained trial."""
@@ -73,6 +81,7 @@ class EvalSpec:
     n_boot: int = 200
     batch_size: int = 32
     embeddings: bool = True
+    probe: str = "base"
 
 
 @dataclass
@@ -381,6 +390,9 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
         if lang not in norms:
             chk.add(f"evaluation.languages[{i}]", f"no norms for {lang!r}; add norms.{lang}")
     chk.choice(evaluation.rsa_recipe, list(RECIPES), "evaluation.rsa_recipe")
+    chk.choice(evaluation.probe, PROBES, "evaluation.probe")
+    if evaluation.probe != "none" and not evaluation.embeddings:
+        chk.add("evaluation.probe", "the probe reads hidden states: set evaluation.embeddings: true, or probe: none")
 
     resources = _dataclass_from(ResourcesSpec, chk.mapping(top.get("resources", {}), "resources"), chk, "resources")
     if resources.workers == 0:

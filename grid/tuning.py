@@ -90,16 +90,18 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
     adapter = str(adapter_dir / "adapter") if (adapter_dir / "adapter").exists() else None
     model = str(adapter_dir / "model") if adapter is None and (adapter_dir / "model").exists() else config["model"]
     data = prepare_norms(spec.norms, spec.seed)
-    evaluated = evaluate_model(spec, model, adapter, data)
+    evaluated = evaluate_model(spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True)
+    validation = evaluated.pop("validation_ratings", None)
     actor = ray.get_actor(results_actor_name)
     tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"]}
     for table, frame in evaluated.items():
         ray.get(actor.write.remote(table, f"trial:{trial_id}", frame.assign(**tag)))
-    score = summary_score(evaluated)
+    # the searcher's score: on validation concepts where the job sets some aside
+    score = summary_score({"ratings": validation} if validation is not None else evaluated)
     losses = state["losses"]
     row = {**tag, "format": next(c.format for c in spec.conditions if c.name == config["condition"]),
            "config": json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str), "status": "TERMINATED",
-           "eval_score": score, "steps": state["steps"], "loss_first": float(np.mean(losses[:5])) if losses else np.nan,
+           "eval_score": score, "eval_on": "validation" if validation is not None else "held-out", "steps": state["steps"], "loss_first": float(np.mean(losses[:5])) if losses else np.nan,
            "loss_last": float(np.mean(losses[-5:])) if losses else np.nan, "adapter": adapter or model,
            "seconds": time.time() - started, "workers": res.workers,
            "train_seconds": float(result.metrics.get("train_seconds", np.nan)),

@@ -162,32 +162,42 @@ def rsa_by_subset(res: Results, opt: FigureOptions, missing: list) -> Figure | N
 @figure("rsa_by_layer")
 def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
     m = res.shown("metrics")
-    rs = m[(m["metric"] == "rsa_hidden") & m["layer"].notna()] if not m.empty else m
+    rs = m[m["metric"].isin(["rsa_hidden", "probe_rsa"]) & m["layer"].notna()] if not m.empty else m
     if rs.empty:
         missing.append("RSA by layer: no hidden-state RSA rows ('rsa_hidden'); evaluate-ratings has no embeddings")
         return None
+    rs = rs.assign(language=rs["eval_set"].str.split("/").str[0])
     labels = _labels_of(rs)
-    keys = list(dict.fromkeys(zip(rs["eval_set"], rs["subset"])))
-    fig, axes = plt.subplots(1, len(keys), figsize=(min(14, 1.5 + 3.4 * len(keys)), 3.2), sharey=True, squeeze=False)
-    for ax, (es, subset) in zip(axes[0], keys):
-        part = rs[(rs["eval_set"] == es) & (rs["subset"] == subset)]
+    languages = list(dict.fromkeys(rs["language"]))
+    fig, axes = plt.subplots(1, len(languages), figsize=(min(14, 1.5 + 4.2 * len(languages)), 3.4), sharey=True, squeeze=False)
+    for ax, lang in zip(axes[0], languages):
+        part = rs[rs["language"] == lang]
         for i, label in enumerate(labels):
-            line = part[part["label"] == label].sort_values("layer")
-            if line.empty:
-                continue
-            ax.plot(line["layer"].astype(int), line["value"], marker="o", color=PALETTE[i % len(PALETTE)], label=label)
-            for x, y in zip(line["layer"].astype(int), line["value"]):
-                ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 4), fontsize=6, ha="center")
-        ax.set_title(f"{es}: {subset}")
+            colour = PALETTE[i % len(PALETTE)]
+            raw = part[(part["label"] == label) & (part["metric"] == "rsa_hidden")].sort_values("layer")
+            if not raw.empty:
+                ax.plot(raw["layer"].astype(int), raw["value"], marker="o", color=colour, label=f"{label}: hidden states")
+                for x, y in zip(raw["layer"].astype(int), raw["value"]):
+                    ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 4), fontsize=6, ha="center")
+            probe = part[(part["label"] == label) & (part["metric"] == "probe_rsa")].sort_values("layer")
+            if not probe.empty:
+                x = probe["layer"].astype(int)
+                ax.plot(x, probe["value"], marker="s", linestyle="--", color=colour, label=f"{label}: ridge probe")
+                if probe["ci_low"].notna().all():
+                    ax.fill_between(x, probe["ci_low"].astype(float), probe["ci_high"].astype(float), color=colour, alpha=0.12)
+        ax.set_title(f"{lang}: held-out concepts")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_xticks(sorted(part["layer"].astype(int).unique()))
-    axes[0][0].set_ylabel("RSA (hidden states vs human)")
+    axes[0][0].set_ylabel("RSA against the human RDM")
     axes[0][-1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    return Figure("rsa_by_layer", "RSA by layer (hidden-state embeddings)",
-                  "RSA between the RDM of each layer's concept embeddings and the human rating RDM.", fig,
-                  rs[["eval_set", "subset", "layer", "label", "value", "n"]].sort_values(
-                      ["eval_set", "subset", "layer", "label"]).reset_index(drop=True))
+    return Figure("rsa_by_layer", "RSA by layer: hidden states and the frozen-feature probe",
+                  "Solid: RSA between the RDM of each layer's concept embeddings (cosine) and the human rating RDM. "
+                  "Dashed: RSA (study recipe) of a ridge probe's predicted ratings, fitted on the training concepts' "
+                  "hidden states of that layer (penalty by cross-validation on training concepts only), with its "
+                  "bootstrap CI: what a linear read-out of the model already recovers.", fig,
+                  rs[["eval_set", "metric", "layer", "label", "value", "ci_low", "ci_high", "n"]].sort_values(
+                      ["eval_set", "metric", "layer", "label"]).reset_index(drop=True))
 
 
 @figure("transfer_matrix")

@@ -23,7 +23,7 @@ def write_job(path, model: str, storage: str, **overrides) -> str:
     job = {
         "name": "itest",
         "models": [model],
-        "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 24}},
+        "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 24, "validation": 12}},
         "conditions": [{"name": "rating_en", "format": "rating", "languages": ["en"]}],
         "training": {"lora": True, "lora_rank": 4, "steps": 6, "batch_size": 4, "engine": "deepspeed",
                      "checkpoint_every": 3},

@@ -85,12 +85,37 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
         assert row.delta == pytest.approx(row.value - row.base_value)
         assert 0.0 <= row.p <= 1.0
 
-    # Embeddings: every (trial, concept, layer, pooling) once, hidden size 32.
+    # Embeddings: every (trial, concept, layer, pooling) once, hidden size 32; the base
+    # model's training concepts too (split 'train'), for the probe.
     emb = tables["embeddings"]
     assert not emb.duplicated(["trial_id", "concept", "layer", "pooling"]).any()
     assert set(emb["layer"]) == {0, 2}
-    assert len(emb) == len(ids) * len(data.words) * 2 * emb["pooling"].nunique()
+    test_emb = emb[emb["split"] == "test"]
+    assert len(test_emb) == len(ids) * len(data.words) * 2 * emb["pooling"].nunique()
+    assert set(test_emb["concept"]) == set(data.words)
+    train = prepare_norms(spec.norms, spec.seed)["en"].train
+    train_emb = emb[emb["split"] == "train"]
+    assert set(train_emb["trial_id"]) == {"base"} and set(train_emb["concept"]) == set(train.words)
+    assert not set(train.words) & set(prepare_norms(spec.norms, spec.seed)["en"].validation.words)
     assert set(emb["vector"].map(len)) == {32}
+
+    # The probe: per base layer, a ridge fitted on the training concepts' vectors and
+    # scored on the held-out ones, equal to fitting it here from the tables.
+    from embodiment.probe import evaluate_probe
+
+    probe = metrics[metrics["metric"] == "probe_rsa"]
+    assert set(probe["trial_id"]) == {"base"} and sorted(probe["layer"]) == [0, 2]
+    for row in probe.itertuples():
+        def vectors(part, words):
+            part = part[(part["layer"] == row.layer) & (part["trial_id"] == "base")].set_index("concept")
+            return np.stack([np.asarray(part.at[w, "vector"]) for w in words])
+
+        oracle = evaluate_probe(vectors(train_emb, train.words), train.means, vectors(test_emb, data.words), data.means,
+                                data.dimensions, n_boot=spec.evaluation.n_boot, seed=spec.seed)
+        assert row.value == pytest.approx(oracle.rsa.value, abs=1e-9) and row.ci_low <= row.value <= row.ci_high
+    assert len(metrics[metrics["metric"] == "probe_spearman"]) == 2 * len(data.dimensions)
+    # trials are scored for the searcher on the validation concepts, never the held-out ones
+    assert set(trials["eval_on"]) == {"validation"}
 
     # The same tables as DuckDB and pyarrow read them, as they are.
     for table, frame in tables.items():

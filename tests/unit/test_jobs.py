@@ -75,6 +75,10 @@ BAD = [
     ({"name": "x", "models": ["m"], "seed": -3}, "seed: expected a non-negative integer"),
     ({"name": "x", "models": ["m"], "trust_remote_code": "yes"}, "trust_remote_code: expected true or false"),
     ({"name": "x", "models": ["m"], "tune": {"mlflow": 3}}, "tune.mlflow: expected"),
+    ({"name": "x", "models": ["m"], "evaluation": {"probe": "trials"}}, "evaluation.probe: got 'trials'"),
+    ({"name": "x", "models": ["m"], "evaluation": {"embeddings": False}}, "evaluation.probe: the probe reads hidden states"),
+    ({"name": "x", "models": ["m"], "training": {"rating_loss": "mse"}}, "training.rating_loss: got 'mse', expected one of"),
+    ({"name": "x", "models": ["m"], "training": {"rating_batches": "word"}}, "training.rating_batches: got 'word'"),
 ]
 
 
@@ -187,3 +191,19 @@ def test_mlflow_logging_without_mlflow_is_a_clear_error():
     with pytest.raises(SpecError) as err:
         parse_job({"name": "x", "models": ["m"], "tune": {"mlflow": "run"}}, "job.yaml")
     assert any(p.startswith("tune.mlflow: mlflow is not installed") for p in err.value.problems)
+
+
+def test_validation_concepts_come_from_the_training_split_and_are_never_trained_on():
+    from grid.data import prepare_norms, training_data
+
+    def data(**en):
+        norms = {"en": {"source": "embedded", "max_train": 50, "max_test": 20, **en}}
+        return parse_job({"name": "v", "models": ["m"], "norms": norms}, "job.yaml").norms
+
+    held = prepare_norms(data(validation=15), 0)["en"]
+    plain = prepare_norms(data(max_train=65), 0)["en"]
+    assert len(held.validation) == 15 and len(held.train) == 50 and held.test.words == plain.test.words
+    # the first training-split concepts are set aside, the next ones trained on
+    assert held.validation.words == plain.train.words[:15] and held.train.words == plain.train.words[15:]
+    trained = training_data({"format": "rating", "languages": ["en"], "dimensions": "all"}, data(validation=15), 0, {})
+    assert trained.norms["en"].words == held.train.words

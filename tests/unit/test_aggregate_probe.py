@@ -1,0 +1,57 @@
+"""The aggregate stage's hidden-state metrics: RSA of held-out concepts only, and the
+ridge probe fitted on the training concepts' vectors, equal to fitting it by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embodiment.metrics import rsa
+from embodiment.norms import Norms
+from embodiment.probe import evaluate_probe
+from grid.aggregate import aggregate
+
+pytestmark = pytest.mark.unit
+DIMS = ["Visual", "Haptic", "Auditory"]
+
+
+def _tables(rng):
+    words = [f"w{i}" for i in range(90)]
+    human = rng.uniform(0, 5, size=(90, 3))
+    vectors = np.column_stack([human @ rng.normal(size=(3, 8)), rng.normal(size=(90, 4))]) + 0.5 * rng.normal(size=(90, 12))
+    train, test = slice(0, 60), slice(60, 90)
+    ratings = pd.DataFrame([{"trial_id": "base", "model": "m", "language": "en", "concept": w, "dimension": d,
+                             "human": human[60 + i, j], "expected": human[60 + i, j] + rng.normal()}
+                            for i, w in enumerate(words[test]) for j, d in enumerate(DIMS)])
+    emb = pd.DataFrame([{"trial_id": "base", "model": "m", "language": "en", "concept": w, "layer": layer,
+                         "pooling": "mean", "split": "train" if k < 60 else "test", "vector": (vectors[k] * (layer + 1)).tolist()}
+                        for layer in (0, 3) for k, w in enumerate(words)])
+    return words, human, vectors, ratings, emb, Norms(words[train], DIMS, human[train], "en", "x")
+
+
+def test_probe_rows_equal_a_probe_fitted_by_hand_and_hidden_rsa_reads_held_out_rows_only(rng):
+    words, human, vectors, ratings, emb, train_norms = _tables(rng)
+    metrics = aggregate({"ratings": ratings, "embeddings": emb}, subsets=("all",), n_boot=30, seed=2,
+                        train_norms={"en": train_norms})["metrics"]
+    for layer in (0, 3):
+        x = vectors * (layer + 1)
+        oracle = evaluate_probe(x[:60], human[:60], x[60:], human[60:], DIMS, n_boot=30, seed=2)
+        row = metrics[(metrics["metric"] == "probe_rsa") & (metrics["layer"] == layer)].iloc[0]
+        assert row["value"] == pytest.approx(oracle.rsa.value, abs=1e-12) and row["n"] == 30
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((oracle.rsa.ci_low, oracle.rsa.ci_high))
+        sp = metrics[(metrics["metric"] == "probe_spearman") & (metrics["layer"] == layer)].set_index("dimension")
+        for r in oracle.per_dimension:
+            assert sp.at[r["dimension"], "value"] == pytest.approx(r["value"], abs=1e-12)
+        hidden = metrics[(metrics["metric"] == "rsa_hidden") & (metrics["layer"] == layer)].iloc[0]
+        plain = rsa(x[60:], human[60:], {"standardise": "none", "rdm": "cosine", "compare": "spearman"})
+        assert hidden["value"] == pytest.approx(plain.value, abs=1e-12) and hidden["n"] == 30
+    assert metrics.loc[metrics["metric"] == "probe_rsa", "value"].min() > 0.3  # the signal is linear: found
+
+
+def test_without_training_norms_or_training_rows_there_is_no_probe(rng):
+    _, _, _, ratings, emb, train_norms = _tables(rng)
+    metrics = aggregate({"ratings": ratings, "embeddings": emb}, subsets=("all",), n_boot=0)["metrics"]
+    assert not metrics["metric"].str.startswith("probe").any() and (metrics["metric"] == "rsa_hidden").sum() == 2
+    old = emb[emb["split"] == "test"].drop(columns="split")  # a table written before the probe existed
+    metrics = aggregate({"ratings": ratings, "embeddings": old}, subsets=("all",), n_boot=0,
+                        train_norms={"en": train_norms})["metrics"]
+    assert not metrics["metric"].str.startswith("probe").any() and (metrics["metric"] == "rsa_hidden").sum() == 2
