@@ -177,8 +177,12 @@ def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | No
             raw = part[(part["label"] == label) & (part["metric"] == "rsa_hidden")].sort_values("layer")
             if not raw.empty:
                 ax.plot(raw["layer"].astype(int), raw["value"], marker="o", color=colour, label=f"{label}: hidden states")
+                # alternate lines label above and below their points: where curves meet,
+                # labels at the same offset would print on top of each other
+                offset, align = ((0, 4), "bottom") if i % 2 == 0 else ((0, -4), "top")
                 for x, y in zip(raw["layer"].astype(int), raw["value"]):
-                    ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 4), fontsize=6, ha="center")
+                    ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=offset, fontsize=6, ha="center",
+                                va=align)
             probe = part[(part["label"] == label) & (part["metric"] == "probe_rsa")].sort_values("layer")
             if not probe.empty:
                 x = probe["layer"].astype(int)

@@ -1,0 +1,103 @@
+"""Held-out Spearman and RSA against training step for one fine-tuning recipe.
+
+Trains SmolLM2-135M (embedded) on the embedded Lancaster norms and scores a validation
+set of *training-split* concepts that are never trained on (the curves hyperparameters
+are chosen on), and the held-out test concepts once at the end. One JSON line per
+evaluation point goes to ``--out`` (default ``results/curves/<tag>.jsonl``);
+``python bench/plot_curves.py results/curves/*.jsonl`` draws them.
+
+Usage: python bench/finetune_curves.py --tag lr1e-3 --lr 1e-3 --steps 300 [--objective rating]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embodiment.formats import TaskData, get_format
+from embodiment.formats.base import mean_spearman
+from embodiment.metrics import rsa
+from embodiment.models import load_model
+from embodiment.norms import load_norms
+from embodiment.splits import split_concepts
+from embodiment.training import TrainConfig, load_head, train
+
+
+def held_out_figures(model, tokenizer, norms, objective: str, head=None) -> dict:
+    """Mean per-dimension Spearman and study-recipe RSA of a model's predictions."""
+    fmt = get_format(objective if objective in ("rating", "regression") else "rating")
+    ev = fmt.evaluate(model, tokenizer, TaskData(norms={"en": norms}), head=head, batch_size=32)
+    wide = ev.ratings.pivot(index="concept", columns="dimension", values="expected").loc[norms.words, norms.dimensions]
+    return {"mean_spearman": mean_spearman(ev.ratings), "rsa": float(rsa(wide.to_numpy(), norms.means).value)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", required=True)
+    parser.add_argument("--objective", default="rating")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--train-words", type=int, default=1000)
+    parser.add_argument("--val-words", type=int, default=150)
+    parser.add_argument("--test-words", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, e.g. '{\"learning_rate\": 1e-3}'")
+    args = parser.parse_args()
+    norms = load_norms("embedded")
+    split = split_concepts(norms.words, 0.4, args.seed)
+    train_words = list(split.train)[: args.train_words]
+    val_words = list(split.train)[args.train_words: args.train_words + args.val_words]
+    test_norms = norms.select(list(split.test)[: args.test_words])
+    val_norms = norms.select(val_words)
+    values = {"format": args.objective, "seed": args.seed, "engine": "torch", **json.loads(args.config)}
+    out = Path(args.out or f"results/curves/{args.tag}.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lm = load_model("smollm2-135m")
+    model, tokenizer = lm.model, lm.tokenizer
+    rows, resume, train_seconds = [], None, 0.0
+    base = held_out_figures(model, tokenizer, val_norms, "rating") if args.objective == "rating" else {}
+    rows.append({"tag": args.tag, "step": 0, "split": "validation", **base})
+    print(json.dumps(rows[-1]), flush=True)
+    total = args.steps
+    values["steps"] = total
+    cfg = TrainConfig.from_dict(values)
+    work = Path("/tmp") / f"curves-{args.tag}"
+    losses: list[float] = []
+    state = {"t": time.perf_counter()}
+
+    def at_step(step: int, loss: float, ckpt) -> None:
+        losses.append(loss)
+        if step % args.eval_every and step != total:
+            return
+        elapsed = time.perf_counter() - state["t"]
+        if args.objective == "regression":  # its head is only saved at the end
+            return
+        model.eval()  # LoRA is injected into ``model`` in place, full fine-tuning trains it
+        with torch.no_grad():
+            fig = held_out_figures(model, tokenizer, val_norms, args.objective)
+        model.train()
+        rows.append({"tag": args.tag, "step": step, "split": "validation", "train_seconds": round(elapsed, 1),
+                     "loss": float(np.mean(losses[-20:])), **fig})
+        print(json.dumps(rows[-1]), flush=True)
+        state["t"] = time.perf_counter()
+
+    result = train(cfg, model, tokenizer, TaskData(norms={"en": norms.select(train_words)}, seed=args.seed), work,
+                   report=lambda s, l, c: at_step(s, l, c))
+    head = load_head(result.head_path, model.config.hidden_size, 6) if result.head_path else None
+    if head is not None:
+        rows.append({"tag": args.tag, "step": total, "split": "validation", "train_seconds": round(result.seconds, 1),
+                     **held_out_figures(model.eval(), tokenizer, val_norms, args.objective, head)})
+    test = held_out_figures(model.eval(), tokenizer, test_norms, args.objective, head)
+    rows.append({"tag": args.tag, "step": total, "split": "test", "config": values, "train_seconds": round(result.seconds, 1), **test})
+    print(json.dumps(rows[-1]), flush=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+if __name__ == "__main__":
+    main()
