@@ -391,8 +391,10 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
             chk.add(f"evaluation.languages[{i}]", f"no norms for {lang!r}; add norms.{lang}")
     chk.choice(evaluation.rsa_recipe, list(RECIPES), "evaluation.rsa_recipe")
     chk.choice(evaluation.probe, PROBES, "evaluation.probe")
-    if evaluation.probe != "none" and not evaluation.embeddings:
-        chk.add("evaluation.probe", "the probe reads hidden states: set evaluation.embeddings: true, or probe: none")
+    if not evaluation.embeddings:  # no hidden states, no probe; asking for both is a contradiction
+        if evaluation.probe != "none" and "probe" in (top.get("evaluation") or {}):
+            chk.add("evaluation.probe", "the probe reads hidden states: set evaluation.embeddings: true, or probe: none")
+        evaluation.probe = "none"
 
     resources = _dataclass_from(ResourcesSpec, chk.mapping(top.get("resources", {}), "resources"), chk, "resources")
     if resources.workers == 0:

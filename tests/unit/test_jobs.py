@@ -76,7 +76,7 @@ BAD = [
     ({"name": "x", "models": ["m"], "trust_remote_code": "yes"}, "trust_remote_code: expected true or false"),
     ({"name": "x", "models": ["m"], "tune": {"mlflow": 3}}, "tune.mlflow: expected"),
     ({"name": "x", "models": ["m"], "evaluation": {"probe": "trials"}}, "evaluation.probe: got 'trials'"),
-    ({"name": "x", "models": ["m"], "evaluation": {"embeddings": False}}, "evaluation.probe: the probe reads hidden states"),
+    ({"name": "x", "models": ["m"], "evaluation": {"embeddings": False, "probe": "base"}}, "evaluation.probe: the probe reads hidden states"),
     ({"name": "x", "models": ["m"], "training": {"rating_loss": "mse"}}, "training.rating_loss: got 'mse', expected one of"),
     ({"name": "x", "models": ["m"], "training": {"rating_batches": "word"}}, "training.rating_batches: got 'word'"),
 ]
@@ -207,3 +207,9 @@ def test_validation_concepts_come_from_the_training_split_and_are_never_trained_
     assert held.validation.words == plain.train.words[:15] and held.train.words == plain.train.words[15:]
     trained = training_data({"format": "rating", "languages": ["en"], "dimensions": "all"}, data(validation=15), 0, {})
     assert trained.norms["en"].words == held.train.words
+
+
+def test_a_job_without_embeddings_has_no_probe():
+    spec = parse_job({"name": "x", "models": ["m"], "evaluation": {"embeddings": False}}, "job.yaml")
+    assert spec.evaluation.probe == "none"
+    assert parse_job({"name": "x", "models": ["m"]}, "job.yaml").evaluation.probe == "base"

@@ -365,11 +365,11 @@ def test_lora_on_the_top_blocks_only_trains_those_blocks(tmp_path, rng):
 
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=3)
+    last = model.config.num_hidden_layers - 1
+    linears = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and f".layers.{last}." in n}
     cfg = TrainConfig(format="rating", lora_top_layers=1, learning_rate=1e-2, steps=12, batch_size=6, engine="torch")
     result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 30), ("Visual", "Haptic"))}), tmp_path)
     keys = load_file(f"{result.adapter_dir}/adapter_model.safetensors")
-    last = model.config.num_hidden_layers - 1
     assert keys and all(f".layers.{last}." in k for k in keys)
-    linears = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and f".layers.{last}." in n}
     assert {k.split(f".layers.{last}.")[1].split(".")[1] for k in keys} == linears
     assert np.mean(result.losses[-4:]) < np.mean(result.losses[:4])
