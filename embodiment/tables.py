@@ -24,11 +24,25 @@ _READERS = {
 }
 
 
+#: compressed text tables: pandas decompresses by the file's ending
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+_TEXT = (".csv", ".tsv", ".txt")
+
+
+def _table_type(path: Path) -> str:
+    """The table type of a file name: its ending, or the one before a compression ending."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in COMPRESSIONS and suffixes[-2] in _TEXT:
+        return suffixes[-2]
+    return path.suffix.lower()
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a user table; text formats come back as strings so that no word becomes NaN.
 
     Args:
-        path: a .csv, .tsv, .txt, .xlsx/.xls or .parquet file.
+        path: a .csv, .tsv, .txt, .xlsx/.xls or .parquet file; the text ones may be
+            compressed (``ratings.csv.gz``, ``.bz2``, ``.xz``, ``.zst``).
 
     Returns:
         The table; CSV/XLSX cells as ``str`` (convert numbers with :func:`numeric_column`).
@@ -43,9 +57,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError("is a folder, expected a table file (.csv, .tsv, .xlsx, .parquet)", source=path)
     if path.stat().st_size == 0:
         raise InputError("file is empty, expected a table with a header row", source=path)
-    reader = _READERS.get(path.suffix.lower())
+    kind = _table_type(path)
+    reader = _READERS.get(kind)
     if reader is None:
-        raise InputError(f"unknown table type {path.suffix!r}; expected one of {', '.join(sorted(_READERS))}", source=path)
+        raise InputError(f"unknown table type {path.suffix!r}; expected one of {', '.join(sorted(_READERS))} "
+                         f"(text tables may end in {', '.join(COMPRESSIONS)})", source=path)
     try:
         frame = reader(path)
     except UnicodeDecodeError as exc:
@@ -53,9 +69,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError("file has no rows or header", source=path) from None
     except (pd.errors.ParserError, ValueError, OSError, pa.ArrowException) as exc:
-        raise InputError(f"cannot be read as a {path.suffix} table: {str(exc).splitlines()[0]}", source=path) from None
-    except Exception as exc:  # zip/xml errors from a corrupt xlsx and the like
-        raise InputError(f"cannot be read as a {path.suffix} table: {type(exc).__name__}: {exc}", source=path) from None
+        raise InputError(f"cannot be read as a {kind} table: {str(exc).splitlines()[0]}", source=path) from None
+    except Exception as exc:  # zip/xml errors from a corrupt xlsx, a broken archive and the like
+        raise InputError(f"cannot be read as a {kind} table: {type(exc).__name__}: {exc}", source=path) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     # pandas renames repeated CSV headers to "X.1"; spaces or a spreadsheet can still repeat one
     seen: dict[str, int] = {}

@@ -67,12 +67,32 @@ def _write(frame: pd.DataFrame, path, how: str) -> None:
         path.write_bytes(frame.to_csv(index=False).encode("utf-8") + "Ångström,1\n".encode("latin-1"))
 
 
-def _run_case(tmp, norms: pd.DataFrame, norms_how: str, ratings: pd.DataFrame, ratings_how: str, capsys) -> None:
+def _compress(path, ending: str):
+    """Compress ``path`` in place of ``path + ending`` (an empty file stays empty: a broken archive)."""
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    packers = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+               ".zst": lambda b: zstandard.ZstdCompressor().compress(b)}
+    data = path.read_bytes()
+    target = path.with_name(path.name + ending)
+    target.write_bytes(packers[ending](data) if data else b"")
+    path.unlink()
+    return target
+
+
+def _run_case(tmp, norms: pd.DataFrame, norms_how: str, ratings: pd.DataFrame, ratings_how: str, capsys,
+              compression: str = "") -> None:
     case = tmp / f"case{next(_counter)}"
     case.mkdir()
     npath, rpath, out = case / "norms.csv", case / "ratings.csv", case / "out"
     _write(norms, npath, norms_how)
     _write(ratings, rpath, ratings_how)
+    if compression:
+        npath, rpath = _compress(npath, compression), _compress(rpath, compression)
     code = main(["evaluate-ratings", str(rpath), "--norms", str(npath), "--out", str(out), "--n-boot", "0"])
     captured = capsys.readouterr()
     if currently_in_test_context():
@@ -99,9 +119,20 @@ def test_fuzzed_norms_files(tmp_path_factory, capsys, norms, how):
 
 
 @FUZZ
-@given(ratings=mutated(_good_ratings), how=st.sampled_from(["csv"] * 6 + ["garbage", "empty", "latin1"]))
-def test_fuzzed_ratings_tables(tmp_path_factory, capsys, ratings, how):
-    _run_case(tmp_path_factory.mktemp("ratings"), _good_norms(), "csv", ratings, how, capsys)
+@given(ratings=mutated(_good_ratings), how=st.sampled_from(["csv"] * 6 + ["garbage", "empty", "latin1"]),
+       compression=st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))
+def test_fuzzed_ratings_tables(tmp_path_factory, capsys, ratings, how, compression):
+    _run_case(tmp_path_factory.mktemp("ratings"), _good_norms(), "csv", ratings, how, capsys, compression)
+
+
+@pytest.mark.parametrize("ending", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_tables_read_like_their_uncompressed_selves(tmp_path, capsys, ending):
+    (tmp_path / "plain").mkdir()
+    _run_case(tmp_path / "plain", _good_norms(), "csv", _good_ratings(), "csv", capsys)
+    _run_case(tmp_path, _good_norms(), "csv", _good_ratings(), "csv", capsys, ending)
+    plain, packed = sorted(tmp_path.rglob("metrics.parquet"), key=lambda p: "plain" not in str(p))
+    pd.testing.assert_frame_equal(pd.read_parquet(packed), pd.read_parquet(plain))
+    assert len(list(tmp_path.glob(f"case*/ratings.csv{ending}"))) == 1
 
 
 def test_the_unmutated_case_succeeds(tmp_path, capsys):
