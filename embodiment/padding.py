@@ -35,3 +35,12 @@ def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
         (input_ids, attention_mask), both (rows, longest) long tensors.
     """
     return _pad(seqs, pad_id, left=False)
+
+
+def positions(mask: torch.Tensor, offset: torch.Tensor | int = 0) -> torch.Tensor:
+    """Position ids that skip left padding: each real token gets the position it would have
+    unpadded, counted from ``offset`` (a scalar, or one per row: the length of the prefix
+    each row continues), so padding never changes a score.
+    """
+    start = offset[:, None] if torch.is_tensor(offset) else offset
+    return (start + mask.cumsum(1) - 1).clamp(min=0 if torch.is_tensor(offset) else offset)

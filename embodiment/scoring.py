@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from embodiment.cpu_linears import with_inference_linears
-from embodiment.padding import left_pad as _pad, right_pad as _pad_right
+from embodiment.padding import left_pad as _pad, positions as _positions, right_pad as _pad_right
 from embodiment.prompts import mcq_context, rating_prompt
 
 DIGITS = tuple(str(k) for k in range(6))
@@ -58,12 +58,6 @@ def soft_digit_target(rating: float) -> np.ndarray:
 
 def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False)
-
-
-def _positions(mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
-    """Position ids that skip the left padding: each real token gets the position it
-    would have unpadded, so padding never changes a score."""
-    return (offset + mask.cumsum(1) - 1).clamp(min=offset)
 
 
 def _device(model: torch.nn.Module) -> torch.device:

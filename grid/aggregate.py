@@ -113,10 +113,15 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
 
     split = _split_of(emb)
     human = ratings.drop_duplicates(["language", "concept", "dimension"])
+    # each language's held-out human ratings as a concept x dimension table, once (not per
+    # model, trial and layer), dimensions in the ratings' order
+    wide = {lang: part.pivot(index="concept", columns="dimension", values="human")[list(dict.fromkeys(part["dimension"]))]
+            for lang, part in human.groupby("language", sort=False)}
     out = []
     for (model, trial_id, language, layer), g in emb.groupby(["model", "trial_id", "language", "layer"], sort=False):
-        h = human[human["language"] == language].pivot(index="concept", columns="dimension", values="human")
-        h = h[list(dict.fromkeys(human.loc[human["language"] == language, "dimension"]))]
+        if language not in wide:
+            continue
+        h = wide[language]
         test = g[(split[g.index] == "test") & g["concept"].isin(h.index)]
         if len(test) < 3:
             continue

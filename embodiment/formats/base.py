@@ -17,7 +17,7 @@ import torch
 
 from embodiment.embeddings import hidden_states_only
 from embodiment.norms import Norms
-from embodiment.padding import left_pad, right_pad  # noqa: F401 (left_pad: for the formats)
+from embodiment.padding import right_pad
 
 
 @dataclass
@@ -98,18 +98,13 @@ class TaskFormat:
         raise NotImplementedError
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists; returns (input_ids, attention_mask)."""
-    return right_pad(seqs, pad_id)
-
-
 def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def continuation_batch(pairs: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
     """input_ids, attention_mask and labels (-100 except on the continuation tokens)."""
-    ids, mask = pad_batch([c + x for c, x in pairs], pad)
+    ids, mask = right_pad([c + x for c, x in pairs], pad)
     labels = torch.full_like(ids, -100)
     for i, (c, x) in enumerate(pairs):
         labels[i, len(c): len(c) + len(x)] = torch.tensor(x)
@@ -156,7 +151,7 @@ def concept_span_batch(tokenizer, concepts: list[str]) -> dict[str, torch.Tensor
 
     prefix = tokenizer.encode(EMBEDDING_PREFIX, add_special_tokens=False)
     owns = [tokenizer.encode(" " + c, add_special_tokens=False) for c in concepts]
-    ids, mask = pad_batch([prefix + o for o in owns], pad_id(tokenizer))
+    ids, mask = right_pad([prefix + o for o in owns], pad_id(tokenizer))
     span = torch.zeros_like(mask)
     for i, o in enumerate(owns):
         span[i, len(prefix): len(prefix) + len(o)] = 1

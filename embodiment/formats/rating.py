@@ -6,7 +6,9 @@ Every prompt of one (dimension, language) shares a ~60-token prefix and differs 
 batch once and attends every example's suffix to its prefix's keys and values
 (``shared_prefix``): the prefix is computed under the trained weights (LoRA changes it),
 so its gradient is the sum of every example's, exactly as in the plain batch, at a
-fraction of the tokens. The sampler groups examples by prefix (:meth:`batch_group`).
+fraction of the tokens. What a batch holds (every dimension of a few concepts, or one
+dimension, whose prefix then runs once a batch) is ``batches``; the trainer's sampler asks
+:meth:`batch_unit` and :meth:`batch_group`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, left_pad, mean_spearman, pad_id
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, mean_spearman, pad_id
+from embodiment.padding import left_pad, positions as _positions
 from embodiment.prompts import rating_prompt
 from embodiment.scoring import cache_argument, returned_cache, score_ratings, soft_digit_target
 
@@ -25,12 +28,6 @@ RATING_LOSSES = ("soft_ce", "expected_mse", "both")
 #: what one training batch holds: every dimension of a few concepts, one dimension, or a
 #: random draw of (concept, dimension) prompts
 RATING_BATCHES = ("concept", "dimension", "random")
-
-
-def _positions(mask: torch.Tensor, offset: torch.Tensor | int = 0) -> torch.Tensor:
-    """Position ids that skip left padding, starting at ``offset`` (per row or scalar)."""
-    off = offset[:, None] if torch.is_tensor(offset) else offset
-    return (off + mask.cumsum(1) - 1).clamp_min(0)
 
 
 class RatingFormat(TaskFormat):
@@ -47,7 +44,7 @@ class RatingFormat(TaskFormat):
         self._ids: dict[tuple[int, str], list[int]] = {}
 
     def with_options(self, cfg) -> "RatingFormat":
-        """``cfg.shared_prefix`` and ``cfg.rating_loss`` (a TrainConfig)."""
+        """``cfg.shared_prefix``, ``cfg.rating_loss`` and ``cfg.rating_batches`` (a TrainConfig)."""
         return RatingFormat(shared_prefix=cfg.shared_prefix, loss_kind=cfg.rating_loss, batches=cfg.rating_batches)
 
     def examples(self, data: TaskData) -> list[dict]:
