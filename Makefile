@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
 
-.PHONY: setup demo test test-unit test-integration bench clean
+.PHONY: setup demo test test-unit test-integration bench clean browser
 
 setup: $(STAMP)
 
@@ -29,8 +29,18 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/egrid run jobs/demo.yaml
 
+# The report page test renders in headless Chromium: Debian's package, installed here when
+# this runs as root with apt; otherwise the test says the one command that installs it.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium (the report page test renders in it)"; \
+	    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
+	  else echo "note: no Chromium; the report page test will skip (Debian: sudo apt-get install chromium)"; fi
+
 # unit tests first: the quick ones report before the cluster tests start.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests/unit tests/gpu tests/integration -q --durations=12
 
 test-unit: $(STAMP)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 
 from grid.data import LanguageData, load_mcq
+from grid.progress import Milestones, is_plain
 from grid.spec import JobSpec
 from grid.scorers import ChoiceScorer, EmbeddingExtractor, RatingScorer
 
@@ -66,6 +67,22 @@ def _scored_in_blocks(spec: JobSpec, frame: pd.DataFrame, scorer: type, kwargs: 
         batch_size=rows_per_block, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
 
 
+def _collected(ds, keys: pd.DataFrame, label: str) -> pd.DataFrame:
+    """A lazy Dataset run to a pandas frame; in plain progress mode, a line at 0 / 50 / 100 %
+    of the input rows (``keys``: their identifying columns, as the scorer's output carries them)."""
+    marks = Milestones(label, len(keys.drop_duplicates())) if is_plain() else None
+    columns, seen, frames = list(keys.columns), set(), []
+    if marks is not None:
+        marks.advance(0)  # "started", before the first block comes back
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        frames.append(batch)
+        if marks is not None:
+            before = len(seen)
+            seen.update(map(tuple, batch[columns].drop_duplicates().itertuples(index=False)))
+            marks.advance(len(seen) - before)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
                    embeddings: bool = True, probe: bool = False, validation: bool = False) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
@@ -87,37 +104,43 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
         ``embeddings`` (concept, layer, pooling, vector, language) and ``choices`` where asked for.
     """
     ev = spec.evaluation
-    pending = {}  # table -> a lazy Ray Dataset; all of them run at once below
+    pending = {}  # table -> (a lazy Ray Dataset, the identifying columns of its input rows)
+    who = f"{model} + adapter {adapter.rstrip('/').split('/')[-2]}" if adapter else model
     concepts = _concept_rows(data, list(ev.languages))
     # Blocks of a few scorer batches: each block is sorted by length on its own, so a
     # larger block pads less; a lost actor costs one block at most.
     batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
     dims = {lang: data[lang].test.dimensions for lang in ev.languages}
     if "rating" in ev.formats and len(concepts):
-        pending["ratings"] = _scored_in_blocks(spec, concepts, RatingScorer, {
-            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch)
+        pending["ratings"] = (_scored_in_blocks(spec, concepts, RatingScorer, {
+            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch),
+            concepts[["concept", "language"]])
     held_back = [lang for lang in ev.languages if data[lang].validation is not None]
     if validation and held_back:
         rows = _concept_rows(data, held_back, "validation")
-        pending["validation_ratings"] = _scored_in_blocks(spec, rows, RatingScorer, {
-            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch)
+        pending["validation_ratings"] = (_scored_in_blocks(spec, rows, RatingScorer, {
+            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch),
+            rows[["concept", "language"]])
     if embeddings and ev.embeddings and len(concepts):
         layers = None if ev.layers == "all" else list(ev.layers)
         unique = concepts[["concept", "language", "split"]].drop_duplicates("concept")
         if probe:
             train = _concept_rows(data, list(ev.languages), "train")[["concept", "language", "split"]]
             unique = pd.concat([unique, train[~train["concept"].isin(unique["concept"])]], ignore_index=True)
-        pending["embeddings"] = _scored_in_blocks(spec, unique, EmbeddingExtractor, {
-            "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size}, batch)
+        pending["embeddings"] = (_scored_in_blocks(spec, unique, EmbeddingExtractor, {
+            "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size}, batch),
+            unique[["concept"]])
     if "mcq" in ev.formats and spec.mcq.get("test"):
         items = load_mcq(spec.mcq["test"])
         frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
                                **it["options"]} for it in items])
         per_block = max(1, min(64, -(-len(frame) // max(1, spec.resources.scorer_actors))))
-        pending["choices"] = _scored_in_blocks(spec, frame, ChoiceScorer, {"model": model, "adapter": adapter}, per_block)
+        pending["choices"] = (_scored_in_blocks(spec, frame, ChoiceScorer, {"model": model, "adapter": adapter}, per_block),
+                              frame[["index"]])
     # The passes are independent: run them side by side, so their actor pools start and
     # load the model at the same time instead of one after another (where resources
     # allow; otherwise Ray queues the later pool's actors until the first pool is done).
     with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="egrid-eval") as pool:
-        futures = {table: pool.submit(ds.to_pandas) for table, ds in pending.items()}
+        futures = {table: pool.submit(_collected, ds, keys, f"{who}: {table.replace('_', ' ')} of {len(keys):,} rows")
+                   for table, (ds, keys) in pending.items()}
         return {table: future.result() for table, future in futures.items()}

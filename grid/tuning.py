@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grid.progress import is_plain
 from grid.spec import JobSpec
 
 _SAMPLERS = {"choice": "choice", "uniform": "uniform", "loguniform": "loguniform", "randint": "randint"}
@@ -79,6 +80,8 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
         scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{run_dir}/train",
                                        callbacks=[TuneReportCallback()],
+                                       # plain progress: no "Reporting training result" line per report
+                                       logging_config=ray.train.LoggingConfig(log_level="WARNING" if is_plain() else "INFO"),
                                        failure_config=ray.train.FailureConfig(max_failures=spec.tune.max_failures)),
     )
     result = trainer.fit()
@@ -126,10 +129,24 @@ def _say(message: str) -> None:
     print(f"[egrid {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def progress_callback(total: int):
-    """A Tune callback that says, after each trial ends, how many are done / running /
-    failed and roughly how long the rest will take (mean trial time x remaining / slots)."""
+#: trial progress lines per trial while it trains (started and finished come on top)
+TRAINING_LINES = 4
+
+
+def _searched(config: dict) -> str:
+    """The trial's searched values in a few words (what tells trials apart in a log)."""
+    parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items()) if k != "model"]
+    return ", ".join(parts)
+
+
+def progress_callback(total: int, steps: int | None = None):
+    """A Tune callback that says, in one timestamped line each, when a trial starts, how it
+    trains (every ``steps / TRAINING_LINES`` steps: step and loss), when it finishes (its
+    validation score), fails or is restored from its checkpoint; and after each trial ends,
+    how many are done / running / failed and roughly how long the rest will take (mean
+    trial time x remaining / slots)."""
     from ray import tune
+
 
     class Progress(tune.Callback):
         def __init__(self):
@@ -137,9 +154,27 @@ def progress_callback(total: int):
             self.durations: list[float] = []
             self.failed = 0
             self.t0 = time.time()
+            self.last_step: dict[str, int] = {}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started[trial.trial_id] = time.time()
+            _say(f"trial {trial.trial_id} started: {_searched(trial.config)}")
+
+        def on_trial_restore(self, iteration, trials, trial, **info):
+            _say(f"trial {trial.trial_id} restored from its checkpoint")
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            _say(f"trial {trial.trial_id} failed; retrying from its last checkpoint")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            step, total_steps = result.get("step"), trial.config.get("steps", steps)
+            if "eval_score" in result or step is None or not total_steps:
+                return
+            every = max(1, -(-int(total_steps) // TRAINING_LINES))
+            # one line per `every` steps, whatever the report interval
+            if step // every > self.last_step.get(trial.trial_id, 0) // every:
+                _say(f"trial {trial.trial_id} step {step}/{total_steps}: loss {result.get('loss', float('nan')):.4f}")
+            self.last_step[trial.trial_id] = step
 
         def _report(self, trials, ended):
             done = len(self.durations)
@@ -155,10 +190,14 @@ def progress_callback(total: int):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.durations.append(time.time() - self.started.get(trial.trial_id, self.t0))
+            score = (trial.last_result or {}).get("eval_score")
+            _say(f"trial {trial.trial_id} finished in {self.durations[-1] / 60:.1f} min"
+                 + (f": validation score {score:.3f}" if isinstance(score, float) else ""))
             self._report(trials, trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.failed += 1
+            _say(f"trial {trial.trial_id} failed (its error is in the run's trials table and Tune's trial folder)")
             self._report(trials, trial)
 
     return Progress()
@@ -212,8 +251,10 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         tune_config=tune.TuneConfig(num_samples=ts.num_samples, scheduler=scheduler, search_alg=search_alg,
                                     max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
-                                  failure_config=tune.FailureConfig(max_failures=ts.max_failures), verbose=1,
-                                  callbacks=[progress_callback(expected_trials(spec)), storage_guard(run_dir),
+                                  failure_config=tune.FailureConfig(max_failures=ts.max_failures),
+                                  verbose=0 if is_plain() else 1,  # plain: our lines, no status tables
+                                  callbacks=[progress_callback(expected_trials(spec), spec.training.get("steps")),
+                                             storage_guard(run_dir),
                                              *_tracking_callbacks(spec, run_dir)]),
     )
 

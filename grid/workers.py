@@ -13,6 +13,7 @@ import numpy as np
 from embodiment.models import load_model
 from embodiment.training import TrainConfig, train, weight_dtype
 from grid.data import training_data
+from grid.progress import quiet_train_worker
 
 REPORT_EVERY = 5
 
@@ -25,6 +26,7 @@ def train_worker(config: dict) -> None:
     """
     import ray.train
 
+    quiet_train_worker()
     cfg = TrainConfig.from_dict(config["train"])
     context = ray.train.get_context()
     rank = context.get_world_rank()

@@ -15,7 +15,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+# The study's files (the wu2026 dataset) are read through the dataset registry only; CI
+# has them byte for byte beside the clone, so the registry is pointed there (offline).
+STUDY_FILES = REPO.parent / "shared" / "data" / "original"
+if STUDY_FILES.is_dir():
+    os.environ.setdefault("EGRID_DATA_DIR", str(STUDY_FILES))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,16 +42,44 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip_gpu)
 
 
+_SKIPPED_OFF_GPU: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    # skips outside tests/gpu: CI (EGRID_NO_SKIPS=1, set by .ci/run) fails on any of them,
+    # so a test that silently stopped running (a missing package, browser, data) shows
+    if report.skipped and "tests/gpu/" not in report.nodeid.replace("\\", "/"):
+        _SKIPPED_OFF_GPU.append(f"{report.nodeid}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("EGRID_NO_SKIPS") == "1" and _SKIPPED_OFF_GPU and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if os.environ.get("EGRID_NO_SKIPS") == "1" and _SKIPPED_OFF_GPU:
+        terminalreporter.write_line(f"EGRID_NO_SKIPS: {len(_SKIPPED_OFF_GPU)} test(s) outside tests/gpu skipped "
+                                    "(only GPU tests may skip in CI):", red=True)
+        for line in _SKIPPED_OFF_GPU:
+            terminalreporter.write_line(f"  {line}", red=True)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED.exists():
-        pytest.skip(f"{SHARED} not present (CI clones the repo with ../shared beside it)")
-    return SHARED
+def wu2026_tables() -> Path:
+    """The study's tables (lancaster_dutch_{train,test}.csv, mcq_color_{train,test}.json, ...),
+    fetched through the registry from $EGRID_DATA_DIR."""
+    from embodiment.datasets import DATA_DIR_ENV, cache_dir, fetch
+
+    if not os.environ.get(DATA_DIR_ENV) and not (cache_dir("wu2026") / "tables").is_dir():
+        pytest.skip(f"the study's files: set {DATA_DIR_ENV} to a folder holding them, or egrid data fetch wu2026 "
+                    f"(CI clones the repo with ../shared beside it)")
+    return fetch("wu2026")
 
 
 @pytest.fixture(scope="session")

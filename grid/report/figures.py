@@ -172,23 +172,20 @@ def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | No
     fig, axes = plt.subplots(1, len(languages), figsize=(min(14, 1.5 + 4.2 * len(languages)), 3.4), sharey=True, squeeze=False)
     for ax, lang in zip(axes[0], languages):
         part = rs[rs["language"] == lang]
+        values: list[tuple[int, float, str]] = []  # (layer, value, colour) of every hidden-state point
         for i, label in enumerate(labels):
             colour = PALETTE[i % len(PALETTE)]
             raw = part[(part["label"] == label) & (part["metric"] == "rsa_hidden")].sort_values("layer")
             if not raw.empty:
                 ax.plot(raw["layer"].astype(int), raw["value"], marker="o", color=colour, label=f"{label}: hidden states")
-                # alternate lines label above and below their points: where curves meet,
-                # labels at the same offset would print on top of each other
-                offset, align = ((0, 4), "bottom") if i % 2 == 0 else ((0, -4), "top")
-                for x, y in zip(raw["layer"].astype(int), raw["value"]):
-                    ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=offset, fontsize=6, ha="center",
-                                va=align)
+                values += [(x, y, colour) for x, y in zip(raw["layer"].astype(int), raw["value"])]
             probe = part[(part["label"] == label) & (part["metric"] == "probe_rsa")].sort_values("layer")
             if not probe.empty:
                 x = probe["layer"].astype(int)
                 ax.plot(x, probe["value"], marker="s", linestyle="--", color=colour, label=f"{label}: ridge probe")
                 if probe["ci_low"].notna().all():
                     ax.fill_between(x, probe["ci_low"].astype(float), probe["ci_high"].astype(float), color=colour, alpha=0.12)
+        _value_labels(ax, fig, values)
         ax.set_title(f"{lang}: held-out concepts")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_xticks(sorted(part["layer"].astype(int).unique()))
@@ -202,6 +199,70 @@ def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | No
                   "bootstrap CI: what a linear read-out of the model already recovers.", fig,
                   rs[["eval_set", "metric", "layer", "label", "value", "ci_low", "ci_high", "n"]].sort_values(
                       ["eval_set", "metric", "layer", "label"]).reset_index(drop=True))
+
+
+#: value labels' size (points) and the least vertical distance between two at one x
+LABEL_POINTS = 6.0
+LABEL_GAP_POINTS = 7.5
+
+
+def spread(values: list[float], gap: float) -> list[float]:
+    """Label heights for ``values`` (labels at one x): as close to the values as they can be
+    (least squares) while, in the values' order, any two are at least ``gap`` apart.
+
+    With ``h_i = u_i + i * gap`` over the sorted values the constraint is ``u``
+    non-decreasing, so ``u`` is the isotonic regression of ``v_i - i * gap``: pool adjacent
+    violators, each pooled block at its mean.
+
+    Returns:
+        Heights in the order of ``values``.
+    """
+    order = sorted(range(len(values)), key=lambda k: values[k])
+    blocks: list[list[float]] = []  # [sum, count] of pooled targets
+    for i, k in enumerate(order):
+        blocks.append([values[k] - i * gap, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    out = [0.0] * len(values)
+    i = 0
+    for total, count in blocks:
+        for _ in range(int(count)):
+            out[order[i]] = total / count + i * gap
+            i += 1
+    return out
+
+
+def _label_heights(ax, fig, points: list[tuple[int, float, str]]) -> tuple[list[float], float, float]:
+    """Where each point's label goes under the axes' current y-range: heights, gap, top."""
+    lo, hi = ax.get_ylim()
+    height = ax.get_position().height * fig.get_size_inches()[1] * 72  # the axes' height in points
+    gap = (hi - lo) * LABEL_GAP_POINTS / max(height, 1.0)
+    heights = [0.0] * len(points)
+    for x in {p[0] for p in points}:
+        idx = [k for k, p in enumerate(points) if p[0] == x]
+        for k, h in zip(idx, spread([points[k][1] + 0.7 * gap for k in idx], gap)):  # labels sit above their point
+            heights[k] = h
+    return heights, gap, max(heights) + gap
+
+
+def _value_labels(ax, fig, points: list[tuple[int, float, str]]) -> None:
+    """Each point's value as text beside it, in its line's colour; labels at one x never
+    overlap (where curves meet they are spread apart, with a thin leader to the point)."""
+    if not points:
+        return
+    heights, gap, top = _label_heights(ax, fig, points)
+    for _ in range(8):  # room for the highest label: a taller range moves the labels too, so settle it
+        lo, hi = ax.get_ylim()
+        if top <= hi:
+            break
+        ax.set_ylim(lo, top)
+        heights, gap, top = _label_heights(ax, fig, points)
+    for (x, y, colour), h in zip(points, heights):
+        leader = {"arrowstyle": "-", "color": colour, "lw": 0.4} if abs(h - y - 0.7 * gap) > 0.25 * gap else None
+        ax.annotate(f"{y:.2f}", (x, y), xytext=(x, h), textcoords="data", fontsize=LABEL_POINTS, ha="center",
+                    va="center", color=colour, arrowprops=leader)
 
 
 @figure("transfer_matrix")

@@ -3,6 +3,7 @@ DeepSpeed ranks each, Ray Data evaluation, the results actor, Parquet read back 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -152,3 +153,54 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     hidden = metrics[(metrics["metric"] == "rsa_hidden") & metrics["trial_id"].isin(["base", best["trial_id"]])]
     assert len(hidden) == 2 * 2 and {f"{v:.2f}" for v in hidden["value"]} <= set(svg_texts(figures / "rsa_by_layer.svg"))
     assert f"best {best['eval_score']:.3f}" in svg_texts(figures / "search.svg")
+
+    # docs/analysis.md works as written on this run: every snippet, in order.
+    _check_analysis_guide(run_dir, tables, capsys)
+
+
+def _run_analysis_guide(run_dir: Path) -> dict:
+    """Execute every ```python block of docs/analysis.md in one namespace, with the run
+    folder in place of the guide's example path."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 6
+    namespace: dict = {}
+    for code in blocks:
+        code = re.sub(r'^(run|other) = ".*?"', lambda m: f"{m.group(1)} = {str(run_dir)!r}", code, flags=re.M)
+        exec(compile(code, "docs/analysis.md", "exec"), namespace)  # noqa: S102 - our own document
+    return namespace
+
+
+def _check_analysis_guide(run_dir: Path, tables: dict, capsys) -> None:
+    ns = _run_analysis_guide(run_dir)
+    capsys.readouterr()
+    trials, metrics, ratings = tables["trials"], tables["metrics"], tables["ratings"]
+    # best trial per objective: the highest validation score of each format (a loop)
+    for row in ns["best"].itertuples():
+        scores = {t.trial_id: t.eval_score for t in trials.itertuples() if t.format == row.format}
+        assert row.trial_id == max(scores, key=scores.get)
+    assert set(ns["best"]["format"]) == set(trials["format"])
+    # per-dimension Spearman with CIs: each cell is the metrics row
+    table = ns["per_dimension"]
+    for trial_id in ["base", *ns["best"]["trial_id"]]:
+        for dim in table.index:
+            row = metrics[(metrics["metric"] == "spearman") & (metrics["trial_id"] == trial_id)
+                          & (metrics["dimension"] == dim)].iloc[0]
+            assert table.loc[dim, ("value", trial_id)] == pytest.approx(row["value"])
+            assert table.loc[dim, ("ci_low", trial_id)] <= table.loc[dim, ("value", trial_id)] <= table.loc[dim, ("ci_high", trial_id)]
+    # RSA by layer, hidden states and probe: every such metrics row, once
+    by_layer = ns["by_layer"]
+    expected = metrics[metrics["metric"].isin(["rsa_hidden", "probe_rsa"])]
+    assert len(by_layer) == len(expected) > 0
+    assert sorted(by_layer["rsa"]) == pytest.approx(sorted(expected["value"].round(3)))
+    # one concept across models: its expected ratings, read with a filter
+    concept = ns["concept"]
+    for (dim, trial_id), value in ns["one_concept"]["expected"].stack().items():
+        assert value == pytest.approx(ratings[(ratings["concept"] == concept) & (ratings["dimension"] == dim)
+                                              & (ratings["trial_id"] == trial_id)]["expected"].iloc[0])
+    assert ns["one_concept"]["expected"].shape == (ratings["dimension"].nunique(), ratings["trial_id"].nunique())
+    # two runs side by side (the same run twice): equal columns, the metrics' RSA
+    side = ns["side_by_side"]
+    assert list(side.columns) == ["A", "B"] and (side["A"] == side["B"]).all()
+    base_rsa = metrics[(metrics["trial_id"] == "base") & (metrics["metric"] == "rsa") & (metrics["subset"] == "all")]
+    assert side.loc[("base", base_rsa["eval_set"].iloc[0]), "A"] == pytest.approx(base_rsa["value"].iloc[0])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import minimize
 from scipy.spatial.distance import pdist, squareform
 
 from embodiment.errors import InputError
@@ -135,7 +136,7 @@ def test_report_of_a_folder_without_results_is_one_clear_error(tmp_path, capsys)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
-                    reason="needs Chromium (Debian: apt-get install chromium)")
+                    reason="needs Chromium: `make browser` (as root), or sudo apt-get install chromium")
 def test_report_page_renders_in_headless_chromium(evaluation, tmp_path):
     from PIL import Image
 
@@ -171,3 +172,47 @@ def test_mcq_accuracy_figure_shows_accuracy_with_wilson_intervals(evaluation, sv
     for row in data.itertuples():
         ci = binomtest(round(row.value * row.n), row.n).proportion_ci(method="wilson")
         assert (row.ci_low, row.ci_high) == (pytest.approx(ci.low, abs=1e-9), pytest.approx(ci.high, abs=1e-9))
+
+
+def test_spread_keeps_order_and_gap_and_leaves_separate_labels_alone():
+    from grid.report.figures import spread
+
+    assert spread([0.1, 0.5, 0.9], 0.05) == [0.1, 0.5, 0.9]
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        values = list(rng.uniform(0, 1, rng.integers(1, 7)))
+        gap = float(rng.uniform(0.01, 0.2))
+        heights = spread(values, gap)
+        order = np.argsort(values, kind="stable")
+        placed = np.asarray(heights)[order]
+        assert np.all(np.diff(placed) >= gap - 1e-9)  # never closer than the gap, in the values' order
+        # the closest such placement (least squares), as a general solver finds it
+        v = np.asarray(values)[order]
+        cons = [{"type": "ineq", "fun": lambda h, i=i: h[i + 1] - h[i] - gap} for i in range(len(v) - 1)]
+        best = minimize(lambda h: ((h - v) ** 2).sum(), v + np.arange(len(v)) * gap, constraints=cons,
+                        method="SLSQP", options={"ftol": 1e-12, "maxiter": 500}).x
+        np.testing.assert_allclose(placed, best, atol=1e-5)
+
+
+def test_rsa_by_layer_value_labels_never_overlap_where_curves_meet(evaluation):
+    """Three conditions whose hidden-state RSA meet at layers 0 and 1: every value label is
+    drawn, and labels at one layer are at least a font size apart in the SVG."""
+    metrics = pd.read_parquet(evaluation / "metrics.parquet")
+    conditions = [*dict.fromkeys(metrics["condition"]), "third"][:3]
+    curves = {conditions[0]: [0.10, 0.20, 0.30], conditions[1]: [0.10, 0.21, 0.50], conditions[2]: [0.11, 0.20, 0.05]}
+    rows = [{"condition": c, "eval_set": "en/embeddings", "metric": "rsa_hidden", "subset": "all", "layer": layer,
+             "value": v, "n": 30} for c, values in curves.items() for layer, v in enumerate(values)]
+    pd.concat([metrics, pd.DataFrame(rows)], ignore_index=True).to_parquet(evaluation / "metrics.parquet")
+    report = build_report(evaluation, options=FigureOptions(concepts=8))
+    svg = Path(report.figures["rsa_by_layer"][1]).read_text(encoding="utf-8")
+    labels = [(float(x), float(y), text) for x, y, text in
+              re.findall(r'<text style="font-size: 6px[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>([\d.]+)</text>', svg)]
+    wanted = sorted(f"{v:.2f}" for values in curves.values() for v in values)
+    assert sorted(text for _, _, text in labels) == wanted
+    by_x: dict[float, list[float]] = {}
+    for x, y, _ in labels:
+        by_x.setdefault(round(x, 1), []).append(y)
+    assert len(by_x) == 3
+    for ys in by_x.values():
+        ys.sort()
+        assert all(b - a >= 6.0 for a, b in zip(ys, ys[1:])), ys  # 6 px font: no two overlap
