@@ -8,11 +8,12 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-# the study's colour questions: ../shared beside a checkout, or shared/ inside a copied tree
-MCQ_FILES = [REPO.parent / "shared" / "data" / "mcq_color_train.json", REPO / "shared" / "data" / "mcq_color_train.json"]
+from embodiment.datasets import resolve
+from embodiment.errors import InputError
+
+#: the study's colour questions, a named dataset's table (egrid data fetch wu2026)
+MCQ_SOURCE = "wu2026:mcq-train"
 
 
 def spread(values: list, count: int) -> list:
@@ -29,9 +30,10 @@ def colour_questions(count: int, *, spread_over_file: bool, bench: str) -> list[
             longer) instead of its first ``count``.
         bench: the calling script's name, for the error when the file is missing.
     """
-    found = next((f for f in MCQ_FILES if f.exists()), None)
-    if found is None:
-        raise SystemExit(f"{bench}: the colour questions are not at {' or '.join(map(str, MCQ_FILES))}")
+    try:
+        found = resolve(MCQ_SOURCE)
+    except InputError as exc:
+        raise SystemExit(f"{bench}: the colour questions ({MCQ_SOURCE}) are not at hand: {exc}") from None
     every = json.loads(found.read_text(encoding="utf-8"))
     items = spread(every, count) if spread_over_file else every[:count]
     for i, it in enumerate(items):

@@ -34,6 +34,11 @@ class EvaluationOptions:
         rsa_boot: bootstrap resamples for RSA CIs (0: none).
         seed: seed for every resampling.
         eval_set: label of the evaluation set in every row.
+        paired: the study's paired-word rule: where conditions are compared, a
+            (concept, dimension) rating missing in any condition is dropped from all of
+            them, so every condition's correlations, RSA and Steiger tests stand on the same
+            concepts (``n`` says how many remain). False: each condition keeps its own
+            complete cases.
     """
 
     base: str | None = "base"
@@ -44,6 +49,23 @@ class EvaluationOptions:
     rsa_boot: int = 0
     seed: int = 0
     eval_set: str = "ratings"
+    paired: bool = True
+
+
+def paired_ratings(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every condition's (n, d) ratings with a cell set to NaN wherever any condition lacks it.
+
+    Per-dimension metrics then drop a concept from every condition of that dimension, and
+    RSA (which needs a concept's whole vector) drops it from every condition.
+    """
+    if len(model) < 2:
+        return model
+    missing = np.zeros(next(iter(model.values())).shape, dtype=bool)
+    for values in model.values():
+        missing |= np.isnan(values)
+    if not missing.any():
+        return model
+    return {name: np.where(missing, np.nan, values) for name, values in model.items()}
 
 
 def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = None,
@@ -59,7 +81,8 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
     recipe = get_recipe(opt.rsa_recipe)
     say = progress or (lambda _: None)
     metric_rows, wordwise_rows = [], []
-    for condition, model in joined.model.items():
+    models = paired_ratings(joined.model) if opt.paired else joined.model
+    for condition, model in models.items():
         say(f"{condition}: correlations")
         for row in per_dimension(model, joined.human, joined.dimensions, n_boot=opt.n_boot, seed=opt.seed):
             metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": row.pop("method"),
@@ -85,7 +108,7 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
     transfer = pd.DataFrame()
     if opt.base is not None and opt.base in joined.model and len(joined.model) > 1:
         say("transfer: Steiger tests against the base")
-        transfer = pd.DataFrame(transfer_rows(joined.model, joined.human, joined.dimensions, base=opt.base,
+        transfer = pd.DataFrame(transfer_rows(models, joined.human, joined.dimensions, base=opt.base,
                                               eval_set=opt.eval_set))
     return {"metrics": metrics, "transfer": transfer, "wordwise": pd.concat(wordwise_rows, ignore_index=True),
             "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame()}

@@ -45,7 +45,8 @@ def _joined(ratings: pd.DataFrame, model: str, language: str) -> JoinedRatings:
 
 
 def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", subsets=("all", "sensory", "motor"),
-              n_boot: int = 200, seed: int = 0, train_norms: dict | None = None, progress=None) -> dict[str, pd.DataFrame]:
+              n_boot: int = 200, seed: int = 0, train_norms: dict | None = None, progress=None,
+              paired: bool = True) -> dict[str, pd.DataFrame]:
     """Metrics and transfer tables from the ratings, embeddings and choices tables.
 
     Args:
@@ -57,6 +58,8 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         train_norms: language -> the training concepts' norms (:class:`~embodiment.norms.Norms`),
             which the probe is fitted on; without them there is no probe.
         progress: called with a line of text as each part starts.
+        paired: the paired-word rule across the models compared (base and trials of one
+            model and language); see :class:`~embodiment.evaluate.EvaluationOptions`.
 
     Returns:
         ``metrics`` and ``transfer`` frames, each with ``model`` and ``trial_id`` columns
@@ -72,7 +75,8 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         for (model, language), _ in ratings.groupby(["model", "language"], sort=False):
             joined = _joined(ratings, model, language)
             options = EvaluationOptions(base=BASE if BASE in joined.model else None, n_boot=n_boot, rsa_recipe=rsa_recipe,
-                                        rsa_subsets=subsets, rsa_boot=n_boot, seed=seed, eval_set=f"{language}/rating")
+                                        rsa_subsets=subsets, rsa_boot=n_boot, seed=seed, eval_set=f"{language}/rating",
+                                        paired=paired)
             out = evaluate_joined(joined, options)
             m = out["metrics"].rename(columns={"condition": "trial_id"})
             metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of)))

@@ -47,7 +47,7 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
     if args.base and base is None and len(joined.model) > 1:
         say(f"no condition named {args.base!r}: no transfer table (name the baseline with --base)")
     options = EvaluationOptions(base=base, n_boot=args.n_boot, rsa_recipe=args.rsa_recipe, rsa_perm=args.rsa_perm,
-                                rsa_boot=args.rsa_boot, seed=args.seed, eval_set=args.eval_set)
+                                rsa_boot=args.rsa_boot, seed=args.seed, eval_set=args.eval_set, paired=not args.unpaired)
     tables = evaluate_joined(joined, options, progress=say)
     written = []
     for name, frame in tables.items():
@@ -103,6 +103,9 @@ def _add_evaluate_ratings(sub) -> None:
     p.add_argument("--rsa-perm", type=int, default=0, help="concept permutations for RSA p-values [%(default)s]")
     p.add_argument("--rsa-boot", type=int, default=0, help="bootstrap resamples for RSA CIs [%(default)s]")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unpaired", action="store_true",
+                   help="keep each condition's own complete cases (default: the study's paired-word rule, a "
+                        "concept missing in any condition is dropped from all; n says how many remain)")
     for role in ("word", "dimension", "condition", "rating"):
         p.add_argument(f"--{role}-column", default=None, help=f"header of the {role} column [{role}]")
     p.set_defaults(func=cmd_evaluate_ratings)
@@ -133,7 +136,7 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
 
     spec = load_job(args.job)
     summary = run_job(spec, address=args.address, storage=args.storage, resume=resume or args.resume, num_cpus=args.num_cpus,
-                      dashboard_host=args.dashboard_host)
+                      dashboard_host=args.dashboard_host, progress=args.progress)
     print("\n" + "\n".join(summary_lines(summary)))
     print(f"\nRun folder: {summary['run_dir']}")
     if not getattr(args, "no_report", False):
@@ -173,7 +176,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     manifest = _manifest(args.run)
     spec = parse_job(manifest["job"], manifest.get("job_file", "<job>"))
     storage = str(Path(args.run).resolve().parent)
-    summary = run_job(spec, address=args.address, storage=storage, resume=True)
+    summary = run_job(spec, address=args.address, storage=storage, resume=True, progress=args.progress)
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
         _write_report(summary["run_dir"])
@@ -247,8 +250,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         pass
     from ray.job_submission import JobSubmissionClient
 
+    from grid.progress import environment
     from grid.runner import WORKER_ENV
-
     from grid.spec import load_job
 
     spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
@@ -256,15 +259,27 @@ def cmd_submit(args: argparse.Namespace) -> int:
     # The job's text travels in an environment variable, so any job file works, wherever
     # it lives; `python -m grid.cli` runs from the shipped working directory even where
     # the console script is not installed.
-    entry = "python -m grid.cli run env:EGRID_JOB --address auto" + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
+    entry = (f"python -m grid.cli run env:EGRID_JOB --address auto --progress {args.progress}"
+             + (f" --storage {shlex.quote(args.storage)}" if args.storage else ""))
+    # a job's log is a file: plain lines unless asked otherwise; paths relative to the
+    # shipped working directory, where the driver and the job's workers start
+    shown = environment(args.progress, relative=True)
     submission = client.submit_job(entrypoint=entry, runtime_env={
         "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers",
                                          ".whl", ".gpu_assets"],
         # The driver of a submitted job inherits this runtime env (Ray refuses a second one
         # from its ray.init): it carries the workers' variables and the job's text.
-        "env_vars": {**WORKER_ENV, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
+        "env_vars": {**WORKER_ENV, **shown, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
     print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
     return 0
+
+
+def _progress_option(parser, default: str = "auto") -> None:
+    from grid.progress import MODES
+
+    parser.add_argument("--progress", choices=MODES, default=default,
+                        help="live displays (a terminal) or plain timestamped lines (a file); "
+                             "auto: plain unless stdout is a terminal [%(default)s]")
 
 
 def _add_grid_commands(sub) -> None:
@@ -277,11 +292,13 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="interface of the local Ray dashboard/job API (default 127.0.0.1; others get a warning)")
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
+    _progress_option(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("resume", help="finish an interrupted run")
     p.add_argument("run", help="the run folder")
     p.add_argument("--address", default=None)
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
+    _progress_option(p)
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser("status", help="trials, states, steps, losses and the best so far")
     p.add_argument("run", help="the run folder")
@@ -295,6 +312,7 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("job")
     p.add_argument("--address", required=True, help="Ray dashboard address, e.g. http://127.0.0.1:8265")
     p.add_argument("--storage", default=None)
+    _progress_option(p, default="plain")
     p.set_defaults(func=cmd_submit)
 
 
@@ -327,8 +345,44 @@ def _add_report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    """The named datasets, their tables and whether they are in the cache."""
+    from embodiment.datasets import DATASETS, cache_dir
+
+    for name, dataset in DATASETS.items():
+        tables = cache_dir(name) / "tables"
+        here = all((tables / t.filename).is_file() for t in dataset.tables.values())
+        print(f"{name}  ({'fetched: ' + str(tables) if here else 'not fetched: egrid data fetch ' + name})")
+        print(f"  {dataset.description}")
+        for table, spec in dataset.tables.items():
+            print(f"  {name}:{table:<14} {spec.description}")
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    """Download (or copy from --data-dir), check and convert a named dataset."""
+    from embodiment.datasets import fetch, get_dataset
+
+    folder = fetch(args.name, data_dir=args.data_dir, say=print)
+    for table, spec in get_dataset(args.name).tables.items():
+        print(f"  {args.name}:{table:<14} {folder / spec.filename}")
+    return 0
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="named datasets (the study's norms and colour questions): list, fetch")
+    data = p.add_subparsers(dest="data_command", required=True)
+    q = data.add_parser("list", help="the named datasets and their tables")
+    q.set_defaults(func=cmd_data_list)
+    q = data.add_parser("fetch", help="download, check (sha256) and convert a dataset into the user cache")
+    q.add_argument("name", help="a dataset name, e.g. wu2026")
+    q.add_argument("--data-dir", default=None,
+                   help="a folder holding the source files (offline; default $EGRID_DATA_DIR, else download)")
+    q.set_defaults(func=cmd_data_fetch)
+
+
 #: Subcommand registrars; each adds its parser and sets ``func``.
-COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report]
+COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report, _add_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

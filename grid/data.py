@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from embodiment import dimensions as dims
 from embodiment.formats import TaskData
+from embodiment.datasets import resolve as resolve_source
 from embodiment.norms import Norms, load_norms, load_paired
 from embodiment.splits import Split, split_concepts
 
@@ -28,6 +29,7 @@ class LanguageData:
 
 
 def _load(source: str, fmt: str, paired: bool, lang: str) -> Norms:
+    source = str(resolve_source(source)) if source != "embedded" else source  # wu2026:train -> its table
     if paired:
         en, nl = load_paired(source)
         return en if lang == "en" else nl
@@ -84,6 +86,7 @@ def load_mcq(path: str | None) -> list[dict]:
         return []
     from embodiment.errors import InputError
 
+    path = str(resolve_source(path))
     try:
         with open(path, encoding="utf-8") as fh:
             items = json.load(fh)

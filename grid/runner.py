@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from embodiment.errors import InputError, StorageError
+from grid import progress as progress_mode
 from grid.results import ResultsActor, ResultsStore, _filesystem
 from grid.spec import JobSpec
 from grid.storage_guard import probe, repair_state, state_files
@@ -31,6 +32,9 @@ WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_O
               # In a grid a trial's workers often wait for CPUs/GPUs that other trials'
               # training or evaluation hold: waiting is normal, not a failure.
               "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "3600")}
+#: passed on to the workers of a Ray this driver starts or joins, where set: where named
+#: datasets (wu2026:train) are cached and the offline folder they are read from
+DRIVER_ENV_PASSED = ("EGRID_DATA_DIR", "EGRID_CACHE")
 
 
 def versions() -> dict:
@@ -51,13 +55,18 @@ def versions() -> dict:
     return out
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_host: str = "127.0.0.1"):
-    """Join a cluster at ``address`` or start a local Ray (dashboard on localhost only)."""
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_host: str = "127.0.0.1",
+             extra_env: dict[str, str] | None = None):
+    """Join a cluster at ``address`` or start a local Ray (dashboard on localhost only).
+
+    ``extra_env`` joins the workers' environment (e.g. how they show progress).
+    """
     import ray
 
     if ray.is_initialized():
         return
-    env = {"env_vars": WORKER_ENV}
+    passed = {k: os.environ[k] for k in DRIVER_ENV_PASSED if os.environ.get(k)}
+    env = {"env_vars": {**WORKER_ENV, **passed, **(extra_env or {})}}
     if address:
         if os.environ.get("EGRID_SUBMITTED"):  # a Jobs-API driver: the job's runtime env applies
             ray.init(address=address, log_to_driver=True, namespace=NAMESPACE)
@@ -91,8 +100,11 @@ def _say(message: str) -> None:
 
 
 def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = None, resume: bool = False,
-            num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=_say) -> dict:
+            num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=_say, progress: str | None = None) -> dict:
     """Run (or finish) a job end to end.
+
+    ``progress`` (``auto``, ``plain``, ``live``; see :mod:`grid.progress`) says how Ray Data,
+    Tune and Train show progress; ``auto`` prints plain lines unless stdout is a terminal.
 
     Whatever fails, if the run folder cannot be written at that point (disk full,
     read-only, no permission) the error raised is :class:`StorageError`, which says so
@@ -104,9 +116,10 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     run_dir = spec.run_dir(storage)
     if "://" not in run_dir:
         run_dir = str(Path(run_dir).resolve())
+    progress_env = progress_mode.apply(progress_mode.resolve(progress))
     try:
         return _run_job(spec, run_dir, address=address, resume=resume, num_cpus=num_cpus, dashboard_host=dashboard_host,
-                        say=say)
+                        say=say, progress_env=progress_env)
     except StorageError:
         raise
     except Exception as exc:
@@ -154,7 +167,7 @@ def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
 
 
 def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, num_cpus: int | None,
-             dashboard_host: str, say) -> dict:
+             dashboard_host: str, say, progress_env: dict[str, str]) -> dict:
     import ray
 
     from grid.aggregate import aggregate
@@ -183,7 +196,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())
     store.write_json("manifest.json", manifest)
     started = time.time()
-    init_ray(address, num_cpus=num_cpus, dashboard_host=dashboard_host)
+    init_ray(address, num_cpus=num_cpus, dashboard_host=dashboard_host, extra_env=progress_env)
     actor, actor_name = results_actor(run_dir, spec.run_name)
     say(f"run {spec.run_name} -> {run_dir}")
 
@@ -219,7 +232,8 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     tables = {t: store.read(t) for t in ("ratings", "embeddings", "choices", "trials")}
     agg = aggregate(tables, rsa_recipe=spec.evaluation.rsa_recipe, subsets=tuple(spec.evaluation.subsets),
                     n_boot=spec.evaluation.n_boot, seed=spec.seed,
-                    train_norms={lang: d.train for lang, d in data.items()}, progress=say)
+                    train_norms={lang: d.train for lang, d in data.items()}, progress=say,
+                    paired=spec.evaluation.paired)
     for table, frame in agg.items():
         if len(frame):
             ray.get(actor.write.remote(table, "aggregate", frame))

@@ -82,6 +82,7 @@ class EvalSpec:
     batch_size: int = 32
     embeddings: bool = True
     probe: str = "base"
+    paired: bool = True  # the study's paired-word rule when conditions are compared
 
 
 @dataclass
@@ -325,8 +326,8 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
             chk.add(f"norms.{lang}.test_fraction", f"must lie strictly between 0 and 1, got {ns.test_fraction}")
         for key in ("source", "test_source"):
             value = getattr(ns, key)
-            if check_files and value and value != "embedded" and not _resolve_path(value, source).exists():
-                chk.add(f"norms.{lang}.{key}", f"file not found: {_resolve_path(value, source)}")
+            if value and value != "embedded":
+                _check_data_source(chk, f"norms.{lang}.{key}", value, source, check_files)
         norms[lang] = ns
 
     conditions = []
@@ -404,8 +405,8 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     mcq = chk.mapping(top.get("mcq", {}), "mcq")
     chk.keys(mcq, {"train", "test"}, "mcq")
     for key, path in mcq.items():
-        if check_files and isinstance(path, str) and not _resolve_path(path, source).exists():
-            chk.add(f"mcq.{key}", f"file not found: {_resolve_path(path, source)}")
+        if isinstance(path, str):
+            _check_data_source(chk, f"mcq.{key}", path, source, check_files)
     storage = top.get("storage", "egrid_runs")
     if not isinstance(storage, str) or not storage:
         chk.add("storage", f"expected a path or URI, got {storage!r}")
@@ -419,14 +420,40 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
         raise SpecError(source, chk.problems)
     for ns in norms.values():
         if ns.source != "embedded":
-            ns.source = str(_resolve_path(ns.source, source).resolve())
+            ns.source = _absolute_source(ns.source, source)
         if ns.test_source:
-            ns.test_source = str(_resolve_path(ns.test_source, source).resolve())
+            ns.test_source = _absolute_source(ns.test_source, source)
     return JobSpec(name=name, models=models, norms=norms, conditions=conditions, training=training, search=search,
                    tune=tune, evaluation=evaluation, resources=resources, storage=storage, seed=seed,
-                   mcq={k: str(_resolve_path(v, source).resolve()) for k, v in mcq.items()},
+                   mcq={k: _absolute_source(v, source) for k, v in mcq.items()},
                    allow_download=bool(top.get("allow_download", False)),
                    trust_remote_code=bool(top.get("trust_remote_code", False)), source=str(source), raw=top)
+
+
+def _check_data_source(chk: "_Checker", key: str, value: str, source: str, check_files: bool) -> None:
+    """A data ``source`` is a registered dataset's table (``wu2026:train``) or a file."""
+    from embodiment import datasets
+
+    if datasets.is_reference(value):
+        name, table = value.split(datasets.SEPARATOR, 1)
+        known = datasets.DATASETS[name].tables
+        if table not in known:
+            chk.add(key, f"dataset {name} has no table {table!r}{did_you_mean(table, known)}; its tables: {', '.join(known)}")
+        return
+    head = value.split(datasets.SEPARATOR, 1)[0]
+    if datasets.SEPARATOR in value and head.isidentifier() and len(head) > 1 and not _resolve_path(value, source).exists():
+        chk.add(key, f"unknown dataset {head!r}{did_you_mean(head, datasets.DATASETS)}; known: "
+                     f"{', '.join(datasets.DATASETS)} (egrid data list), or give a file path")
+        return
+    if check_files and not _resolve_path(value, source).exists():
+        chk.add(key, f"file not found: {_resolve_path(value, source)}")
+
+
+def _absolute_source(value: str, source: str) -> str:
+    """A file source made absolute; a dataset reference kept as written (resolved where it is read)."""
+    from embodiment import datasets
+
+    return value if datasets.is_reference(value) else str(_resolve_path(value, source).resolve())
 
 
 def _resolve_path(path: str, source: str) -> Path:

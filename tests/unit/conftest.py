@@ -8,8 +8,8 @@ from embodiment.norms import load_paired
 
 
 @pytest.fixture
-def ratings_table(tmp_path, shared_data):
-    en, _ = load_paired(shared_data / "lancaster_dutch_test.csv")
+def ratings_table(tmp_path, wu2026_tables):
+    en, _ = load_paired(wu2026_tables / "lancaster_dutch_test.csv")
     # unique English words; a base (weak) and a fine-tuned (strong) condition
     first = sorted({w: i for i, w in reversed(list(enumerate(en.words)))}.values())[:400]
     words = [en.words[i] for i in first]
@@ -26,6 +26,6 @@ def ratings_table(tmp_path, shared_data):
     path = tmp_path / "ratings.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     norms = tmp_path / "norms.csv"
-    frame = pd.read_csv(shared_data / "lancaster_dutch_test.csv", keep_default_na=False)
+    frame = pd.read_csv(wu2026_tables / "lancaster_dutch_test.csv", keep_default_na=False)
     frame.iloc[first].drop(columns=["Woord", "Horen", "Zien", "Ruiken", "Proeven", "Voelen", "Sensaties"]).to_csv(norms, index=False)
     return path, norms, pd.DataFrame(rows), en.dimensions

@@ -66,3 +66,46 @@ def test_evaluate_ratings_off_scale_ratings(tmp_path, ratings_table, capsys):
     rows.assign(rating=rows["rating"] * 3).to_csv(bad, index=False)
     assert main(["evaluate-ratings", str(bad), "--norms", str(norms), "--out", str(tmp_path / "o")]) == 2
     assert "off the norms' 0-5 scale" in capsys.readouterr().err
+
+
+def test_paired_word_rule_drops_a_concept_missing_in_any_condition_from_all(tmp_path, ratings_table):
+    """The study's rule: 'tuned' lacks 30 words' Visual ratings and 10 words entirely; by
+    default every condition's Visual Spearman, its Steiger test and every RSA stand on the
+    concepts both conditions have (n says how many); --unpaired keeps each its own."""
+    path, norms, rows, dimensions = ratings_table
+    words = sorted(set(rows["word"]) - {"notaword"})
+    no_visual, gone = set(words[:30]), set(words[30:40])
+    keep = ~((rows["condition"] == "tuned") & (((rows["dimension"] == "Visual") & rows["word"].isin(no_visual))
+                                               | rows["word"].isin(gone)))
+    holed = tmp_path / "holed.csv"
+    rows[keep].to_csv(holed, index=False)
+    human = pd.read_csv(norms, keep_default_na=False)
+    human["key"] = human["Word"].str.lower()
+    h = human.set_index("key")
+    out = {}
+    for mode, extra in (("paired", []), ("unpaired", ["--unpaired"])):
+        assert main(["evaluate-ratings", str(holed), "--norms", str(norms), "--out", str(tmp_path / mode),
+                     "--n-boot", "20", *extra]) == 0
+        out[mode] = (pq.read_table(tmp_path / mode / "metrics.parquet").to_pandas(),
+                     pq.read_table(tmp_path / mode / "transfer.parquet").to_pandas())
+
+    def oracle(cond, dim, exclude):
+        sub = rows[(rows.condition == cond) & (rows.dimension == dim) & ~rows.word.isin(exclude | {"notaword"})]
+        return stats.spearmanr(sub["rating"], h.loc[sub["word"], f"{dim}.mean"]).statistic, len(sub)
+
+    metrics, transfer = out["paired"]
+    for cond in ("base", "tuned"):
+        for dim, exclude in (("Visual", no_visual | gone), ("Auditory", gone)):
+            value, n = oracle(cond, dim, exclude)
+            got = metrics.query("condition == @cond and metric == 'spearman' and dimension == @dim").iloc[0]
+            assert got["value"] == pytest.approx(value, abs=1e-12) and got["n"] == n
+    rsa_n = metrics.query("metric == 'rsa' and subset == 'all'").set_index("condition")["n"]
+    assert rsa_n["base"] == rsa_n["tuned"] == 400 - 40
+    visual = transfer.set_index("dimension").loc["Visual"]
+    assert visual["n"] == 400 - 40 and visual["base_value"] == pytest.approx(oracle("base", "Visual", no_visual | gone)[0])
+
+    metrics, _ = out["unpaired"]
+    base_visual = metrics.query("condition == 'base' and metric == 'spearman' and dimension == 'Visual'").iloc[0]
+    assert base_visual["n"] == 400 and base_visual["value"] == pytest.approx(oracle("base", "Visual", set())[0], abs=1e-12)
+    rsa_n = metrics.query("metric == 'rsa' and subset == 'all'").set_index("condition")["n"]
+    assert rsa_n["base"] == 400 and rsa_n["tuned"] == 400 - 40

@@ -42,8 +42,8 @@ def test_embedded_norms_are_the_lancaster_perceptual_table():
     assert norms.means[row, norms.dimensions.index("Auditory")] == pytest.approx(4.33)
 
 
-def test_paired_tables_are_row_aligned(shared_data):
-    en, nl = load_paired(shared_data / "lancaster_dutch_train.csv")
+def test_paired_tables_are_row_aligned(wu2026_tables):
+    en, nl = load_paired(wu2026_tables / "lancaster_dutch_train.csv")
     assert len(en) == len(nl) == 5436
     assert en.words[0] == "EXTREMELY" and nl.words[0] == "uitermate"
     assert nl.dimensions == ["Horen", "Zien", "Ruiken", "Proeven", "Voelen", "Sensaties"]
@@ -51,8 +51,8 @@ def test_paired_tables_are_row_aligned(shared_data):
     assert dims.equivalent("Auditory", "nl") == "Horen" and dims.equivalent("Zien", "en") == "Visual"
 
 
-def test_dutch_loader_on_paired_file(shared_data):
-    nl = load_norms(shared_data / "lancaster_dutch_test.csv", format="dutch")
+def test_dutch_loader_on_paired_file(wu2026_tables):
+    nl = load_norms(wu2026_tables / "lancaster_dutch_test.csv", format="dutch")
     assert nl.language == "nl" and len(nl) == 3625
 
 
