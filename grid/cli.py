@@ -242,12 +242,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Submit a job to a cluster through the Ray Jobs API, shipping this folder."""
     # Ray clusters authenticate job-API calls with a token; a plain client process sends it
     # only once token mode is on, which Ray's CLI switches on when a token is at hand.
-    try:
-        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    from grid.internals import enable_token_auth
 
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    except ImportError:  # older Ray: no token authentication
-        pass
+    enable_token_auth()
     from ray.job_submission import JobSubmissionClient
 
     from grid.progress import environment

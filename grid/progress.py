@@ -85,11 +85,11 @@ def quiet_train_worker() -> None:
         return
     import logging
 
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # another Ray layout: nothing to quiet
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    from grid.internals import train_report_logger
+
+    logger = train_report_logger()
+    if logger is not None:  # another Ray layout: nothing to quiet
+        logger.setLevel(logging.WARNING)
 
 
 def is_plain() -> bool:

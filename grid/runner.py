@@ -20,6 +20,7 @@ import pandas as pd
 
 from embodiment.errors import InputError, StorageError
 from grid import progress as progress_mode
+from grid.internals import is_tune_experiment_state
 from grid.results import ResultsActor, ResultsStore, _filesystem
 from grid.spec import JobSpec
 from grid.storage_guard import probe, repair_state, state_files
@@ -159,7 +160,7 @@ def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
         return
     say(f"state files damaged by the storage failure set aside in {run_dir}/.egrid-damaged: {', '.join(moved)}")
     fs, base = _filesystem(run_dir)
-    tune_left = any(f.startswith("tune/experiment_state-") for f in state_files(fs, base))
+    tune_left = any(is_tune_experiment_state(f) for f in state_files(fs, base))
     if not tune_left and any(k.startswith("trial:") for k in store.keys("trials")):
         raise InputError("Tune's trial list was damaged before any whole copy was kept, and some trials already "
                          "wrote their rows: resuming would run them again under new ids. Keep the tables, or start "

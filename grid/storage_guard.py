@@ -27,6 +27,7 @@ from pathlib import PurePosixPath
 import pyarrow.fs as pafs
 
 from embodiment.errors import StorageError
+from grid.internals import TRAIN_SNAPSHOT_FILE, is_tune_state_file, trial_storage
 from grid.results import _filesystem
 
 # errno values that mean "the storage cannot take writes", as opposed to a bug or bad input.
@@ -105,13 +106,13 @@ def state_files(fs: pafs.FileSystem, base: str) -> list[str]:
     tune_dir = f"{base}/tune"
     for info in fs.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True)):
         name = info.base_name
-        if info.type == pafs.FileType.File and not name.startswith(".") and (name.endswith(".json") or name == "tuner.pkl"):
+        if info.type == pafs.FileType.File and is_tune_state_file(name):
             out.append(f"tune/{name}")
     for info in fs.get_file_info(pafs.FileSelector(f"{base}/train", allow_not_found=True)):
         if info.type == pafs.FileType.Directory:
-            snapshot = f"{info.path}/checkpoint_manager_snapshot.json"
+            snapshot = f"{info.path}/{TRAIN_SNAPSHOT_FILE}"
             if fs.get_file_info(snapshot).type == pafs.FileType.File:
-                out.append(f"train/{info.base_name}/checkpoint_manager_snapshot.json")
+                out.append(f"train/{info.base_name}/{TRAIN_SNAPSHOT_FILE}")
     return sorted(out)
 
 
@@ -195,7 +196,7 @@ def storage_guard(run_dir: str, interval_s: float = 2.0):
             # A restored Tuner brings this callback back from its pickle: the trials know
             # where the run folder is now, even if it was moved since.
             if trials:
-                fs, base = _located(trials[0].storage.storage_fs_path, trials[0].storage.storage_filesystem)
+                fs, base = _located(*trial_storage(trials[0]))
             else:
                 fs, base = _located(run_dir, None)
             failure = probe(base, fs=fs)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grid.internals import TUNE_STATE_GLOB
 from grid.progress import is_plain
 from grid.spec import JobSpec
 
@@ -268,7 +269,7 @@ def read_trial_states(tune_dir: str | Path) -> list[dict]:
         One dict per trial (empty while the run has not written its state yet); ``training``
         is the last result that carried a step and loss (the final one holds the evaluation).
     """
-    states = sorted(Path(tune_dir).glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    states = sorted(Path(tune_dir).glob(TUNE_STATE_GLOB), key=lambda p: p.stat().st_mtime)
     if not states:
         return []
     out = []

@@ -1,0 +1,67 @@
+"""Every place egrid relies on Ray's, Tune's or Ray Train's internals, in one module.
+
+Public APIs do not expose these, so each is a guess about one Ray version's layout; an
+upgrade that moves one breaks this file (and ``tests/unit/test_internals.py``, which
+names the version each was checked against), not the modules that use them. Checked
+against Ray 2.60.0 (Train V2). DeepSpeed's one internal (its CPU op table) is
+:func:`embodiment.training._skip_cpu_shm_comm_build`, below Ray's layer; Ray Data's logging
+config names its handler classes in ``grid/ray_data_logging.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+#: Ray version these were checked against
+CHECKED_RAY = "2.60"
+
+#: Tune's experiment state, written in place in ``<run>/tune`` (the trial list and
+#: each trial's last result, as JSON)
+TUNE_STATE_PREFIX = "experiment_state-"
+TUNE_STATE_GLOB = TUNE_STATE_PREFIX + "*.json"
+#: Tune's pickled Tuner, written in place beside it (never unpickled by egrid)
+TUNE_TUNER_FILE = "tuner.pkl"
+#: each Ray Train run's checkpoint bookkeeping, rewritten in place
+TRAIN_SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
+
+
+def is_tune_state_file(name: str) -> bool:
+    """Whether a file in Tune's experiment folder is state Tune rewrites in place."""
+    return not name.startswith(".") and (name.endswith(".json") or name == TUNE_TUNER_FILE)
+
+
+def is_tune_experiment_state(relative_path: str) -> bool:
+    """Whether a run-relative path (``tune/experiment_state-....json``) is Tune's trial list."""
+    path = PurePosixPath(relative_path)
+    return path.parent.name == "tune" and path.name.startswith(TUNE_STATE_PREFIX)
+
+
+def trial_storage(trial) -> tuple[str, object]:
+    """(path, pyarrow filesystem) of the run folder a Tune trial writes to (after a
+    restore, where the folder is now, even if it moved)."""
+    return trial.storage.storage_fs_path, trial.storage.storage_filesystem
+
+
+def enable_token_auth() -> None:
+    """Send Ray's cluster token with job-API calls where one is at hand (Ray's CLI does
+    this; a plain client process must ask). No-op on a Ray without token auth."""
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def train_report_logger():
+    """The logger of Ray Train's "Reporting training result N" line (INFO, every report).
+
+    Named by its file's path, so ``RunConfig(logging_config=...)``'s ``ray.train`` filter
+    does not reach it. None on a Ray layout without it.
+    """
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return None
+    return logging.getLogger(context.__file__)
