@@ -52,3 +52,21 @@ def test_trial_storage_attributes_exist_on_tunes_storage_context():
 def test_token_auth_helper_is_importable_or_absent_quietly():
     internals.enable_token_auth()  # must not raise, whether or not a token is at hand
     logging.getLogger(__name__).debug("token auth checked")
+
+
+def test_embodiment_never_imports_ray():
+    """The floors: embodiment/ (the science) runs in one process without Ray; only grid/
+    brings Ray in. Import every embodiment module in a fresh interpreter and look."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(internals.__file__).resolve().parents[1]
+    modules = sorted(".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "embodiment").rglob("*.py"))
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}:\n"
+            "    importlib.import_module(m.removesuffix('.__init__'))\n"
+            "print(sorted(k for k in sys.modules if k == 'ray' or k.startswith('ray.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout[-500:]

@@ -133,9 +133,12 @@ def test_fuzzed_jobs_raise_only_clear_errors(raw):
     raw.setdefault("models", ["m"])
     try:
         parse_job(raw, "fuzz.yaml", check_files=False)
-    except InputError as exc:
-        text = str(exc)
-        assert "fuzz.yaml" in text and "\n  " in text or ":" in text
+    except SpecError as exc:
+        # one message: the file, then every problem as "<yaml path>: <what was wrong>"
+        assert str(exc).startswith(f"fuzz.yaml: {len(exc.problems)} problem(s):\n  ")
+        for problem in exc.problems:
+            path, sep, message = problem.partition(": ")
+            assert path and sep and message.strip(), problem
 
 
 @settings(max_examples=60, deadline=None)

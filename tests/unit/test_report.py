@@ -3,6 +3,7 @@ partial runs are reported with what is missing."""
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 import shutil
@@ -71,7 +72,8 @@ def test_report_of_an_evaluation_draws_the_tables_numbers(evaluation, capsys, sv
         assert f'src="figures/{name}.png"' in html
     # an evaluation has no embeddings and no search: said, not silently dropped
     assert "RSA by layer" in html and "no hidden-state RSA rows" in html and "no trials recorded" in html
-    assert "egrid evaluate-ratings" in html or "evaluate-ratings" in html  # provenance: the command
+    provenance = json.loads((evaluation / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["command"].startswith("egrid ") and unescape(provenance["command"]) in unescape(html)  # the command
     assert "Per-dimension Spearman" in printed and str(report / "index.html") in printed
 
 

@@ -55,8 +55,45 @@ def test_every_format_lowers_its_loss_under_deepspeed(tmp_path, rng, fmt):
     fmt_obj = FORMATS[fmt]().configure(_data(rng, fmt))
     head = load_head(result.head_path, 48, 2) if result.head_path else None
     model.eval()
-    ev = fmt_obj.evaluate(model, tok, _data(rng, fmt), head=head)
+    data = _data(rng, fmt)
+    ev = fmt_obj.evaluate(model, tok, data, head=head)
     assert ev.summary and all(np.isfinite(v) for v in ev.summary.values())
+    _check_summary_values(fmt, ev, data)
+
+
+def _check_summary_values(fmt: str, ev, data) -> None:
+    """Each format's summary numbers recomputed from its own output rows (scipy, loops)."""
+    from scipy import stats
+
+    if fmt in ("rating", "regression"):
+        norms = data.norms["en"]
+        rows = ev.ratings
+        assert len(rows) == len(norms.words) * len(norms.dimensions)
+        human = {(w, d): norms.means[i, j] for i, w in enumerate(norms.words) for j, d in enumerate(norms.dimensions)}
+        assert all(h == pytest.approx(human[(c, d)]) for c, d, h in zip(rows["concept"], rows["dimension"], rows["human"]))
+        per_dim = [stats.spearmanr(g["expected"], g["human"]).statistic for _, g in rows.groupby("dimension")]
+        assert ev.summary["mean_spearman"] == pytest.approx(np.mean(per_dim), abs=1e-12)
+        if fmt == "rating":
+            probs = rows[[f"p{k}" for k in range(6)]].to_numpy()
+            np.testing.assert_allclose(rows["expected"], probs @ np.arange(6), atol=1e-9)
+    elif fmt == "mcq":
+        correct = {it["index"]: it["correct_option"] for it in data.mcq_items}
+        hits = []
+        for index, g in ev.choices.groupby("index"):
+            hits.append(g.loc[g["loglik"].idxmax(), "option"] == correct[index])
+        assert len(hits) == len(data.mcq_items)
+        assert ev.summary["accuracy"] == pytest.approx(np.mean(hits))
+    elif fmt == "pairwise":
+        frame = ev.choices
+        assert ev.summary["accuracy"] == pytest.approx(np.mean([(("A" if p >= 0.5 else "B") == a)
+                                                                for p, a in zip(frame["p_a"], frame["answer"])]))
+        assert ev.summary["spearman_gap"] == pytest.approx(stats.spearmanr(frame["p_a"], frame["gap"]).statistic)
+    elif fmt == "alignment":
+        per_language = [v for k, v in ev.summary.items() if k.startswith("rsa_")]
+        assert per_language and ev.summary["rsa"] == pytest.approx(np.mean(per_language))
+        assert -1.0 <= ev.summary["rsa"] <= 1.0
+    else:
+        raise AssertionError(f"no value check for the format {fmt!r}: add one")
 
 
 def test_rating_finetune_raises_heldout_spearman(tmp_path):
