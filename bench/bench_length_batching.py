@@ -45,7 +45,7 @@ def main() -> None:
     fmt = FORMATS["mcq"]().configure(TaskData(mcq_items=items))
     examples = fmt.examples(TaskData(mcq_items=items))
     lengths = np.array([fmt.length(ex, tok) for ex in examples])
-    module = ObjectiveModel(model, fmt, None)
+    module = ObjectiveModel(model, fmt.prepare(tok))
     steps = len(examples) // args.batch  # one epoch: both sides see every example once
 
     def epoch_batches(grouped: bool) -> list[dict]:

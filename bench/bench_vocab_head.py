@@ -59,7 +59,7 @@ def _workloads(args, lm):
     from embodiment.embeddings import extract_embeddings
     from embodiment.formats import FORMATS, TaskData
     from embodiment.norms import load_embedded
-    from embodiment.scoring import digit_token_ids, score_mcq
+    from embodiment.scoring import score_mcq
     from embodiment.training import ObjectiveModel
 
     model, tok = lm.model, lm.tokenizer
@@ -73,7 +73,7 @@ def _workloads(args, lm):
         fmt = FORMATS[name]().configure(data)
         examples = fmt.examples(data)[: 4 * args.batch]
         batches = [fmt.collate(examples[i: i + args.batch], tok) for i in range(0, len(examples), args.batch)]
-        module = ObjectiveModel(model, fmt, digit_token_ids(tok))
+        module = ObjectiveModel(model, fmt.prepare(tok))
 
         def run():
             model.train()

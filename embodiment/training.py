@@ -24,7 +24,6 @@ import torch
 from embodiment.errors import InputError, did_you_mean
 from embodiment.formats import TaskData, TaskFormat, get_format
 from embodiment.formats.rating import RATING_BATCHES, RATING_LOSSES
-from embodiment.scoring import digit_token_ids
 
 ENGINES = ("deepspeed", "torch")
 # precision -> the dtype the weights are trained in. amp_bf16 keeps fp32 weights and
@@ -205,12 +204,14 @@ class ObjectiveModel(torch.nn.Module):
     DeepSpeed wraps this one module, so LoRA weights and the head train together.
     """
 
-    def __init__(self, lm: torch.nn.Module, fmt: TaskFormat, digit_ids: list[int] | None, head: torch.nn.Module | None = None):
+    def __init__(self, lm: torch.nn.Module, fmt: TaskFormat, head: torch.nn.Module | None = None):
         super().__init__()
         self.lm = lm
         self.head = head
         self.fmt = fmt
-        self.register_buffer("digit_ids", torch.tensor(digit_ids or [0], dtype=torch.long), persistent=False)
+        # the format's tokenizer-dependent ids (rating: the digits), on the module's device
+        for name, ids in fmt.token_ids().items():
+            self.register_buffer(name, torch.tensor(ids, dtype=torch.long), persistent=False)
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.fmt.loss(self, batch)
@@ -510,8 +511,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     if fmt.head_outputs:
         hidden = model.config.hidden_size
         head = torch.nn.Linear(hidden, fmt.head_outputs)
-    digits = digit_token_ids(tokenizer) if cfg.format == "rating" else None
-    module = ObjectiveModel(lm, fmt, digits, head)
+    module = ObjectiveModel(lm, fmt.prepare(tokenizer), head)
     module.train()
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 from embodiment import dimensions as dims
-from embodiment.formats import TaskData
 from embodiment.datasets import resolve as resolve_source
+from embodiment.formats import FORMATS, TaskData
 from embodiment.norms import Norms, load_norms, load_paired
 from embodiment.splits import Split, split_concepts
 
@@ -102,7 +102,7 @@ def load_mcq(path: str | None) -> list[dict]:
 def training_data(condition: dict, norms_specs: dict, seed: int, mcq: dict, max_mcq: int | None = None) -> TaskData:
     """The training split of one condition: its languages, restricted to its dimensions."""
     data = prepare_norms(norms_specs, seed)
-    if condition["format"] == "mcq":
+    if FORMATS[condition["format"]].trains_on == "mcq":
         items = load_mcq(mcq.get("train"))
         return TaskData(mcq_items=items[:max_mcq] if max_mcq else items, seed=seed)
     norms = {}

@@ -340,11 +340,13 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
         p = f"conditions[{i}]"
         cs = _dataclass_from(ConditionSpec, chk.mapping(c, p), chk, p)
         chk.choice(cs.format, list(FORMATS), f"{p}.format")
+        trains_on = FORMATS[cs.format].trains_on if cs.format in FORMATS else "norms"
         for lang in cs.languages if isinstance(cs.languages, list) else [cs.languages]:
-            if lang not in norms and cs.format != "mcq":
+            if lang not in norms and trains_on == "norms":
                 chk.add(f"{p}.languages", f"no norms for {lang!r}; add norms.{lang}")
-        if cs.format == "mcq" and "train" not in top.get("mcq", {}):
-            chk.add(f"{p}.format", "the mcq format needs mcq.train (a JSON question file)")
+        if trains_on == "mcq" and "train" not in top.get("mcq", {}):
+            chk.add(f"{p}.format", f"the {cs.format} format trains on multiple-choice items: it needs mcq.train "
+                                   "(a JSON question file, or wu2026:mcq-train)")
         cs.name = cs.name or f"{cs.format}_{'_'.join(cs.languages)}"
         if cs.name in seen or cs.name == "base":
             chk.add(f"{p}.name", f"{cs.name!r} is used twice or reserved ('base' is the untrained model)")

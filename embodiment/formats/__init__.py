@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from embodiment.errors import InputError, did_you_mean
-from embodiment.formats.alignment import AlignmentFormat, alignment_loss
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat
-from embodiment.formats.mcq import MultipleChoiceFormat
-from embodiment.formats.pairwise import PairwiseFormat
-from embodiment.formats.rating import RatingFormat
-from embodiment.formats.regression import RegressionHeadFormat
+from embodiment.formats.base import FORMATS, Evaluation, TaskData, TaskFormat
 
-FORMATS: dict[str, type[TaskFormat]] = {
-    cls.name: cls for cls in (RatingFormat, MultipleChoiceFormat, RegressionHeadFormat, PairwiseFormat, AlignmentFormat)
-}
+# Each module registers its format as it is imported (@register_format); the order here
+# is the order FORMATS lists them in. A new objective is one new module, imported here.
+from embodiment.formats import rating, mcq, regression, pairwise, alignment  # noqa: E402,F401  (registration)
+from embodiment.formats.alignment import alignment_loss  # noqa: E402
 
 
 def get_format(name: str) -> TaskFormat:

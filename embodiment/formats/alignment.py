@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, concept_span_batch, pooled_concept_batches, pooled_hidden
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, concept_span_batch, pooled_concept_batches, pooled_hidden, register_format
 from embodiment.metrics import rsa
 from embodiment.metrics.rdm import STANDARDISERS
 
@@ -32,6 +32,7 @@ def alignment_loss(model_vectors: torch.Tensor, human_vectors: torch.Tensor) -> 
     return 1.0 - (a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12)
 
 
+@register_format
 class AlignmentFormat(TaskFormat):
     name = "alignment"
     # batch_by_length stays False: the loss compares the RDM of a whole batch, and batches

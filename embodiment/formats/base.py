@@ -2,8 +2,10 @@
 
 A format is both a learning objective and an evaluation: it turns task data into
 training examples, collates them into tensors, computes a loss from the model, and
-scores a model on held-out data. Formats register themselves in
-:data:`embodiment.formats.FORMATS`.
+scores a model on held-out data. A format is one module that defines its class with
+``@register_format``; :data:`FORMATS` is filled by those decorators, and the trainer and
+the grid ask the format (what it trains on, its tokenizer-dependent ids, its loss and
+evaluation), never its name.
 """
 
 from __future__ import annotations
@@ -50,10 +52,30 @@ class Evaluation:
     summary: dict[str, float] = field(default_factory=dict)
 
 
+#: every registered format, by name (filled by :func:`register_format`)
+FORMATS: dict[str, type["TaskFormat"]] = {}
+
+#: what a format can train on: per-language norms (ratings), or multiple-choice items
+TRAINING_DATA = ("norms", "mcq")
+
+
+def register_format(cls: type["TaskFormat"]) -> type["TaskFormat"]:
+    """Class decorator: add a format to :data:`FORMATS` under its ``name`` (unique)."""
+    if not cls.name or cls.name in FORMATS:
+        raise ValueError(f"format {cls.name!r}: a format needs a unique, non-empty name")
+    if cls.trains_on not in TRAINING_DATA:
+        raise ValueError(f"format {cls.name!r}: trains_on must be one of {TRAINING_DATA}")
+    FORMATS[cls.name] = cls
+    return cls
+
+
 class TaskFormat:
     """Base class; subclasses set ``name`` and implement the four methods."""
 
     name: str = ""
+    #: what the format's training examples come from (:data:`TRAINING_DATA`): the job's
+    #: norms of the condition's languages, or the job's multiple-choice items
+    trains_on: str = "norms"
     #: output size of the regression head on pooled hidden states, if the format needs one
     head_outputs: int | None = None
     #: training may batch examples of similar token length together: true where lengths
@@ -68,6 +90,15 @@ class TaskFormat:
     def with_options(self, cfg) -> "TaskFormat":
         """Take the format's own training options from a TrainConfig (none by default)."""
         return self
+
+    def prepare(self, tokenizer) -> "TaskFormat":
+        """Look up what depends on the tokenizer (e.g. answer token ids) before training."""
+        return self
+
+    def token_ids(self) -> dict[str, list[int]]:
+        """Token-id lists the loss reads from the trained module (``module.<name>``, a
+        buffer on the module's device); set by :meth:`prepare`."""
+        return {}
 
     def batch_unit(self, example: dict[str, Any]):
         """Examples of one (hashable) unit are always batched together; None: no units."""

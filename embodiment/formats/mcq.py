@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id, register_format
 from embodiment.prompts import mcq_context
 from embodiment.scoring import encode_pair, score_mcq
 
 
+@register_format
 class MultipleChoiceFormat(TaskFormat):
     name = "mcq"
+    trains_on = "mcq"
     batch_by_length = True  # questions run from ~60 to ~200 tokens: 45 % of a random batch was padding
 
     def examples(self, data: TaskData) -> list[dict]:

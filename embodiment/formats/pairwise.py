@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id, register_format
 from embodiment.prompts import pairwise_prompt
 from embodiment.scoring import encode_pair, loglikelihoods
 
@@ -30,6 +30,7 @@ def draw_pairs(data: TaskData, pairs_per_concept: int = 2) -> list[dict]:
     return out
 
 
+@register_format
 class PairwiseFormat(TaskFormat):
     name = "pairwise"
 

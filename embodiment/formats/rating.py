@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, mean_spearman, pad_id
+from embodiment.formats.base import Evaluation, TaskData, TaskFormat, mean_spearman, pad_id, register_format
 from embodiment.padding import left_pad, positions as _positions
 from embodiment.prompts import rating_prompt
-from embodiment.scoring import cache_argument, returned_cache, score_ratings, soft_digit_target
+from embodiment.scoring import cache_argument, digit_token_ids, returned_cache, score_ratings, soft_digit_target
 
 #: rating losses: soft digit cross-entropy (the study's target as a distribution), squared
 #: error of the expected rating (what the metrics read), or their sum
@@ -30,6 +30,7 @@ RATING_LOSSES = ("soft_ce", "expected_mse", "both")
 RATING_BATCHES = ("concept", "dimension", "random")
 
 
+@register_format
 class RatingFormat(TaskFormat):
     name = "rating"
 
@@ -42,10 +43,21 @@ class RatingFormat(TaskFormat):
         self.loss_kind = loss_kind
         self.batches = batches
         self._ids: dict[tuple[int, str], list[int]] = {}
+        self._digits: list[int] = []
+
+    def prepare(self, tokenizer) -> "RatingFormat":
+        """The answer tokens "0".."5" of this tokenizer (the loss reads their log-probabilities)."""
+        self._digits = digit_token_ids(tokenizer)
+        return self
+
+    def token_ids(self) -> dict[str, list[int]]:
+        return {"digit_ids": self._digits} if self._digits else {}
 
     def with_options(self, cfg) -> "RatingFormat":
         """``cfg.shared_prefix``, ``cfg.rating_loss`` and ``cfg.rating_batches`` (a TrainConfig)."""
-        return RatingFormat(shared_prefix=cfg.shared_prefix, loss_kind=cfg.rating_loss, batches=cfg.rating_batches)
+        out = RatingFormat(shared_prefix=cfg.shared_prefix, loss_kind=cfg.rating_loss, batches=cfg.rating_batches)
+        out._digits = self._digits
+        return out
 
     def examples(self, data: TaskData) -> list[dict]:
         out = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embodiment.formats.base import (Evaluation, TaskData, TaskFormat, concept_span_batch, mean_spearman, pooled_concept_batches,
+from embodiment.formats.base import (Evaluation, TaskData, TaskFormat, concept_span_batch, mean_spearman, pooled_concept_batches, register_format,
                                      pooled_hidden, rating_rows)
 
 SCALE = 5.0  # targets are predicted on 0-1 and reported back on the 0-5 scale
 
 
+@register_format
 class RegressionHeadFormat(TaskFormat):
     name = "regression"
     batch_by_length = True  # concepts of 1-5 tokens: 26 % of a random batch was padding

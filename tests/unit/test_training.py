@@ -244,14 +244,13 @@ def test_rating_loss_matches_the_scorer_distribution():
     from embodiment.formats import get_format
     from embodiment.scoring import soft_digit_target
     from embodiment.training import ObjectiveModel
-    from embodiment.scoring import digit_token_ids
 
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=4)
     fmt = get_format("rating")
     examples = [{"concept": "apple", "dimension": "Visual", "language": "en", "target": 2.4},
                 {"concept": "a much longer concept", "dimension": "foot", "language": "en", "target": 5.0}]
-    module = ObjectiveModel(model, fmt, digit_token_ids(tok))
+    module = ObjectiveModel(model, fmt.prepare(tok))
     with torch.no_grad():
         loss = float(module(**fmt.collate(examples, tok)))
     scored = {r["concept"]: r for _, r in score_ratings(model, tok, ["apple"], ["Visual"]).iterrows()}
@@ -311,7 +310,6 @@ def test_shared_prefix_loss_and_every_gradient_equal_the_plain_batch(lora, loss_
     """Each distinct prompt prefix runs once and its keys and values serve every example;
     the loss and every trainable gradient equal the full-prompt batch's (1e-5 relative)."""
     from embodiment.formats.rating import RatingFormat
-    from embodiment.scoring import digit_token_ids
     from embodiment.training import ObjectiveModel, _wrap_lora
 
     tok = tiny_tokenizer()
@@ -330,7 +328,7 @@ def test_shared_prefix_loss_and_every_gradient_equal_the_plain_batch(lora, loss_
         if shared:  # 4 distinct prefixes for 7 examples, each run once
             assert batch["prefix_ids"].shape[0] == 4 and batch["input_ids"].shape[1] < batch["prefix_ids"].shape[1]
         model.zero_grad(set_to_none=True)
-        loss = ObjectiveModel(model, fmt, digit_token_ids(tok))(**batch)
+        loss = ObjectiveModel(model, fmt.prepare(tok))(**batch)
         loss.backward()
         results[shared] = (float(loss), {n: p.grad.clone() for n, p in params.items()})
     (plain_loss, plain), (shared_loss, shared) = results[False], results[True]
