@@ -1,7 +1,7 @@
 """From model ratings and human norms to the metrics, RSA, transfer and word-wise tables.
 
 This is the science behind ``egrid evaluate-ratings`` and the grid's aggregate stage:
-plain functions of arrays, returning pandas tables in the long layout of DESIGN.md.
+plain functions of arrays, returning pandas tables in the long layout of docs/architecture.md ("Tables").
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ into place, so a crash mid-write never leaves a partial file that readers would 
 data (pyarrow, pandas and DuckDB all skip names starting with '.'). The actor's state is
 nothing but the files: a restarted actor rebuilds its index by listing them.
 
-Tables (DESIGN.md): trials, ratings, metrics, transfer, embeddings, choices.
+Tables (docs/architecture.md, "Tables"; columns in the README): trials, ratings, metrics,
+transfer, embeddings, choices, and wordwise for evaluate-ratings folders.
 """
 
 from __future__ import annotations
