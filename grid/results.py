@@ -7,8 +7,7 @@ into place, so a crash mid-write never leaves a partial file that readers would 
 data (pyarrow, pandas and DuckDB all skip names starting with '.'). The actor's state is
 nothing but the files: a restarted actor rebuilds its index by listing them.
 
-Tables (docs/architecture.md, "Tables"; columns in the README): trials, ratings, metrics,
-transfer, embeddings, choices, and wordwise for evaluate-ratings folders.
+Tables and their columns: :mod:`grid.schema` (every write is cast to its table's schema).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-TABLES = ("trials", "ratings", "metrics", "transfer", "embeddings", "choices", "wordwise")
+from grid.schema import TABLES, conform  # the tables and their columns: one definition
 
 
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
@@ -74,7 +73,7 @@ class ResultsStore:
         """Write the rows of ``key`` into ``table``, replacing any earlier rows of that key."""
         folder = self.table_dir(table)
         self.fs.create_dir(folder, recursive=True)
-        data = _plain_arrow(frame)
+        data = conform(table, _plain_arrow(frame))
         data = data.replace_schema_metadata({b"egrid_key": key.encode()})
         final = f"{folder}/{key_name(key)}"
         tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"

@@ -21,6 +21,7 @@ import pandas as pd
 from embodiment.errors import InputError, StorageError
 from grid import progress as progress_mode
 from grid.internals import is_tune_experiment_state
+from grid.schema import TABLES
 from grid.results import ResultsActor, ResultsStore, _filesystem
 from grid.spec import JobSpec
 from grid.storage_guard import probe, repair_state, state_files
@@ -244,14 +245,11 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     return _summary(run_dir, agg["metrics"], agg["transfer"], tables["trials"])
 
 
-TABLE_NAMES = ("trials", "ratings", "metrics", "transfer", "embeddings", "choices")
-
-
 def _summary(run_dir: str, metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> dict:
     from grid.aggregate import best_trials
 
     return {"run_dir": run_dir, "metrics": metrics, "transfer": transfer, "trials": trials, "best": best_trials(trials),
-            "tables": {t: f"{run_dir}/tables/{t}" for t in TABLE_NAMES}}
+            "tables": {t: f"{run_dir}/tables/{t}" for t in TABLES}}
 
 
 def _finished_summary(run_dir: str, store: ResultsStore) -> dict:

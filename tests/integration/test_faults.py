@@ -92,7 +92,7 @@ def test_results_actor_killed_restarts_from_disk(tmp_path):
     ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
         actor, _ = results_actor(str(tmp_path), "actor-test")
-        frame = pd.DataFrame({"trial_id": ["a", "a"], "value": [1.0, 2.0]})
+        frame = pd.DataFrame({"trial_id": ["a", "a"], "eval_score": [1.0, 2.0]})
         ray.get(actor.write.remote("trials", "trial:a", frame))
         ray.kill(actor, no_restart=False)
         # the same handle works again once Ray restarted the actor; its state comes from disk

@@ -14,9 +14,18 @@ import pytest
 from grid.results import ResultsActor, ResultsStore
 
 
-def _rows(trial: str, n: int = 4) -> pd.DataFrame:
-    return pd.DataFrame({"trial_id": trial, "concept": [f"w{i}" for i in range(n)], "value": np.arange(n, dtype=float),
-                         "vector": [np.arange(3, dtype=np.float32) + i for i in range(n)]})
+_VALUE = {"ratings": "expected", "metrics": "value", "trials": "eval_score", "embeddings": "layer"}
+
+
+def _rows(trial: str, n: int = 4, table: str = "ratings") -> pd.DataFrame:
+    """Rows of ``table`` (its own columns, as the grid writes them)."""
+    frame = pd.DataFrame({"trial_id": trial, _VALUE[table]: np.arange(n, dtype=float)})
+    if table in ("ratings", "embeddings"):
+        frame["concept"] = [f"w{i}" for i in range(n)]
+    if table == "embeddings":
+        frame["layer"] = np.arange(n)
+        frame["vector"] = [np.arange(3, dtype=np.float32) + i for i in range(n)]
+    return frame
 
 
 def test_rewriting_a_key_replaces_its_rows(tmp_path):
@@ -31,17 +40,17 @@ def test_rewriting_a_key_replaces_its_rows(tmp_path):
 
 def test_tables_read_back_in_pandas_pyarrow_and_duckdb(tmp_path):
     store = ResultsStore(str(tmp_path))
-    store.write("embeddings", "trial:a", _rows("a"))
+    store.write("embeddings", "trial:a", _rows("a", table="embeddings"))
     folder = tmp_path / "tables" / "embeddings"
     assert pd.read_parquet(folder)["vector"].map(list).tolist()[1] == [1.0, 2.0, 3.0]
     schema = pq.read_schema(next(folder.glob("*.parquet")))
     assert str(schema.field("vector").type) == "list<element: float>" and b"pandas" not in (schema.metadata or {})
-    assert duckdb.sql(f"select sum(value) from read_parquet('{folder}/*.parquet')").fetchall()[0][0] == 6.0
+    assert duckdb.sql(f"select sum(layer) from read_parquet('{folder}/*.parquet')").fetchall()[0][0] == 6
 
 
 def test_a_crash_mid_write_leaves_no_readable_partial_file(tmp_path, monkeypatch):
     store = ResultsStore(str(tmp_path))
-    store.write("metrics", "trial:a", _rows("a"))
+    store.write("metrics", "trial:a", _rows("a", table="metrics"))
     real = pq.write_table
 
     def dies_halfway(table, sink, **kwargs):
@@ -50,7 +59,7 @@ def test_a_crash_mid_write_leaves_no_readable_partial_file(tmp_path, monkeypatch
 
     monkeypatch.setattr(pq, "write_table", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
-        store.write("metrics", "trial:b", _rows("b"))
+        store.write("metrics", "trial:b", _rows("b", table="metrics"))
     monkeypatch.setattr(pq, "write_table", real)
     names = os.listdir(tmp_path / "tables" / "metrics")
     assert len(names) == 1 and store.keys("metrics") == {"trial:a"}
@@ -63,7 +72,7 @@ def test_a_crash_mid_write_leaves_no_readable_partial_file(tmp_path, monkeypatch
 
 def test_actor_state_is_rebuilt_from_disk(tmp_path):
     first = ResultsActor(str(tmp_path))
-    first.write("trials", "trial:a", _rows("a", 1))
+    first.write("trials", "trial:a", _rows("a", 1, table="trials"))
     first.write("ratings", "trial:a", _rows("a"))
     again = ResultsActor(str(tmp_path))  # what a restarted actor does in __init__
     assert again.has("trials", "trial:a") and again.has("ratings", "trial:a") and not again.has("ratings", "trial:b")
@@ -74,3 +83,38 @@ def test_actor_state_is_rebuilt_from_disk(tmp_path):
 def test_unknown_table_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown table 'ratngs'"):
         ResultsStore(str(tmp_path)).write("ratngs", "k", _rows("a"))
+
+
+def test_every_write_follows_its_tables_schema(tmp_path):
+    """Columns in the schema's order and types whatever the writer's order and dtypes; a
+    column a writer lacks is null; a column the schema lacks is refused, naming it."""
+    from grid.schema import TABLE_SCHEMAS
+
+    store = ResultsStore(str(tmp_path))
+    rows = pd.DataFrame({"expected": [1, 2], "concept": ["a", "b"], "trial_id": "base", "p0": [0.5, 0.25]})
+    store.write("ratings", "base", rows)
+    read = pq.read_table(tmp_path / "tables" / "ratings").schema
+    assert read.remove_metadata().equals(TABLE_SCHEMAS["ratings"])
+    back = store.read("ratings")
+    assert back["expected"].tolist() == [1.0, 2.0] and back["human"].isna().all()
+    with pytest.raises(ValueError, match=r"table 'ratings': column\(s\) \['score'\] are not in its schema"):
+        store.write("ratings", "x", rows.assign(score=1.0))
+    with pytest.raises((ValueError, TypeError)):
+        store.write("metrics", "y", pd.DataFrame({"n": ["many"]}))  # text in an integer column
+
+
+def test_readme_lists_every_table_with_its_schemas_columns():
+    """The README's table list and grid/schema.py name the same tables and columns."""
+    import re
+    from pathlib import Path
+
+    from grid.schema import TABLE_SCHEMAS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = {}
+    for name, cols in re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|$", readme, flags=re.M):
+        if name in TABLE_SCHEMAS:
+            listed[name] = re.findall(r"`(\w+)`", cols)
+    assert set(listed) == set(TABLE_SCHEMAS)
+    for name, schema in TABLE_SCHEMAS.items():
+        assert listed[name] == schema.names, name
