@@ -296,13 +296,39 @@ def _search_space(raw: dict, chk: _Checker) -> dict:
 def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> JobSpec:
     """Validate a loaded YAML document and build the :class:`JobSpec`.
 
+    Each section is checked by its own function below; all of them run, so every problem
+    of the file is reported at once.
+
     Raises:
         SpecError: every problem found, each with its YAML path.
     """
     chk = _Checker(source)
     top = chk.mapping(raw, "(top level)")
-    allowed = {f.name for f in fields(JobSpec)} - {"source", "raw"}
-    chk.keys(top, allowed, "")
+    chk.keys(top, {f.name for f in fields(JobSpec)} - {"source", "raw"}, "")
+    name, models = _identity(chk, top)
+    norms = _norms_section(chk, top, source, check_files)
+    conditions = _conditions_section(chk, top, norms)
+    training, search = _training_section(chk, top, {c.name for c in conditions})
+    tune = _tune_section(chk, top, search)
+    evaluation = _evaluation_section(chk, top, norms)
+    resources = _resources_section(chk, top)
+    mcq, storage, seed = _data_and_run_section(chk, top, source, check_files)
+    if chk.problems:
+        raise SpecError(source, chk.problems)
+    for ns in norms.values():
+        if ns.source != "embedded":
+            ns.source = _absolute_source(ns.source, source)
+        if ns.test_source:
+            ns.test_source = _absolute_source(ns.test_source, source)
+    return JobSpec(name=name, models=models, norms=norms, conditions=conditions, training=training, search=search,
+                   tune=tune, evaluation=evaluation, resources=resources, storage=storage, seed=seed,
+                   mcq={k: _absolute_source(v, source) for k, v in mcq.items()},
+                   allow_download=bool(top.get("allow_download", False)),
+                   trust_remote_code=bool(top.get("trust_remote_code", False)), source=str(source), raw=top)
+
+
+def _identity(chk: _Checker, top: dict) -> tuple[str, list[str]]:
+    """``name`` and ``models``."""
     for key in ("name", "models"):
         if key not in top:
             chk.add(key, "missing (required)")
@@ -315,7 +341,11 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
         chk.add("models", f"expected a non-empty list of model references, got {models!r}")
         models = []
+    return name, models
 
+
+def _norms_section(chk: _Checker, top: dict, source: str, check_files: bool) -> dict[str, NormsSpec]:
+    """``norms``: per language, where the norms come from and how they split."""
     norms = {}
     for lang, spec in chk.mapping(top.get("norms", {"en": {}}), "norms").items():
         if lang not in LANGUAGES:
@@ -329,7 +359,11 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
             if value and value != "embedded":
                 _check_data_source(chk, f"norms.{lang}.{key}", value, source, check_files)
         norms[lang] = ns
+    return norms
 
+
+def _conditions_section(chk: _Checker, top: dict, norms: dict) -> list[ConditionSpec]:
+    """``conditions``: what each trial is fine-tuned on; the format says what data it needs."""
     conditions = []
     raw_conditions = top.get("conditions", [{"name": "rating_en"}])
     if not isinstance(raw_conditions, list) or not raw_conditions:
@@ -352,7 +386,11 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
             chk.add(f"{p}.name", f"{cs.name!r} is used twice or reserved ('base' is the untrained model)")
         seen.add(cs.name)
         conditions.append(cs)
+    return conditions
 
+
+def _training_section(chk: _Checker, top: dict, condition_names: set[str]) -> tuple[dict, dict]:
+    """``training`` (every TrainConfig field, types then ranges) and the ``search`` space."""
     training = chk.mapping(top.get("training", {}), "training")
     before = len(chk.problems)
     train_cfg = _dataclass_from(TrainConfig, training, chk, "training", skip=("format",))
@@ -364,8 +402,14 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     search = _search_space(chk.mapping(top.get("search", {}), "search"), chk)
     if "condition" in search and isinstance(search["condition"], dict):
         for cond in next(iter(search["condition"].values())):
-            if cond not in seen:
-                chk.add("search.condition", f"unknown condition {cond!r}{did_you_mean(str(cond), seen)}")
+            if cond not in condition_names:
+                chk.add("search.condition", f"unknown condition {cond!r}{did_you_mean(str(cond), condition_names)}")
+    return training, search
+
+
+def _tune_section(chk: _Checker, top: dict, search: dict) -> TuneSpec:
+    """``tune``: searcher, scheduler, samples, tracking (the packages they need installed)."""
+    import importlib.util
 
     tune = _dataclass_from(TuneSpec, chk.mapping(top.get("tune", {}), "tune"), chk, "tune")
     chk.choice(tune.searcher, SEARCHERS, "tune.searcher")
@@ -373,17 +417,15 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     chk.choice(tune.mode, ("max", "min"), "tune.mode")
     if tune.searcher == "grid" and any(k in ("uniform", "loguniform", "randint") for v in search.values() if isinstance(v, dict) for k in v):
         chk.add("tune.searcher", "grid search cannot sample uniform/loguniform/randint ranges; use searcher: random or optuna")
-    if tune.searcher == "optuna":
-        import importlib.util
+    if tune.searcher == "optuna" and importlib.util.find_spec("optuna") is None:
+        chk.add("tune.searcher", "optuna is not installed (pip install optuna), or use random")
+    if tune.mlflow and importlib.util.find_spec("mlflow") is None:
+        chk.add("tune.mlflow", "mlflow is not installed (pip install mlflow), or leave tune.mlflow out")
+    return tune
 
-        if importlib.util.find_spec("optuna") is None:
-            chk.add("tune.searcher", "optuna is not installed (pip install optuna), or use random")
-    if tune.mlflow:
-        import importlib.util
 
-        if importlib.util.find_spec("mlflow") is None:
-            chk.add("tune.mlflow", "mlflow is not installed (pip install mlflow), or leave tune.mlflow out")
-
+def _evaluation_section(chk: _Checker, top: dict, norms: dict) -> EvalSpec:
+    """``evaluation``: the suite every model gets (formats, languages, RSA, layers, probe)."""
     evaluation = _dataclass_from(EvalSpec, chk.mapping(top.get("evaluation", {}), "evaluation"), chk, "evaluation")
     for i, f in enumerate(evaluation.formats if isinstance(evaluation.formats, list) else []):
         chk.choice(f, ["rating", "mcq"], f"evaluation.formats[{i}]")
@@ -398,12 +440,21 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
         if evaluation.probe != "none" and "probe" in (top.get("evaluation") or {}):
             chk.add("evaluation.probe", "the probe reads hidden states: set evaluation.embeddings: true, or probe: none")
         evaluation.probe = "none"
+    return evaluation
 
+
+def _resources_section(chk: _Checker, top: dict) -> ResourcesSpec:
+    """``resources``: DeepSpeed ranks per trial, CPUs/GPUs, concurrency, scorer actors."""
     resources = _dataclass_from(ResourcesSpec, chk.mapping(top.get("resources", {}), "resources"), chk, "resources")
     if resources.workers == 0:
         chk.add("resources.workers", f"must be >= 1, got {resources.workers}")
     if resources.gpus_per_worker and resources.workers > 1 and resources.gpus_per_worker != int(resources.gpus_per_worker):
         chk.add("resources.gpus_per_worker", "fractional GPUs only for single-worker trials (DeepSpeed ranks need whole GPUs)")
+    return resources
+
+
+def _data_and_run_section(chk: _Checker, top: dict, source: str, check_files: bool) -> tuple[dict, str, int]:
+    """``mcq`` files, ``storage``, ``seed`` and the two trust flags."""
     mcq = chk.mapping(top.get("mcq", {}), "mcq")
     chk.keys(mcq, {"train", "test"}, "mcq")
     for key, path in mcq.items():
@@ -418,18 +469,7 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     for flag in ("allow_download", "trust_remote_code"):
         if flag in top and not isinstance(top[flag], bool):
             chk.add(flag, f"expected true or false, got {top[flag]!r}")
-    if chk.problems:
-        raise SpecError(source, chk.problems)
-    for ns in norms.values():
-        if ns.source != "embedded":
-            ns.source = _absolute_source(ns.source, source)
-        if ns.test_source:
-            ns.test_source = _absolute_source(ns.test_source, source)
-    return JobSpec(name=name, models=models, norms=norms, conditions=conditions, training=training, search=search,
-                   tune=tune, evaluation=evaluation, resources=resources, storage=storage, seed=seed,
-                   mcq={k: _absolute_source(v, source) for k, v in mcq.items()},
-                   allow_download=bool(top.get("allow_download", False)),
-                   trust_remote_code=bool(top.get("trust_remote_code", False)), source=str(source), raw=top)
+    return mcq, storage, seed
 
 
 def _check_data_source(chk: "_Checker", key: str, value: str, source: str, check_files: bool) -> None:
