@@ -146,7 +146,9 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
 
 def _write_report(folder: str) -> None:
     """The run's figures and HTML page; a failure here never costs the run its tables."""
-    if "://" in str(folder):
+    from grid.location import RunLocation
+
+    if RunLocation(str(folder)).remote:
         print(f"(no report for remote storage: run `egrid report` on a copy of {folder})")
         return
     from grid.report import build_report

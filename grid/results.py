@@ -16,22 +16,22 @@ import hashlib
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from grid.location import RunLocation
 from grid.schema import TABLES, conform  # the tables and their columns: one definition
 
 
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it, for a local path or any URI it knows."""
-    if "://" in root:
-        fs, path = pafs.FileSystem.from_uri(root)
-        return fs, path
-    return pafs.LocalFileSystem(), str(Path(root).resolve())
+    location = RunLocation.of(root)
+    if location.remote:
+        return pafs.FileSystem.from_uri(location.path)
+    return pafs.LocalFileSystem(), location.path
 
 
 def key_name(key: str) -> str:

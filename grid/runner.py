@@ -13,7 +13,6 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +20,7 @@ import pandas as pd
 from embodiment.errors import InputError, StorageError
 from grid import progress as progress_mode
 from grid.internals import is_tune_experiment_state
+from grid.location import RunLocation
 from grid.schema import TABLES
 from grid.results import ResultsActor, ResultsStore, _filesystem
 from grid.spec import JobSpec
@@ -97,12 +97,9 @@ def results_actor(run_dir: str, run_name: str):
     return actor, name
 
 
-def _say(message: str) -> None:
-    print(f"[egrid {dt.datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = None, resume: bool = False,
-            num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=_say, progress: str | None = None) -> dict:
+            num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=progress_mode.say,
+            progress: str | None = None) -> dict:
     """Run (or finish) a job end to end.
 
     ``progress`` (``auto``, ``plain``, ``live``; see :mod:`grid.progress`) says how Ray Data,
@@ -115,9 +112,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     Returns:
         A summary dict: run_dir, tables (name -> folder), metrics frame, trials frame.
     """
-    run_dir = spec.run_dir(storage)
-    if "://" not in run_dir:
-        run_dir = str(Path(run_dir).resolve())
+    run_dir = str(RunLocation.of(spec.run_dir(storage)))
     progress_env = progress_mode.apply(progress_mode.resolve(progress))
     try:
         return _run_job(spec, run_dir, address=address, resume=resume, num_cpus=num_cpus, dashboard_host=dashboard_host,
@@ -187,7 +182,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
         if status == "finished":  # the same job again: show its results, don't train twice
             say(f"run {spec.run_name} already finished in {run_dir}; its tables are shown (delete the folder to rerun)")
             return _finished_summary(run_dir, store)
-        if (Path(run_dir) / "tune").exists() if "://" not in run_dir else True:
+        if RunLocation(run_dir).exists("tune"):
             raise InputError(f"{run_dir} holds an unfinished run of this job (status {status!r}); finish it with "
                              f"`egrid resume {run_dir}` or `egrid run --resume`, or delete the folder to start over",
                              source=spec.source)
@@ -334,7 +329,7 @@ def summary_lines(summary: dict) -> list[str]:
     if len(t):
         view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]]
         lines += ["Transfer (delta against base, Steiger test):", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
-    lines.append(f"Tables (Parquet folders; pandas.read_parquet / duckdb read_parquet('<folder>/*.parquet')):")
+    lines.append("Tables (Parquet folders; pandas.read_parquet / duckdb read_parquet('<folder>/*.parquet')):")
     lines += [f"  {name:<11} {path}" for name, path in summary["tables"].items()
-              if "://" in path or Path(path).exists()]  # a job without mcq has no choices table
+              if RunLocation(path).exists()]  # a job without mcq has no choices table
     return lines

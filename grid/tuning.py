@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from grid.internals import TUNE_STATE_GLOB
-from grid.progress import is_plain
+from grid.location import RunLocation
+from grid.progress import is_plain, say as _say  # module level: the callback is pickled with the Tuner
 from grid.spec import JobSpec
 
 _SAMPLERS = {"choice": "choice", "uniform": "uniform", "loguniform": "loguniform", "randint": "randint"}
@@ -125,11 +126,6 @@ def expected_trials(spec: JobSpec) -> int:
     return n * spec.tune.num_samples
 
 
-def _say(message: str) -> None:
-    # Module level and looked up at call time: the callback is pickled with the Tuner.
-    print(f"[egrid {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 #: trial progress lines per trial while it trains (started and finished come on top)
 TRAINING_LINES = 4
 
@@ -232,7 +228,8 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
     # Tune refuses an empty request, so ask for one byte of memory: a token CPU share
     # (0.01) would leave 1.98 of 2 CPUs and starve the second trial's 1-CPU worker.
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
-    path = str(Path(run_dir).resolve() / "tune") if "://" not in run_dir else f"{run_dir}/tune"
+    location = RunLocation.of(run_dir)
+    path = location.child("tune")
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, restart_errored=False)
     ts = spec.tune
@@ -251,7 +248,7 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(num_samples=ts.num_samples, scheduler=scheduler, search_alg=search_alg,
                                     max_concurrent_trials=concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()) if "://" not in run_dir else run_dir,
+        run_config=tune.RunConfig(name="tune", storage_path=str(location),
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures),
                                   verbose=0 if is_plain() else 1,  # plain: our lines, no status tables
                                   callbacks=[progress_callback(expected_trials(spec), spec.training.get("steps")),

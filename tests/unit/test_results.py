@@ -118,3 +118,17 @@ def test_readme_lists_every_table_with_its_schemas_columns():
     assert set(listed) == set(TABLE_SCHEMAS)
     for name, schema in TABLE_SCHEMAS.items():
         assert listed[name] == schema.names, name
+
+
+def test_run_location_tells_local_folders_from_uris(tmp_path, monkeypatch):
+    from grid.location import RunLocation
+
+    monkeypatch.chdir(tmp_path)
+    local = RunLocation.of("runs/demo-1")
+    assert not local.remote and local.path == str(tmp_path / "runs" / "demo-1")
+    assert local.child("tune") == str(tmp_path / "runs" / "demo-1" / "tune") and not local.exists("tune")
+    (tmp_path / "runs" / "demo-1" / "tune").mkdir(parents=True)
+    assert local.exists("tune")
+    remote = RunLocation.of("s3://bucket/runs/demo-1/")
+    assert remote.remote and remote.path == "s3://bucket/runs/demo-1/" and remote.child("tune") == "s3://bucket/runs/demo-1/tune"
+    assert remote.exists("anything")  # not checked for URIs
