@@ -250,7 +250,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from ray.job_submission import JobSubmissionClient
 
     from grid.progress import environment
-    from grid.runner import WORKER_ENV
     from grid.spec import load_job
 
     spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
@@ -260,17 +259,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
     # the console script is not installed.
     entry = (f"python -m grid.cli run env:EGRID_JOB --address auto --progress {args.progress}"
              + (f" --storage {shlex.quote(args.storage)}" if args.storage else ""))
-    # a job's log is a file: plain lines unless asked otherwise; paths relative to the
-    # shipped working directory, where the driver and the job's workers start
-    shown = environment(args.progress, relative=True)
-    submission = client.submit_job(entrypoint=entry, runtime_env={
+    # a job's log is a file: plain lines unless asked otherwise
+    shown = environment(args.progress, submitted=True)
+    try:
+        submission = _submit(client, entry, shown, args)
+    except RuntimeError as exc:  # the job API answered with an error (e.g. its agent not up yet)
+        raise InputError(f"the cluster did not take the job: {exc}; if it just started, try again in a few "
+                         "seconds", source=args.address, key="--address") from None
+    print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
+    return 0
+
+
+def _submit(client, entry: str, shown: dict, args: argparse.Namespace) -> str:
+    from grid.runner import WORKER_ENV
+
+    return client.submit_job(entrypoint=entry, runtime_env={
         "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers",
                                          ".whl", ".gpu_assets"],
         # The driver of a submitted job inherits this runtime env (Ray refuses a second one
         # from its ray.init): it carries the workers' variables and the job's text.
         "env_vars": {**WORKER_ENV, **shown, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
-    print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
-    return 0
 
 
 def _progress_option(parser, default: str = "auto") -> None:

@@ -43,24 +43,26 @@ def resolve(mode: str | None = None, stream=None) -> str:
     return "live" if isatty is not None and isatty() else "plain"
 
 
-def environment(mode: str, *, relative: bool = False) -> dict[str, str]:
+def environment(mode: str, *, submitted: bool = False) -> dict[str, str]:
     """Environment variables that make Ray's processes show progress the ``mode`` way.
 
     Args:
         mode: ``plain`` or ``live`` (``auto`` is resolved here, by this process's stdout).
-        relative: name files relative to the repository root (a submitted job's processes
-            start in its shipped copy of this folder).
+        submitted: for a job sent through the Jobs API: its processes start in folders of
+            the cluster's choosing, so no file of this checkout is named (Ray Data's own
+            INFO lines then stay in the job's log; its progress redraws still go).
     """
     mode = resolve(mode)
     if mode != "plain":
         return {MODE_ENV: mode}
-    logging_config = RAY_DATA_LOGGING.relative_to(Path(__file__).resolve().parents[1]) if relative else RAY_DATA_LOGGING
-    return {MODE_ENV: "plain",
-            "RAY_DATA_DISABLE_PROGRESS_BARS": "1",        # no per-10 s progress blocks per dataset
-            "RAY_DATA_LOGGING_CONFIG": str(logging_config),  # no "starting / finished" INFO lines
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",          # no "Loading weights" bars per model load
-            "RAY_COLOR_PREFIX": "0",                      # no colour codes around workers' "(pid=...)" prefixes
-            "TQDM_DISABLE": "1"}
+    env = {MODE_ENV: "plain",
+           "RAY_DATA_DISABLE_PROGRESS_BARS": "1",        # no per-10 s progress blocks per dataset
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1",          # no "Loading weights" bars per model load
+           "RAY_COLOR_PREFIX": "0",                      # no colour codes around workers' "(pid=...)" prefixes
+           "TQDM_DISABLE": "1"}
+    if not submitted:
+        env["RAY_DATA_LOGGING_CONFIG"] = str(RAY_DATA_LOGGING)  # no "starting / finished" INFO lines
+    return env
 
 
 def apply(mode: str) -> dict[str, str]:

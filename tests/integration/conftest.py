@@ -69,3 +69,4 @@ def two_node_cluster():
     ray.shutdown()
     cluster.shutdown()
 
+

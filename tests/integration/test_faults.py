@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from ray_processes import session_of_driver, stop_ray_under
 
 from grid.runner import run_job
 from grid.spec import load_job
@@ -123,8 +124,9 @@ def _when(condition, proc: subprocess.Popen, what: str, timeout: float = 600) ->
         time.sleep(0.2)
 
 
-def _stop_ray() -> None:
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+def _stop_ray(driver: subprocess.Popen) -> None:
+    """Stop the Ray that ``driver`` started, and no other on this machine (`ray stop` would)."""
+    stop_ray_under(session_of_driver(driver.pid))
 
 
 def _table_files(run_dir: Path) -> dict[str, bytes]:
@@ -151,7 +153,7 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
         _when(lambda: 3 in _checkpoint_steps(run_dir), driver, "the first checkpoint")
         small_disk.fill()
         code, _, err = _finish(driver)
-        _stop_ray()
+        _stop_ray(driver)
         assert code == 2, err[-3000:]
         assert _last_error(err) == (f"egrid: error: storage cannot be written: No space left on device ({run_dir}); the "
                                     "run stopped and the tables already written are complete. Free space or make the "
@@ -162,7 +164,7 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
     _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 6, driver, "the step-6 checkpoint")
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.communicate()
-    _stop_ray()
+    _stop_ray(driver)
     assert not any((run_dir / "tables" / "trials").glob("*.parquet"))
 
     if small_disk:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from ray_processes import latest_session, stop_ray_under
+
 
 from grid.cli import main as egrid
 from grid.spec import load_job
@@ -25,6 +27,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _own_ports() -> list[str]:
+    """Free ports for the head's agents: their defaults are fixed numbers, taken already
+    where another Ray runs on this machine (a user's job), and its job agent would not start."""
+    return [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
+            f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}"]
+
+
 @pytest.fixture
 def ray_head(tmp_path):
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -33,10 +43,32 @@ def ray_head(tmp_path):
     env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dash}", "--include-dashboard=true", "--disable-usage-stats"],
+                    f"--dashboard-port={dash}", "--include-dashboard=true", "--disable-usage-stats", *_own_ports()],
                    check=True, capture_output=True, env=env)
-    yield f"http://127.0.0.1:{dash}"
-    subprocess.run([*ray_cli, "stop", "--force"], capture_output=True)
+    session = latest_session()  # this cluster's own: stopped below without touching any other
+    url = f"http://127.0.0.1:{dash}"
+    _wait_for_job_agent(url)
+    yield url
+    stop_ray_under(session)
+
+
+def _wait_for_job_agent(url: str, timeout: float = 120) -> None:
+    """A new head's job agent starts a few seconds after `ray start` returns (longer on a
+    busy machine): submit a no-op until one is taken."""
+    from ray.job_submission import JobSubmissionClient
+
+    from grid.internals import enable_token_auth
+
+    enable_token_auth()  # as egrid submit does: the head's token goes with every call
+    deadline = time.time() + timeout
+    while True:
+        try:
+            JobSubmissionClient(url).submit_job(entrypoint="true")
+            return
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.time() > deadline:
+                raise
+            time.sleep(1)
 
 
 def test_submit_runs_the_job_on_the_cluster(job_file, ray_head, tmp_path, monkeypatch, capsys):
@@ -58,4 +90,30 @@ def test_submit_runs_the_job_on_the_cluster(job_file, ray_head, tmp_path, monkey
     assert "Per-dimension Spearman" in client.get_job_logs(submission)
     run_dir = Path(load_job(job).run_dir())
     trials = pd.read_parquet(run_dir / "tables" / "trials")
-    assert trials["status"].tolist() == ["TERMINATED"] and trials["steps"].tolist() == [4]
+    assert trials["status"].tolist() == ["TERMINATED"] and trials["steps"].tolist() == [4], trials.get("error")
+
+
+def test_a_test_stops_its_own_ray_and_no_other():
+    """Two clusters on this machine; stopping the first (as the fault and submit tests stop
+    theirs) leaves the second running: a user's job survives `make test`."""
+    import psutil
+
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    sessions = []
+    for _ in range(2):
+        subprocess.run([*ray_cli, "start", "--head", f"--port={_free_port()}", "--num-cpus=1", "--include-dashboard=false",
+                        "--disable-usage-stats", *_own_ports()], check=True, capture_output=True)
+        sessions.append(latest_session())
+    mine, theirs = sessions
+    assert mine != theirs
+    try:
+        def alive(tmpdir):
+            return [p for p in psutil.process_iter(["cmdline"]) if tmpdir in " ".join(p.info["cmdline"] or [])]
+
+        assert alive(mine) and alive(theirs)
+        killed = stop_ray_under(mine)
+        assert killed and not alive(mine)
+        assert alive(theirs) and all(p.is_running() for p in alive(theirs))
+    finally:
+        stop_ray_under(mine)
+        stop_ray_under(theirs)
