@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embodiment.cache import cache_root
 from embodiment.errors import InputError, did_you_mean
+from embodiment.tables import atomic_path, write_text_atomic
 
 #: the environment variable naming a folder that holds datasets' source files (offline use)
 DATA_DIR_ENV = "EGRID_DATA_DIR"
@@ -82,8 +84,7 @@ def get_dataset(name: str) -> Dataset:
 
 def cache_dir(name: str) -> Path:
     """The dataset's folder in the user cache (``raw/`` files, ``tables/``)."""
-    root = Path(os.environ.get("EGRID_CACHE", Path.home() / ".cache" / "embodiment-grid"))
-    return root / "datasets" / name
+    return cache_root() / "datasets" / name
 
 
 def sha256_of(path: Path) -> str:
@@ -112,9 +113,8 @@ def _from_folder(folder: Path, spec: SourceFile, raw: Path) -> Path:
                          source=folder, key=spec.name)
     _check(source, spec, str(source))
     target = raw / spec.name
-    tmp = target.with_name(target.name + ".part")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 
@@ -165,12 +165,10 @@ def fetch(name: str, *, data_dir: str | Path | None = None, say: Callable[[str],
             say(f"downloading {spec.name} ({spec.size / 1e6:.1f} MB) from {spec.url}")
             paths[spec.name] = _download(spec, raw, progress=sys.stderr.isatty())
     tables.mkdir(parents=True, exist_ok=True)
-    for table_name, table in dataset.tables.items():
-        target = tables / table.filename
-        tmp = target.with_name(target.name + ".part")
-        table.make(paths, tmp)
-        os.replace(tmp, target)  # a table is there whole or not at all
-    (root / "README.md").write_text(f"# {dataset.name}\n\n{dataset.description}\n\n{dataset.credits}\n", encoding="utf-8")
+    for table in dataset.tables.values():
+        with atomic_path(tables / table.filename) as tmp:  # a table is there whole or not at all
+            table.make(paths, tmp)
+    write_text_atomic(f"# {dataset.name}\n\n{dataset.description}\n\n{dataset.credits}\n", root / "README.md")
     say(f"dataset {name}: {len(dataset.tables)} tables in {tables}\n{dataset.credits}")
     return tables
 

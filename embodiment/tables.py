@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -148,6 +150,21 @@ def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | os.PathLike
             raise InputError(f"cannot write here: {exc.strerror or exc}; earlier tables are intact", source=path) from None
         raise
     return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block
+    ends without an error, removed when it raises, so ``path`` is whole or absent."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:

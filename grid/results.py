@@ -41,8 +41,8 @@ def key_name(key: str) -> str:
 
 
 def _plain_arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
-    """Arrow table without pandas metadata (so pandas, polars and DuckDB read it alike),
-    with embedding vectors as list<float32>."""
+    """Arrow table without pandas metadata (so pandas, polars and DuckDB read it alike);
+    embedding vectors go in as plain lists (:func:`grid.schema.conform` gives their type)."""
     if isinstance(frame, pd.DataFrame):
         frame = frame.reset_index(drop=True)
         if "vector" in frame and len(frame):
@@ -50,9 +50,6 @@ def _plain_arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
         table = pa.Table.from_pandas(frame, preserve_index=False)
     else:
         table = frame
-    if "vector" in table.column_names:
-        idx = table.column_names.index("vector")
-        table = table.set_column(idx, "vector", table.column("vector").cast(pa.list_(pa.float32())))
     return table.replace_schema_metadata(None)
 
 

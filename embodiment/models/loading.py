@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from embodiment._embedded import package_dir
+from embodiment.cache import cache_root  # where converted models go
 from embodiment.errors import InputError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,6 @@ def resolve_device_dtype(device: str | None = None, dtype: str | None = None) ->
     if dev.type == "cuda" and torch.cuda.is_bf16_supported():
         return dev, torch.bfloat16
     return dev, torch.float32
-
-
-def cache_root() -> Path:
-    """Where converted models are cached: ``$EGRID_CACHE`` or ``~/.cache/embodiment-grid``."""
-    return Path(os.environ.get("EGRID_CACHE", Path.home() / ".cache" / "embodiment-grid"))
 
 
 def _gguf_cache_dir(gguf: Path) -> Path:
