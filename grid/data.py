@@ -29,7 +29,7 @@ class LanguageData:
 
 
 def _load(source: str, fmt: str, paired: bool, lang: str) -> Norms:
-    source = str(resolve_source(source)) if source != "embedded" else source  # wu2026:train -> its table
+    source = str(resolve_source(source))  # wu2026:train -> its table; paths and "embedded" unchanged
     if paired:
         en, nl = load_paired(source)
         return en if lang == "en" else nl

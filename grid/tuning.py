@@ -82,7 +82,8 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
         scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{run_dir}/train",
                                        callbacks=[TuneReportCallback()],
-                                       # plain progress: no "Reporting training result" line per report
+                                       # plain progress: Ray Train's ray.train INFO lines off (its per-report
+                                       # line has its own logger: grid.progress.quiet_train_worker)
                                        logging_config=ray.train.LoggingConfig(log_level="WARNING" if is_plain() else "INFO"),
                                        failure_config=ray.train.FailureConfig(max_failures=spec.tune.max_failures)),
     )
