@@ -15,15 +15,18 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from embodiment.errors import InputError, did_you_mean
 from embodiment.formats import TaskData, TaskFormat, get_format
 from embodiment.formats.rating import RATING_BATCHES, RATING_LOSSES
+from embodiment.validation import NamesOrAll, first_problem
 
 ENGINES = ("deepspeed", "torch")
 # precision -> the dtype the weights are trained in. amp_bf16 keeps fp32 weights and
@@ -58,6 +61,32 @@ def learning_rate_at(cfg: "TrainConfig", step: int, total_steps: int) -> float:
     return cfg.learning_rate * LR_SCHEDULES[cfg.lr_schedule](progress)
 
 
+MAX_COUNT = 10**9  # larger counts are typos (or a night lost), not experiments
+
+
+def _registered_format(name: str) -> str:
+    from embodiment.formats import FORMATS  # the registry as it is now: formats may register late
+
+    if name not in FORMATS:
+        raise ValueError(f"got {name!r}{did_you_mean(name, FORMATS)}, expected one of {', '.join(FORMATS)}")
+    return name
+
+
+# The annotations below are the one statement of what each option accepts: pydantic checks
+# them (TrainConfig.from_dict, the job spec's training and search sections).
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+FormatName = Annotated[str, AfterValidator(_registered_format)]
+Engine = Literal[ENGINES]
+Precision = Literal[tuple(PRECISIONS)]
+ZeroStage = Annotated[int, Field(ge=0, le=3)]  # not a Literal: that would take false for 0
+RatingBatches = Literal[RATING_BATCHES]
+RatingLoss = Literal[RATING_LOSSES]
+LrSchedule = Literal[tuple(LR_SCHEDULES)]
+
+
 def weight_dtype(precision: str) -> str | None:
     """The dtype name to load a model's weights in for ``precision``; None for fp32.
 
@@ -67,8 +96,7 @@ def weight_dtype(precision: str) -> str | None:
     return None if PRECISIONS[precision] is torch.float32 else precision
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(BaseModel):
     """Everything one fine-tuning run needs to know; plain values, so it travels as JSON/YAML.
 
     Attributes:
@@ -109,66 +137,59 @@ class TrainConfig:
             linearly from 0.
     """
 
-    format: str = "rating"
+    # strict: YAML's own types only (no "2" for 2, no true for 1); ints pass as floats.
+    # Built in code or from a dict, a TrainConfig is always a checked one.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+    format: FormatName = "rating"
     lora: bool = True
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: list[str] | str = "all-linear"
-    lora_top_layers: int | None = None
-    learning_rate: float = 2e-4
-    steps: int | None = 100
-    epochs: float | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    seed: int = 0
-    precision: str = "fp32"
-    zero_stage: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    engine: str = "deepspeed"
-    checkpoint_every: int = 0
+    lora_rank: PositiveCount = 8
+    lora_alpha: PositiveCount = 16
+    lora_dropout: Fraction = 0.0
+    target_modules: NamesOrAll = "all-linear"  # module names, or all-linear
+    lora_top_layers: PositiveCount | None = None
+    learning_rate: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)] = 2e-4
+    steps: Count | None = 100
+    epochs: Annotated[float, Field(gt=0.0, le=MAX_COUNT, allow_inf_nan=False)] | None = Field(None, validate_default=True)
+    batch_size: PositiveCount = 8
+    grad_accum: PositiveCount = 1
+    seed: Count = 0
+    precision: Precision = "fp32"
+    zero_stage: ZeroStage = 0
+    weight_decay: NonNegative = 0.0
+    max_grad_norm: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1.0
+    engine: Engine = "deepspeed"
+    checkpoint_every: Count = 0
     group_by_length: bool = True
     shared_prefix: bool = True
-    rating_batches: str = "concept"
-    rating_loss: str = "soft_ce"
-    lr_schedule: str = "constant"
-    warmup: float = 0.0
+    rating_batches: RatingBatches = "concept"
+    rating_loss: RatingLoss = "soft_ce"
+    lr_schedule: LrSchedule = "constant"
+    warmup: Fraction = 0.0
+
+    @field_validator("epochs")
+    @classmethod
+    def _steps_or_epochs(cls, epochs, info):
+        if epochs is None and info.data.get("steps", 0) is None:
+            raise ValueError("steps or epochs must be set (both are null)")
+        return epochs
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from a dict, rejecting unknown keys with "did you mean"."""
-        known = {f.name for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                raise InputError(f"unknown training option{did_you_mean(key, known)}", key=key)
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+        """Build from a plain dict, checking every option (types, ranges, names).
 
-    def validate(self) -> "TrainConfig":
-        """Check ranges and names; raises InputError naming the key."""
-        get_format(self.format)
-        checks = [
-            ("engine", self.engine in ENGINES, f"one of {ENGINES}"),
-            ("precision", self.precision in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
-            ("zero_stage", self.zero_stage in (0, 1, 2, 3), "0, 1, 2 or 3"),
-            ("learning_rate", self.learning_rate > 0, "a positive number"),
-            ("batch_size", self.batch_size >= 1, "at least 1"),
-            ("grad_accum", self.grad_accum >= 1, "at least 1"),
-            ("lora_rank", self.lora_rank >= 1, "at least 1"),
-            ("lora_top_layers", self.lora_top_layers is None or self.lora_top_layers >= 1, "at least 1, or null for all"),
-            ("steps", self.steps is not None or self.epochs is not None, "steps or epochs to be set"),
-            ("steps", self.steps is None or self.steps >= 0, "0 or more"),
-            ("rating_loss", self.rating_loss in RATING_LOSSES, f"one of {RATING_LOSSES}"),
-            ("rating_batches", self.rating_batches in RATING_BATCHES, f"one of {RATING_BATCHES}"),
-            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {tuple(LR_SCHEDULES)}"),
-            ("warmup", 0.0 <= self.warmup < 1.0, "a fraction in [0, 1)"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise InputError(f"got {getattr(self, key)!r}, expected {expected}", key=key)
-        return self
+        Raises:
+            InputError: naming the first wrong option, what was found and what was expected.
+        """
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            key, message = first_problem(exc, allowed_keys=cls.model_fields)
+            raise InputError(message, key=key) from None
+
+    def with_options(self, **options) -> "TrainConfig":
+        """A copy with ``options`` changed, checked as :meth:`from_dict` checks a dict."""
+        return TrainConfig.from_dict({**self.model_dump(), **options})
 
 
 @dataclass
@@ -431,7 +452,7 @@ def _save(module: ObjectiveModel, cfg: TrainConfig, out: Path, state: dict[str, 
     if head_state:
         head_path = str(out / "head.safetensors")
         save_file({k: v.contiguous() for k, v in head_state.items()}, head_path)
-    (out / "train_state.json").write_text(json.dumps({"steps": steps, "losses": losses, "config": asdict(cfg)}))
+    (out / "train_state.json").write_text(json.dumps({"steps": steps, "losses": losses, "config": cfg.model_dump()}))
     return adapter_dir, model_dir, head_path
 
 
@@ -593,7 +614,6 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     Returns:
         :class:`TrainResult` (on every rank; only rank 0 writes files).
     """
-    cfg.validate()
     start_time = time.perf_counter()
     torch.manual_seed(cfg.seed)
     run = _build(cfg, model, tokenizer, data)

@@ -113,10 +113,12 @@ def _add_evaluate_ratings(sub) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a job file without running anything."""
+    from grid.configure import configure
     from grid.spec import load_job
 
     for path in args.jobs:
         spec = load_job(path)
+        configure(spec)  # the data too: splits, validation concepts, each trial's examples
         trials = _count_trials(spec)
         print(f"{path}: ok -- run {spec.run_name}, {len(spec.models)} model(s), {len(spec.conditions)} condition(s), "
               f"{trials} trial(s), {spec.resources.workers} worker(s) per trial")

@@ -8,7 +8,7 @@ run manifest so that a rerun can be checked against them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 from embodiment import dimensions as dims
@@ -28,12 +28,14 @@ class LanguageData:
     validation: Norms | None = None
 
 
-def _load(source: str, fmt: str, paired: bool, lang: str) -> Norms:
+def _load(source: str, ns: dict, lang: str) -> Norms:
     source = str(resolve_source(source))  # wu2026:train -> its table; paths and "embedded" unchanged
-    if paired:
+    if ns["paired"]:
         en, nl = load_paired(source)
         return en if lang == "en" else nl
-    return load_norms(source, fmt)
+    if ns["format"] == "csv":  # any table, with its declared columns
+        return load_norms(source, "csv", word_column=ns["word_column"], columns=ns["columns"], language=lang)
+    return load_norms(source, ns["format"])
 
 
 def _dedupe(norms: Norms) -> Norms:
@@ -50,12 +52,12 @@ def _dedupe(norms: Norms) -> Norms:
 def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
     out = {}
     for lang, ns in json.loads(norms_json).items():
-        full = _dedupe(_load(ns["source"], ns["format"], ns["paired"], lang))
+        full = _dedupe(_load(ns["source"], ns, lang))
         wanted = dims.subset(full.dimensions, ns["dimensions"]) if ns["dimensions"] != "all" else full.dimensions
         full = full.select(None, wanted)
         if ns.get("test_source"):
             train = full
-            test = _dedupe(_load(ns["test_source"], ns["format"], ns["paired"], lang)).select(None, wanted)
+            test = _dedupe(_load(ns["test_source"], ns, lang)).select(None, wanted)
             held = {w.casefold() for w in test.words}
             train = train.select([w for w in train.words if w.casefold() not in held])
             split = None
@@ -76,7 +78,7 @@ def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
 
 def prepare_norms(norms_specs: dict, seed: int) -> dict[str, LanguageData]:
     """Train/test norms per language for a job's ``norms`` section (dicts or NormsSpec)."""
-    plain = {lang: (asdict(ns) if not isinstance(ns, dict) else ns) for lang, ns in norms_specs.items()}
+    plain = {lang: (ns.model_dump() if not isinstance(ns, dict) else ns) for lang, ns in norms_specs.items()}
     return _prepare_cached(json.dumps(plain, sort_keys=True), seed)
 
 

@@ -168,6 +168,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     import ray
 
     from grid.aggregate import aggregate
+    from grid.configure import configure
     from grid.data import prepare_norms
     from grid.pipeline import evaluate_model
     from grid.tuning import build_tuner
@@ -188,6 +189,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
                              source=spec.source)
     if resume:
         _repair_for_resume(run_dir, store, say)
+    configure(spec)  # data-dependent problems (empty splits, no examples) before Ray starts
     manifest = manifest or {"run_name": spec.run_name, "fingerprint": spec.fingerprint(), "job": spec.raw,
                             "job_file": spec.source, "created": dt.datetime.now(dt.timezone.utc).isoformat()}
     manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())

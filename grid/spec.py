@@ -1,32 +1,50 @@
 """Job specs: one YAML file -> a validated :class:`JobSpec`, before anything starts.
 
-Every problem is reported at once, one line each, with its YAML path
-(``training.search.learning_rate.low``), what was found and what was expected, and
-"did you mean" for unknown keys. Files are read with ``yaml.safe_load``.
+Each section is a pydantic model (``extra="forbid"``, strict types: YAML's own, no "2"
+for 2): every field's type, range and choices are declared once, on the field, with the
+choices taken from the registries (task formats, norms loaders, RSA recipes). Pydantic's
+errors are put in this project's words (:mod:`embodiment.validation`): every problem at
+once, one line each, with its YAML path (``training.search.learning_rate.low``), what was
+found, what was expected and "did you mean" for misspelt keys and choices. Checks across
+sections (a condition's languages have norms, grid search cannot sample ranges) follow once
+every section is well-formed. Files are read with ``yaml.safe_load``. The validated spec
+is what the Tune trials and Train workers receive; nothing parses the job twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-import math
 import os
-import re
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from embodiment.errors import InputError, did_you_mean
-from embodiment.formats import FORMATS
 from embodiment.metrics.rsa import RECIPES
-from embodiment.training import TrainConfig
+from embodiment.norms import LOADERS
+from embodiment.training import Count, FormatName, NonNegative, PositiveCount, TrainConfig
+from embodiment.validation import FieldProblem, IndicesOrAll, NamesOrAll, first_problem, problems
 
 SEARCH_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
-SEARCHERS = ("random", "grid", "optuna")
-SCHEDULERS = ("fifo", "asha")
 LANGUAGES = ("en", "nl")
+#: whose hidden states the frozen-feature probe reads: nobody's, the base model's, or the
+#: base and every trained trial's
+PROBES = ("none", "base", "all")
+#: options a job sets elsewhere: the format per condition, the seed once for the whole job
+NOT_TRAINING_OPTIONS = {"format": "set it per condition (conditions[].format)",
+                        "seed": "set the job's top-level seed"}
+
+Language = Literal[LANGUAGES]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _one_as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
 
 
 class SpecError(InputError):
@@ -37,110 +55,207 @@ class SpecError(InputError):
         super().__init__(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems), source=source)
 
 
-@dataclass
-class NormsSpec:
+class _Section(BaseModel):
+    # strict: YAML's own types; unknown keys are errors (with "did you mean")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _data_source(value: str | None, info: ValidationInfo) -> str | None:
+    """A registered dataset's table (``wu2026:train``, kept as written) or a file, made
+    absolute (relative to the job file, then the working directory)."""
+    from embodiment import datasets
+
+    if value is None or value == "embedded":
+        return value
+    source = (info.context or {}).get("source", "<job>")
+    if datasets.is_reference(value):
+        name, table = value.split(datasets.SEPARATOR, 1)
+        known = datasets.DATASETS[name].tables
+        if table not in known:
+            raise ValueError(f"dataset {name} has no table {table!r}{did_you_mean(table, known)}; its tables: {', '.join(known)}")
+        return value
+    path = _resolve_path(value, source)
+    head = value.split(datasets.SEPARATOR, 1)[0]
+    if datasets.SEPARATOR in value and head.isidentifier() and len(head) > 1 and not path.exists():
+        raise ValueError(f"unknown dataset {head!r}{did_you_mean(head, datasets.DATASETS)}; known: "
+                         f"{', '.join(datasets.DATASETS)} (egrid data list), or give a file path")
+    if (info.context or {}).get("check_files", True) and not path.exists():
+        raise ValueError(f"file not found: {path}")
+    return str(path.resolve())
+
+
+class NormsSpec(_Section):
     """Where one language's norms come from and how they split."""
 
-    source: str = "embedded"
-    format: str = "auto"
+    source: NonEmpty = "embedded"
+    format: Literal[("auto", *LOADERS)] = "auto"
     paired: bool = False          # a paired EN/NL table: take this language's side
-    test_fraction: float = 0.4
-    max_train: int | None = None  # cap on training concepts (after the split)
-    max_test: int | None = None   # cap on held-out concepts
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
+    max_train: Count | None = None  # cap on training concepts (after the split)
+    max_test: Count | None = None   # cap on held-out concepts
     # training-split concepts set aside (before max_train) and never trained on: trials are
     # scored on them, and that score picks the best trial; 0 scores on held-out concepts
-    validation: int = 0
-    test_source: str | None = None  # a fixed held-out table instead of a random split
-    dimensions: list[str] | str = "all"
+    validation: Count = 0
+    test_source: NonEmpty | None = None  # a fixed held-out table instead of a random split
+    dimensions: NamesOrAll = "all"
+    # format: csv only: the column of words and {dimension: column header}
+    word_column: NonEmpty | None = None
+    columns: dict[str, NonEmpty] | None = None
+
+    _sources = field_validator("source", "test_source")(_data_source)
+
+    @model_validator(mode="after")
+    def _csv_mapping(self) -> "NormsSpec":
+        if self.format == "csv" and not (self.word_column and self.columns):
+            raise FieldProblem("format", "format csv needs word_column (the column of words) and columns "
+                                         "({dimension: column header})")
+        if self.format != "csv" and (self.word_column or self.columns):
+            raise FieldProblem("word_column" if self.word_column else "columns",
+                               f"word_column and columns are for format: csv, not {self.format}")
+        return self
 
 
-@dataclass
-class ConditionSpec:
+class ConditionSpec(_Section):
     """A training condition: what the model is fine-tuned on."""
 
     name: str = ""
-    format: str = "rating"
-    languages: list[str] = field(default_factory=lambda: ["en"])
-    dimensions: list[str] | str = "all"
+    format: FormatName = "rating"
+    languages: Annotated[list[Language], Field(min_length=1), BeforeValidator(_one_as_list)] = ["en"]
+    dimensions: NamesOrAll = "all"
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "ConditionSpec":
+        self.name = self.name or f"{self.format}_{'_'.join(self.languages)}"
+        return self
 
 
-#: whose hidden states the frozen-feature probe reads: nobody's, the base model's, or the
-#: base and every trained trial's
-PROBES = ("none", "base", "all")
-
-
-@dataclass
-class EvalSpec:
+class EvalSpec(_Section):
     """The evaluation suite run on the base model and on every trained trial."""
 
-    formats: list[str] = field(default_factory=lambda: ["rating"])
-    languages: list[str] = field(default_factory=lambda: ["en"])
-    subsets: list[str] = field(default_factory=lambda: ["all", "sensory", "motor"])
-    layers: list[int] | str = "all"
-    rsa_recipe: str = "wu2026"
-    n_boot: int = 200
-    batch_size: int = 32
+    formats: Annotated[list[Literal["rating", "mcq"]], Field(min_length=1)] = ["rating"]
+    languages: Annotated[list[Language], Field(min_length=1)] = ["en"]
+    subsets: Annotated[list[NonEmpty], Field(min_length=1)] = ["all", "sensory", "motor"]
+    layers: IndicesOrAll = "all"
+    rsa_recipe: Literal[tuple(RECIPES)] = "wu2026"
+    n_boot: Count = 200
+    batch_size: PositiveCount = 32
     embeddings: bool = True
-    probe: str = "base"
+    probe: Literal[PROBES] = "base"
     paired: bool = True  # the study's paired-word rule when conditions are compared
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_probe_without_states(cls, raw: Any) -> Any:
+        # no hidden states, no probe; asking for both is a contradiction
+        if isinstance(raw, dict) and raw.get("embeddings") is False:
+            if raw.get("probe", "none") != "none":
+                raise FieldProblem("probe", "the probe reads hidden states: set evaluation.embeddings: true, "
+                                            "or probe: none")
+            raw = {**raw, "probe": "none"}
+        return raw
 
-@dataclass
-class ResourcesSpec:
+
+class ResourcesSpec(_Section):
     """What one trial gets."""
 
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    max_concurrent_trials: int | None = None
+    workers: PositiveCount = 1
+    cpus_per_worker: Annotated[float, Field(gt=0.0, le=4096)] = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0.0, le=1024)] = 0.0
+    max_concurrent_trials: PositiveCount | None = None
     # Ray Data actors per evaluation pass, each with cpus_per_worker CPUs (its torch
     # threads). On CPU, one single-threaded actor per core scores fastest (README Performance).
-    scorer_actors: int = 1
-    gpus_per_scorer: float = 0.0
+    scorer_actors: PositiveCount = 1
+    gpus_per_scorer: NonNegative = 0.0
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _whole_gpus_per_rank(cls, gpus: float, info: ValidationInfo) -> float:
+        if gpus and info.data.get("workers", 1) > 1 and gpus != int(gpus):
+            raise ValueError("fractional GPUs only for single-worker trials (DeepSpeed ranks need whole GPUs)")
+        return gpus
 
 
-@dataclass
-class TuneSpec:
-    """Search over learning objectives and hyperparameters."""
+class TuneSpec(_Section):
+    """Search over learning objectives and hyperparameters. Trials are ranked by
+    ``eval_score`` (mean per-dimension Spearman on validation concepts, higher is better)."""
 
-    searcher: str = "grid"
-    scheduler: str = "fifo"
-    num_samples: int = 1
-    metric: str = "eval_score"
-    mode: str = "max"
-    grace_period: int = 1
-    max_failures: int = 2
+    searcher: Literal["random", "grid", "optuna"] = "grid"
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    num_samples: PositiveCount = 1
+    grace_period: PositiveCount = 1
+    max_failures: Count = 2
     #: MLflow tracking URI for Tune's MLflowLoggerCallback ("run": RUN_DIR/mlruns); off when unset.
-    mlflow: str | None = None
+    mlflow: NonEmpty | None = None
+
+    @field_validator("searcher")
+    @classmethod
+    def _searcher_installed(cls, searcher: str) -> str:
+        if searcher == "optuna" and importlib.util.find_spec("optuna") is None:
+            raise ValueError("optuna is not installed (pip install optuna), or use random")
+        return searcher
+
+    @field_validator("mlflow")
+    @classmethod
+    def _mlflow_installed(cls, uri: str | None) -> str | None:
+        if uri and importlib.util.find_spec("mlflow") is None:
+            raise ValueError("mlflow is not installed (pip install mlflow), or leave tune.mlflow out")
+        return uri
 
 
-@dataclass
-class JobSpec:
-    """A whole grid job."""
+def _training(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        for key, where in NOT_TRAINING_OPTIONS.items():
+            if key in raw:
+                raise FieldProblem(key, f"not a training option here: {where}")
+    return raw
 
-    name: str
-    models: list[str]
-    norms: dict[str, NormsSpec]
-    conditions: list[ConditionSpec]
-    training: dict[str, Any]
-    search: dict[str, Any]
-    tune: TuneSpec
-    evaluation: EvalSpec
-    resources: ResourcesSpec
-    storage: str = "egrid_runs"
-    seed: int = 0
-    mcq: dict[str, str] = field(default_factory=dict)
+
+class JobSpec(_Section):
+    """A whole grid job, validated. ``training`` is the checked :class:`TrainConfig` every
+    trial starts from (its format and seed are set per condition and by ``seed``)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    models: Annotated[list[NonEmpty], Field(min_length=1), BeforeValidator(_one_as_list)]
+    norms: dict[Language, NormsSpec] = Field(default_factory=lambda: {"en": NormsSpec()})
+    conditions: Annotated[list[ConditionSpec], Field(min_length=1)] = Field(default_factory=lambda: [ConditionSpec()])
+    training: Annotated[TrainConfig, BeforeValidator(_training)] = Field(default_factory=TrainConfig)
+    search: dict[str, Any] = Field(default_factory=dict)  # checked by _search_problems
+    tune: TuneSpec = Field(default_factory=TuneSpec)
+    evaluation: EvalSpec = Field(default_factory=EvalSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    storage: NonEmpty = "egrid_runs"
+    seed: Count = 0
+    mcq: dict[Literal["train", "test"], NonEmpty] = Field(default_factory=dict)
     allow_download: bool = False
     trust_remote_code: bool = False
-    source: str = ""
-    raw: dict = field(default_factory=dict, repr=False)
+    _source: str = PrivateAttr("")
+    _raw: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("mcq")
+    @classmethod
+    def _mcq_sources(cls, mcq: dict, info: ValidationInfo) -> dict:
+        out = {}
+        for key, value in mcq.items():
+            try:
+                out[key] = _data_source(value, info)
+            except ValueError as exc:
+                raise FieldProblem(key, str(exc)) from None
+        return out
+
+    @property
+    def source(self) -> str:
+        """The job file (or ``env:NAME``) this spec was read from."""
+        return self._source
+
+    @property
+    def raw(self) -> dict:
+        """The YAML document as written (kept in the run manifest)."""
+        return self._raw
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are stored)."""
-        body = asdict(self)
-        for key in ("storage", "source", "raw"):
-            body.pop(key, None)
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        body = self.model_dump(mode="json", exclude={"storage"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
     def run_name(self) -> str:
@@ -153,349 +268,162 @@ class JobSpec:
 
 # --------------------------------------------------------------------------- parsing
 
-_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list", dict: "a mapping"}
+#: the model that validates the mapping at a YAML path (for "did you mean" on unknown keys)
+_SECTIONS = {("training",): TrainConfig, ("tune",): TuneSpec, ("evaluation",): EvalSpec, ("resources",): ResourcesSpec}
 
 
-class _Checker:
-    def __init__(self, source: str):
-        self.source = source
-        self.problems: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str) -> dict:
-        if not isinstance(value, dict):
-            self.add(path, f"expected a mapping, got {type(value).__name__}")
-            return {}
-        return value
-
-    def keys(self, value: dict, allowed, path: str) -> None:
-        for key in value:
-            if str(key) not in allowed:
-                self.add(f"{path}.{key}" if path else str(key), f"unknown key{did_you_mean(str(key), allowed)}; allowed: {', '.join(sorted(allowed))}")
-
-    def typed(self, value: Any, kind: type, path: str, *, low=None, high=None):
-        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok, value = True, float(value)
-        if not ok:
-            self.add(path, f"expected {_TYPES[kind]}, got {value!r}")
-            return None
-        if low is not None and value < low:
-            self.add(path, f"must be >= {low}, got {value!r}")
-        if high is not None and value > high:
-            self.add(path, f"must be <= {high}, got {value!r}")
-        return value
-
-    def choice(self, value: Any, allowed, path: str):
-        if value not in allowed:
-            self.add(path, f"got {value!r}{did_you_mean(str(value), [str(a) for a in allowed])}; expected one of {', '.join(map(str, allowed))}")
-        return value
+def _allowed_keys(loc: tuple) -> list[str]:
+    if not loc:
+        model = JobSpec
+    elif loc[0] == "norms" and len(loc) == 2:
+        model = NormsSpec
+    elif loc[0] == "conditions" and len(loc) == 2:
+        model = ConditionSpec
+    else:
+        model = _SECTIONS.get(tuple(loc))
+    if model is None:
+        return []
+    names = set(model.model_fields)
+    return sorted(names - set(NOT_TRAINING_OPTIONS) if model is TrainConfig else names)
 
 
-MAX_INT = 10**9  # larger counts are typos (or a night lost), not experiments
-
-
-def _field_kind(f, default) -> type | None:
-    """The scalar type a dataclass field expects, from its default or its annotation."""
-    annotation = str(f.type)
-    if "list" in annotation:
-        return list
-    for kind in (bool, float, int, str):
-        if isinstance(default, kind):
-            return kind
-    for name, kind in (("bool", bool), ("float", float), ("int", int), ("str", str)):
-        if re.search(rf"\b{name}\b", annotation):
-            return kind
-    return None
-
-
-def _dataclass_from(cls, raw: dict, chk: _Checker, path: str, *, skip: tuple[str, ...] = ()):
-    """Fill a dataclass from a mapping, type-checking each field by its default or annotation."""
-    names = {f.name: f for f in fields(cls) if f.name not in skip}
-    chk.keys(raw, names, path)
-    obj = cls()
-    for key, value in raw.items():
-        if key not in names:
-            continue
-        f = names[key]
-        default = getattr(obj, key)
-        kind = _field_kind(f, default)
-        p = f"{path}.{key}"
-        if value is None:
-            if default is not None and "None" not in str(f.type):
-                chk.add(p, f"expected {_TYPES.get(kind, 'a value')}, got null")
-                continue
-            setattr(obj, key, None)
-        elif kind is bool:
-            setattr(obj, key, chk.typed(value, bool, p))
-        elif kind is float:
-            number = chk.typed(value, float, p, low=0)
-            if number is not None and not math.isfinite(number):
-                chk.add(p, f"expected a finite number, got {value!r}")
-            setattr(obj, key, number)
-        elif kind is int:
-            setattr(obj, key, chk.typed(value, int, p, low=0, high=MAX_INT))
-        elif kind is list:
-            if isinstance(value, list):
-                if not value:
-                    chk.add(p, "empty list; give at least one entry")
-                    continue
-                if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-                    chk.add(p, f"expected a list of names or numbers, got {value!r}")
-                    continue  # keep the default so later checks see a well-formed value
-            elif not isinstance(value, str):
-                chk.add(p, f"expected a list or a name, got {value!r}")
-                continue
-            setattr(obj, key, value)
-        elif kind is str:
-            setattr(obj, key, chk.typed(value, str, p))
-        else:
-            setattr(obj, key, value)
-    return obj
-
-
-def _search_space(raw: dict, chk: _Checker) -> dict:
-    """Check the search space: each entry a fixed value or {kind: [...] / low, high}."""
-    train_keys = {f.name for f in fields(TrainConfig)}
-    out = {}
-    for key, value in raw.items():
+def _search_problems(search: Any, training: Any) -> list[str]:
+    """The search space, checked on the YAML as written (so its problems come with the
+    others): each entry a fixed value, ``{grid|choice: [...]}`` or ``{uniform|loguniform|
+    randint: {low, high}}``, and every value it can take a valid training option."""
+    if not isinstance(search, dict):
+        return []  # pydantic says what it should be
+    base = {k: v for k, v in training.items() if k not in NOT_TRAINING_OPTIONS} if isinstance(training, dict) else {}
+    try:
+        TrainConfig.from_dict(base)
+    except InputError:
+        base = {}  # the training section's own problems are reported there
+    out = []
+    for key, value in search.items():
         p = f"search.{key}"
-        if key not in train_keys and key != "condition":
-            chk.add(p, f"not a training option{did_you_mean(key, train_keys)}")
+        if key == "condition":
+            continue  # checked against the conditions once they are valid
+        if key not in TrainConfig.model_fields or key in NOT_TRAINING_OPTIONS:
+            out.append(f"{p}: not a training option{did_you_mean(str(key), TrainConfig.model_fields)}")
             continue
-        if not isinstance(value, dict):
-            out[key] = value
-            continue
-        kinds = [k for k in value if k in SEARCH_KINDS]
-        if len(kinds) != 1 and not {"low", "high"} <= set(value):
-            chk.add(p, f"expected one of {', '.join(SEARCH_KINDS)} (e.g. {{grid: [1e-4, 1e-3]}} or {{loguniform: {{low: 1e-5, high: 1e-3}}}})")
-            continue
-        kind = kinds[0]
-        arg = value[kind]
-        if kind in ("choice", "grid"):
-            if not isinstance(arg, list) or not arg:
-                chk.add(f"{p}.{kind}", "expected a non-empty list")
-                continue
-        else:
-            if not isinstance(arg, dict) or not {"low", "high"} <= set(arg):
-                chk.add(f"{p}.{kind}", "expected {low: ..., high: ...}")
-                continue
-            low, high = arg["low"], arg["high"]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
-                chk.add(f"{p}.{kind}", f"expected numbers with low < high, got low={low!r}, high={high!r}")
-                continue
-            if kind == "loguniform" and low <= 0:
-                chk.add(f"{p}.{kind}.low", f"loguniform needs low > 0, got {low!r}")
-                continue
-        out[key] = {kind: arg}
+        for where, candidate in _candidates(value, p, out):
+            try:
+                TrainConfig.from_dict({**base, key: candidate})
+            except InputError:
+                problem = _candidate_problem(base, key, candidate)
+                out.append(f"{where}: {problem}")
+    return out
+
+
+def _candidate_problem(base: dict, key: str, candidate: Any) -> str:
+    try:
+        TrainConfig.model_validate({**base, key: candidate})
+    except ValidationError as exc:
+        return first_problem(exc)[1]
+    return "not a valid value"
+
+
+def _candidates(value: Any, path: str, out: list[str]) -> list[tuple[str, Any]]:
+    """(YAML path, value) for every value a search entry can take (a range: its ends)."""
+    if not isinstance(value, dict):
+        return [(path, value)]
+    kinds = [k for k in value if k in SEARCH_KINDS]
+    if len(kinds) != 1 or len(value) != 1:
+        out.append(f"{path}: expected one of {', '.join(SEARCH_KINDS)} (e.g. {{grid: [1e-4, 1e-3]}} or "
+                   "{loguniform: {low: 1e-5, high: 1e-3}})")
+        return []
+    kind, arg = kinds[0], value[kinds[0]]
+    if kind in ("choice", "grid"):
+        if not isinstance(arg, list) or not arg:
+            out.append(f"{path}.{kind}: expected a non-empty list")
+            return []
+        return [(f"{path}.{kind}[{i}]", v) for i, v in enumerate(arg)]
+    if not isinstance(arg, dict) or set(arg) != {"low", "high"}:
+        out.append(f"{path}.{kind}: expected {{low: ..., high: ...}}")
+        return []
+    low, high = arg["low"], arg["high"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or low >= high:
+        out.append(f"{path}.{kind}: expected numbers with low < high, got low={low!r}, high={high!r}")
+        return []
+    if kind == "loguniform" and low <= 0:
+        out.append(f"{path}.{kind}.low: loguniform needs low > 0, got {low!r}")
+        return []
+    if kind == "randint" and not all(isinstance(v, int) for v in (low, high)):
+        out.append(f"{path}.{kind}: randint needs integer bounds, got low={low!r}, high={high!r}")
+        return []
+    if kind == "randint":  # integers; its high is exclusive
+        return [(f"{path}.{kind}.low", low), (f"{path}.{kind}.high", high - 1)]
+    # uniform and loguniform sample floats: an integer option cannot take them
+    return [(f"{path}.{kind}.low", float(low)), (f"{path}.{kind}.high", float(high))]
+
+
+def search_candidates(value: Any) -> list[tuple[str, Any]]:
+    """(YAML path under ``search``, value) for every value a valid search entry can take:
+    a fixed value, each listed one, or a range's two ends."""
+    return _candidates(value, "search", [])
+
+
+def _cross_problems(spec: JobSpec) -> list[str]:
+    """Checks across sections, once each section is well-formed."""
+    out = []
+    seen = set()
+    for i, c in enumerate(spec.conditions):
+        from embodiment.formats import FORMATS
+
+        trains_on = FORMATS[c.format].trains_on
+        for lang in c.languages:
+            if lang not in spec.norms and trains_on == "norms":
+                out.append(f"conditions[{i}].languages: no norms for {lang!r}; add norms.{lang}")
+        if trains_on == "mcq" and "train" not in spec.mcq:
+            out.append(f"conditions[{i}].format: the {c.format} format trains on multiple-choice items: it needs "
+                       "mcq.train (a JSON question file, or wu2026:mcq-train)")
+        if c.name in seen or c.name == "base":
+            out.append(f"conditions[{i}].name: {c.name!r} is used twice or reserved ('base' is the untrained model)")
+        seen.add(c.name)
+    for i, f in enumerate(spec.evaluation.formats):
+        if f == "mcq" and "test" not in spec.mcq:
+            out.append(f"evaluation.formats[{i}]: evaluating mcq needs mcq.test (a JSON question file)")
+    for i, lang in enumerate(spec.evaluation.languages):
+        if lang not in spec.norms:
+            out.append(f"evaluation.languages[{i}]: no norms for {lang!r}; add norms.{lang}")
+    sampled = [k for v in spec.search.values() if isinstance(v, dict) for k in v if k in ("uniform", "loguniform", "randint")]
+    if spec.tune.searcher == "grid" and sampled:
+        out.append("tune.searcher: grid search cannot sample uniform/loguniform/randint ranges; use searcher: random or optuna")
+    condition = spec.search.get("condition")
+    names = [c.name for c in spec.conditions]
+    for where, value in _candidates(condition, "search.condition", out) if condition is not None else []:
+        if value not in names:
+            out.append(f"{where}: unknown condition {value!r}{did_you_mean(str(value), names)}")
     return out
 
 
 def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> JobSpec:
     """Validate a loaded YAML document and build the :class:`JobSpec`.
 
-    Each section is checked by its own function below; all of them run, so every problem
-    of the file is reported at once.
+    Args:
+        raw: the document (``yaml.safe_load`` of the job file).
+        source: the job file, for messages and for paths relative to it.
+        check_files: whether data files must exist now.
 
     Raises:
         SpecError: every problem found, each with its YAML path.
     """
-    chk = _Checker(source)
-    top = chk.mapping(raw, "(top level)")
-    chk.keys(top, {f.name for f in fields(JobSpec)} - {"source", "raw"}, "")
-    name, models = _identity(chk, top)
-    norms = _norms_section(chk, top, source, check_files)
-    conditions = _conditions_section(chk, top, norms)
-    training, search = _training_section(chk, top, {c.name for c in conditions})
-    tune = _tune_section(chk, top, search)
-    evaluation = _evaluation_section(chk, top, norms)
-    resources = _resources_section(chk, top)
-    mcq, storage, seed = _data_and_run_section(chk, top, source, check_files)
-    if chk.problems:
-        raise SpecError(source, chk.problems)
-    for ns in norms.values():
-        if ns.source != "embedded":
-            ns.source = _absolute_source(ns.source, source)
-        if ns.test_source:
-            ns.test_source = _absolute_source(ns.test_source, source)
-    return JobSpec(name=name, models=models, norms=norms, conditions=conditions, training=training, search=search,
-                   tune=tune, evaluation=evaluation, resources=resources, storage=storage, seed=seed,
-                   mcq={k: _absolute_source(v, source) for k, v in mcq.items()},
-                   allow_download=bool(top.get("allow_download", False)),
-                   trust_remote_code=bool(top.get("trust_remote_code", False)), source=str(source), raw=top)
-
-
-def _identity(chk: _Checker, top: dict) -> tuple[str, list[str]]:
-    """``name`` and ``models``."""
-    for key in ("name", "models"):
-        if key not in top:
-            chk.add(key, "missing (required)")
-    name = top.get("name", "job")
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        chk.add("name", f"expected letters, digits, '-' or '_', got {name!r}")
-    models = top.get("models", [])
-    if isinstance(models, str):
-        models = [models]
-    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
-        chk.add("models", f"expected a non-empty list of model references, got {models!r}")
-        models = []
-    return name, models
-
-
-def _norms_section(chk: _Checker, top: dict, source: str, check_files: bool) -> dict[str, NormsSpec]:
-    """``norms``: per language, where the norms come from and how they split."""
-    norms = {}
-    for lang, spec in chk.mapping(top.get("norms", {"en": {}}), "norms").items():
-        if lang not in LANGUAGES:
-            chk.add(f"norms.{lang}", f"unknown language{did_you_mean(str(lang), LANGUAGES)}; expected one of {', '.join(LANGUAGES)}")
-            continue
-        ns = _dataclass_from(NormsSpec, chk.mapping(spec or {}, f"norms.{lang}"), chk, f"norms.{lang}")
-        if ns.test_fraction is not None and not 0 < ns.test_fraction < 1:
-            chk.add(f"norms.{lang}.test_fraction", f"must lie strictly between 0 and 1, got {ns.test_fraction}")
-        for key in ("source", "test_source"):
-            value = getattr(ns, key)
-            if value and value != "embedded":
-                _check_data_source(chk, f"norms.{lang}.{key}", value, source, check_files)
-        norms[lang] = ns
-    return norms
-
-
-def _conditions_section(chk: _Checker, top: dict, norms: dict) -> list[ConditionSpec]:
-    """``conditions``: what each trial is fine-tuned on; the format says what data it needs."""
-    conditions = []
-    raw_conditions = top.get("conditions", [{"name": "rating_en"}])
-    if not isinstance(raw_conditions, list) or not raw_conditions:
-        chk.add("conditions", "expected a non-empty list of training conditions")
-        raw_conditions = []
-    seen = set()
-    for i, c in enumerate(raw_conditions):
-        p = f"conditions[{i}]"
-        cs = _dataclass_from(ConditionSpec, chk.mapping(c, p), chk, p)
-        chk.choice(cs.format, list(FORMATS), f"{p}.format")
-        trains_on = FORMATS[cs.format].trains_on if cs.format in FORMATS else "norms"
-        for lang in cs.languages if isinstance(cs.languages, list) else [cs.languages]:
-            if lang not in norms and trains_on == "norms":
-                chk.add(f"{p}.languages", f"no norms for {lang!r}; add norms.{lang}")
-        if trains_on == "mcq" and "train" not in top.get("mcq", {}):
-            chk.add(f"{p}.format", f"the {cs.format} format trains on multiple-choice items: it needs mcq.train "
-                                   "(a JSON question file, or wu2026:mcq-train)")
-        cs.name = cs.name or f"{cs.format}_{'_'.join(cs.languages)}"
-        if cs.name in seen or cs.name == "base":
-            chk.add(f"{p}.name", f"{cs.name!r} is used twice or reserved ('base' is the untrained model)")
-        seen.add(cs.name)
-        conditions.append(cs)
-    return conditions
-
-
-def _training_section(chk: _Checker, top: dict, condition_names: set[str]) -> tuple[dict, dict]:
-    """``training`` (every TrainConfig field, types then ranges) and the ``search`` space."""
-    training = chk.mapping(top.get("training", {}), "training")
-    before = len(chk.problems)
-    train_cfg = _dataclass_from(TrainConfig, training, chk, "training", skip=("format",))
-    if len(chk.problems) == before:  # types are right: now the ranges and names
-        try:
-            train_cfg.validate()
-        except InputError as exc:
-            chk.add(f"training.{exc.key}" if exc.key else "training", str(exc).split(": ", 1)[-1])
-    search = _search_space(chk.mapping(top.get("search", {}), "search"), chk)
-    if "condition" in search and isinstance(search["condition"], dict):
-        for cond in next(iter(search["condition"].values())):
-            if cond not in condition_names:
-                chk.add("search.condition", f"unknown condition {cond!r}{did_you_mean(str(cond), condition_names)}")
-    return training, search
-
-
-def _tune_section(chk: _Checker, top: dict, search: dict) -> TuneSpec:
-    """``tune``: searcher, scheduler, samples, tracking (the packages they need installed)."""
-    import importlib.util
-
-    tune = _dataclass_from(TuneSpec, chk.mapping(top.get("tune", {}), "tune"), chk, "tune")
-    chk.choice(tune.searcher, SEARCHERS, "tune.searcher")
-    chk.choice(tune.scheduler, SCHEDULERS, "tune.scheduler")
-    chk.choice(tune.mode, ("max", "min"), "tune.mode")
-    if tune.searcher == "grid" and any(k in ("uniform", "loguniform", "randint") for v in search.values() if isinstance(v, dict) for k in v):
-        chk.add("tune.searcher", "grid search cannot sample uniform/loguniform/randint ranges; use searcher: random or optuna")
-    if tune.searcher == "optuna" and importlib.util.find_spec("optuna") is None:
-        chk.add("tune.searcher", "optuna is not installed (pip install optuna), or use random")
-    if tune.mlflow and importlib.util.find_spec("mlflow") is None:
-        chk.add("tune.mlflow", "mlflow is not installed (pip install mlflow), or leave tune.mlflow out")
-    return tune
-
-
-def _evaluation_section(chk: _Checker, top: dict, norms: dict) -> EvalSpec:
-    """``evaluation``: the suite every model gets (formats, languages, RSA, layers, probe)."""
-    evaluation = _dataclass_from(EvalSpec, chk.mapping(top.get("evaluation", {}), "evaluation"), chk, "evaluation")
-    for i, f in enumerate(evaluation.formats if isinstance(evaluation.formats, list) else []):
-        chk.choice(f, ["rating", "mcq"], f"evaluation.formats[{i}]")
-        if f == "mcq" and "test" not in top.get("mcq", {}):
-            chk.add(f"evaluation.formats[{i}]", "evaluating mcq needs mcq.test (a JSON question file)")
-    for i, lang in enumerate(evaluation.languages if isinstance(evaluation.languages, list) else []):
-        if lang not in norms:
-            chk.add(f"evaluation.languages[{i}]", f"no norms for {lang!r}; add norms.{lang}")
-    chk.choice(evaluation.rsa_recipe, list(RECIPES), "evaluation.rsa_recipe")
-    chk.choice(evaluation.probe, PROBES, "evaluation.probe")
-    if not evaluation.embeddings:  # no hidden states, no probe; asking for both is a contradiction
-        if evaluation.probe != "none" and "probe" in (top.get("evaluation") or {}):
-            chk.add("evaluation.probe", "the probe reads hidden states: set evaluation.embeddings: true, or probe: none")
-        evaluation.probe = "none"
-    return evaluation
-
-
-def _resources_section(chk: _Checker, top: dict) -> ResourcesSpec:
-    """``resources``: DeepSpeed ranks per trial, CPUs/GPUs, concurrency, scorer actors."""
-    resources = _dataclass_from(ResourcesSpec, chk.mapping(top.get("resources", {}), "resources"), chk, "resources")
-    if resources.workers == 0:
-        chk.add("resources.workers", f"must be >= 1, got {resources.workers}")
-    if resources.gpus_per_worker and resources.workers > 1 and resources.gpus_per_worker != int(resources.gpus_per_worker):
-        chk.add("resources.gpus_per_worker", "fractional GPUs only for single-worker trials (DeepSpeed ranks need whole GPUs)")
-    return resources
-
-
-def _data_and_run_section(chk: _Checker, top: dict, source: str, check_files: bool) -> tuple[dict, str, int]:
-    """``mcq`` files, ``storage``, ``seed`` and the two trust flags."""
-    mcq = chk.mapping(top.get("mcq", {}), "mcq")
-    chk.keys(mcq, {"train", "test"}, "mcq")
-    for key, path in mcq.items():
-        if isinstance(path, str):
-            _check_data_source(chk, f"mcq.{key}", path, source, check_files)
-    storage = top.get("storage", "egrid_runs")
-    if not isinstance(storage, str) or not storage:
-        chk.add("storage", f"expected a path or URI, got {storage!r}")
-    seed = top.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        chk.add("seed", f"expected a non-negative integer, got {seed!r}")
-    for flag in ("allow_download", "trust_remote_code"):
-        if flag in top and not isinstance(top[flag], bool):
-            chk.add(flag, f"expected true or false, got {top[flag]!r}")
-    return mcq, storage, seed
-
-
-def _check_data_source(chk: "_Checker", key: str, value: str, source: str, check_files: bool) -> None:
-    """A data ``source`` is a registered dataset's table (``wu2026:train``) or a file."""
-    from embodiment import datasets
-
-    if datasets.is_reference(value):
-        name, table = value.split(datasets.SEPARATOR, 1)
-        known = datasets.DATASETS[name].tables
-        if table not in known:
-            chk.add(key, f"dataset {name} has no table {table!r}{did_you_mean(table, known)}; its tables: {', '.join(known)}")
-        return
-    head = value.split(datasets.SEPARATOR, 1)[0]
-    if datasets.SEPARATOR in value and head.isidentifier() and len(head) > 1 and not _resolve_path(value, source).exists():
-        chk.add(key, f"unknown dataset {head!r}{did_you_mean(head, datasets.DATASETS)}; known: "
-                     f"{', '.join(datasets.DATASETS)} (egrid data list), or give a file path")
-        return
-    if check_files and not _resolve_path(value, source).exists():
-        chk.add(key, f"file not found: {_resolve_path(value, source)}")
-
-
-def _absolute_source(value: str, source: str) -> str:
-    """A file source made absolute; a dataset reference kept as written (resolved where it is read)."""
-    from embodiment import datasets
-
-    return value if datasets.is_reference(value) else str(_resolve_path(value, source).resolve())
+    if not isinstance(raw, dict):
+        raise SpecError(source, [f"(top level): expected a mapping, got {type(raw).__name__}"])
+    found: list[str] = []
+    spec = None
+    try:
+        spec = JobSpec.model_validate(raw, context={"source": str(source), "check_files": check_files})
+    except ValidationError as exc:
+        found += problems(exc, allowed_keys=_allowed_keys)
+    found += _search_problems(raw.get("search"), raw.get("training"))
+    if spec is not None and not found:
+        found += _cross_problems(spec)
+    if found:
+        raise SpecError(source, found)
+    spec._source, spec._raw = str(source), raw
+    return spec
 
 
 def _resolve_path(path: str, source: str) -> Path:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +46,14 @@ def param_space(spec: JobSpec) -> dict:
 
 
 def worker_config(spec: JobSpec, config: dict) -> dict:
-    """The plain dict a Train worker gets: training options, condition, data sources."""
+    """What a Train worker gets: the trial's :class:`TrainConfig` (the job's validated
+    training section with this trial's searched values, format and seed), its condition
+    and the data sources."""
     condition = next(c for c in spec.conditions if c.name == config["condition"])
-    train = {**spec.training, **{k: v for k, v in config.items() if k not in ("condition", "model")}}
-    train.update(format=condition.format, seed=spec.seed)
-    return {"train": train, "condition": asdict(condition), "norms": {k: asdict(v) for k, v in spec.norms.items()},
+    # Tune's samplers may hand numpy scalars; the values' ranges were checked with the spec
+    searched = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items() if k not in ("condition", "model")}
+    train = spec.training.model_copy(update={**searched, "format": condition.format, "seed": spec.seed})
+    return {"train": train, "condition": condition.model_dump(), "norms": {k: v.model_dump() for k, v in spec.norms.items()},
             "seed": spec.seed, "mcq": spec.mcq, "model": config["model"], "use_gpu": spec.resources.gpus_per_worker > 0,
             "allow_download": spec.allow_download, "trust_remote_code": spec.trust_remote_code}
 
@@ -252,7 +254,7 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         run_config=tune.RunConfig(name="tune", storage_path=str(location),
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures),
                                   verbose=0 if is_plain() else 1,  # plain: our lines, no status tables
-                                  callbacks=[progress_callback(expected_trials(spec), spec.training.get("steps")),
+                                  callbacks=[progress_callback(expected_trials(spec), spec.training.steps),
                                              storage_guard(run_dir),
                                              *_tracking_callbacks(spec, run_dir)]),
     )

@@ -21,13 +21,13 @@ REPORT_EVERY = 5
 def train_worker(config: dict) -> None:
     """Ray Train loop of one trial: fine-tune under DeepSpeed, report, checkpoint.
 
-    ``config`` carries plain values only: ``train`` (TrainConfig fields), ``condition``,
+    ``config`` carries ``train`` (the trial's validated TrainConfig), ``condition``,
     ``norms``, ``seed``, ``mcq``, ``model``, ``trust_remote_code``, ``allow_download``.
     """
     import ray.train
 
     quiet_train_worker()
-    cfg = TrainConfig.from_dict(config["train"])
+    cfg: TrainConfig = config["train"]  # validated with the job spec; searched values within its ranges
     context = ray.train.get_context()
     rank = context.get_world_rank()
     lm = load_model(config["model"], device="cuda" if config.get("use_gpu") else "cpu", dtype=weight_dtype(cfg.precision),
