@@ -126,29 +126,26 @@ def _rows(mask: pd.Series, limit: int = 5) -> str:
 
 
 def write_parquet_atomic(table: pa.Table | pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` via a temporary file and an atomic rename.
+    """Write ``table`` to ``path`` through :func:`atomic_path` (fsynced before the rename).
 
     A crash mid-write leaves at most a hidden ``.tmp`` file that readers ignore; the
     previous version of ``path`` (if any) stays intact until the rename.
+
+    Raises:
+        InputError: the folder cannot be written (unwritable, not a folder, disk full),
+            naming it; earlier files are untouched.
     """
     path = Path(path)
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        pq.write_table(table, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # unwritable, not a folder, disk full: say where, keep what exists
-            raise InputError(f"cannot write here: {exc.strerror or exc}; earlier tables are intact", source=path) from None
-        raise
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+    except OSError as exc:  # say where, keep what exists
+        raise InputError(f"cannot write here: {exc.strerror or exc}; earlier tables are intact", source=path) from None
     return path
 
 
@@ -168,14 +165,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write UTF-8 ``text`` to ``path`` via a temporary file and an atomic rename."""
+    """Write UTF-8 ``text`` to ``path`` through :func:`atomic_path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path

@@ -16,6 +16,8 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
@@ -32,6 +34,26 @@ def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     if location.remote:
         return pafs.FileSystem.from_uri(location.path)
     return pafs.LocalFileSystem(), location.path
+
+
+@contextmanager
+def atomic_output(fs: pafs.FileSystem, path: str) -> Iterator[pa.NativeFile]:
+    """A stream to write ``path`` on any pyarrow filesystem: it goes to a hidden temporary
+    file beside it, moved onto ``path`` when the block ends without an error and deleted
+    when it raises, so ``path`` is whole or absent (the remote twin of
+    :func:`embodiment.tables.atomic_path`)."""
+    folder = path.rsplit("/", 1)[0]
+    tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open_output_stream(tmp) as sink:
+            yield sink
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def key_name(key: str) -> str:
@@ -73,17 +95,8 @@ class ResultsStore:
         data = conform(table, _plain_arrow(frame))
         data = data.replace_schema_metadata({b"egrid_key": key.encode()})
         final = f"{folder}/{key_name(key)}"
-        tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-        try:
-            with self.fs.open_output_stream(tmp) as sink:
-                pq.write_table(data, sink)
-            self.fs.move(tmp, final)
-        except BaseException:
-            try:
-                self.fs.delete_file(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_output(self.fs, final) as sink:
+            pq.write_table(data, sink)
         return final
 
     def delete(self, table: str, key: str) -> bool:
@@ -118,10 +131,8 @@ class ResultsStore:
 
     def write_json(self, name: str, payload: dict) -> None:
         """A small JSON record (run manifest) written atomically beside the tables."""
-        tmp = f"{self.base}/.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(tmp) as sink:
+        with atomic_output(self.fs, f"{self.base}/{name}") as sink:
             sink.write(json.dumps(payload, indent=1, default=str).encode())
-        self.fs.move(tmp, f"{self.base}/{name}")
 
     def read_json(self, name: str) -> dict | None:
         try:

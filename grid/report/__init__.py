@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from embodiment.errors import InputError
-from embodiment.tables import write_text_atomic
+from embodiment.tables import atomic_path, write_text_atomic
 from grid.report.figures import FIGURES, Figure, FigureOptions, build_figures
 from grid.report.results import Results, load_results
 
@@ -45,9 +45,8 @@ def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
 
     png, svg = folder / f"{fig.name}.png", folder / f"{fig.name}.svg"
     for path, kwargs in ((png, {"dpi": 130}), (svg, {"metadata": {"Date": None}})):
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.figure.savefig(tmp, format=path.suffix[1:], bbox_inches="tight", **kwargs)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.figure.savefig(tmp, format=path.suffix[1:], bbox_inches="tight", **kwargs)
     plt.close(fig.figure)
     return png, svg
 

@@ -132,3 +132,35 @@ def test_run_location_tells_local_folders_from_uris(tmp_path, monkeypatch):
     remote = RunLocation.of("s3://bucket/runs/demo-1/")
     assert remote.remote and remote.path == "s3://bucket/runs/demo-1/" and remote.child("tune") == "s3://bucket/runs/demo-1/tune"
     assert remote.exists("anything")  # not checked for URIs
+
+
+@pytest.mark.parametrize("writer", ["local", "pyarrow"])
+def test_the_two_atomic_writers_leave_the_old_file_whole_when_a_write_fails(tmp_path, writer):
+    """embodiment.tables.atomic_path (local files) and grid.results.atomic_output (any
+    pyarrow filesystem): the new bytes replace the file only when the write ends without
+    an error, and no temporary file stays behind either way."""
+    import pyarrow.fs as pafs
+
+    from embodiment.tables import atomic_path
+    from grid.results import atomic_output
+
+    target = tmp_path / "manifest.json"
+    target.write_text("old")
+
+    def write(text: str, fail: bool) -> None:
+        if writer == "local":
+            with atomic_path(target) as tmp:
+                tmp.write_text(text)
+                if fail:
+                    raise OSError("disk full")
+        else:
+            with atomic_output(pafs.LocalFileSystem(), str(target)) as sink:
+                sink.write(text.encode())
+                if fail:
+                    raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write("new, half", fail=True)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["manifest.json"]
+    write("new", fail=False)
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["manifest.json"]
