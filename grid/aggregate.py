@@ -50,7 +50,8 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
     """Metrics and transfer tables from the ratings, embeddings and choices tables.
 
     Args:
-        tables: the run's tables (ratings, embeddings, choices, trials), any may be empty.
+        tables: the run's tables (ratings, head_ratings, embeddings, choices, trials), any
+            may be empty.
         rsa_recipe: the recipe of rating RSA and of the probe's RSA.
         subsets: dimension subsets of rating RSA.
         n_boot: bootstrap resamples for every CI (correlations and RSA).
@@ -83,6 +84,15 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
             if len(out["transfer"]):
                 t = out["transfer"].rename(columns={"condition": "trial_id"})
                 transfer.append(t.assign(model=model, language=language, condition=t["trial_id"].map(cond_of)))
+    heads = tables.get("head_ratings", pd.DataFrame())
+    for (model, language), _ in (heads.groupby(["model", "language"], sort=False) if len(heads) else []):
+        # a trial's ratings through its own head: the same metrics under head_<metric>
+        # (no base to compare with: the untrained model has no head)
+        options = EvaluationOptions(base=None, n_boot=n_boot, rsa_recipe=rsa_recipe, rsa_subsets=subsets,
+                                    rsa_boot=n_boot, seed=seed, eval_set=f"{language}/head", paired=paired)
+        m = evaluate_joined(_joined(heads, model, language), options)["metrics"].rename(columns={"condition": "trial_id"})
+        metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of),
+                                metric="head_" + m["metric"]))
     emb = tables.get("embeddings", pd.DataFrame())
     if len(emb) and len(ratings):
         say("aggregate: RSA of hidden states by layer and the frozen-feature probe")

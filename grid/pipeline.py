@@ -8,13 +8,24 @@ embeddings, and multiple-choice items; results come back as pandas tables.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pandas as pd
 
 from grid.data import LanguageData, load_mcq
 from grid.progress import Milestones, is_plain
 from grid.spec import JobSpec
-from grid.scorers import ChoiceScorer, EmbeddingExtractor, RatingScorer
+from grid.scorers import ChoiceScorer, EmbeddingExtractor, HeadScorer, RatingScorer
+
+
+@dataclass
+class TrialHead:
+    """A trained head to evaluate through: its safetensors file, the format that trained
+    it and, per training language, the dimensions its outputs are (in order)."""
+
+    path: str
+    format: str
+    dimensions: dict[str, list[str]]
 
 
 def _concept_rows(data: dict[str, LanguageData], languages: list[str], split: str = "test") -> pd.DataFrame:
@@ -84,7 +95,8 @@ def _collected(ds, keys: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
-                   embeddings: bool = True, probe: bool = False, validation: bool = False) -> dict[str, pd.DataFrame]:
+                   embeddings: bool = True, probe: bool = False, validation: bool = False,
+                   head: TrialHead | None = None) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
 
     Args:
@@ -98,6 +110,8 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
         validation: also rate the validation concepts (set aside from the training
             split), returned apart as ``validation_ratings``: a trial's score for the
             searcher, never written with the held-out ratings.
+        head: a trial's trained head (formats with ``head_outputs``): its held-out
+            ratings read through the head, returned as ``head_ratings``.
 
     Returns:
         ``ratings`` (concept, dimension, language, expected, p0..p5, digit_mass, human),
@@ -130,6 +144,13 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
         pending["embeddings"] = (_scored_in_blocks(spec, unique, EmbeddingExtractor, {
             "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size}, batch),
             unique[["concept"]])
+    head_langs = [lang for lang in ev.languages if head is not None and lang in head.dimensions]
+    if head_langs:
+        rows = _concept_rows(data, head_langs)
+        pending["head_ratings"] = (_scored_in_blocks(spec, rows, HeadScorer, {
+            "model": model, "adapter": adapter, "head": head.path, "format": head.format,
+            "dimensions": {lang: head.dimensions[lang] for lang in head_langs}, "batch_size": ev.batch_size}, batch),
+            rows[["concept", "language"]])
     if "mcq" in ev.formats and spec.mcq.get("test"):
         items = load_mcq(spec.mcq["test"])
         frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],

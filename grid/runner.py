@@ -228,7 +228,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
         say(f"{len(failed)} trial(s) failed: {', '.join(r['trial_id'] for r in rows)}")
 
     say("stage 3/3 aggregate: metrics, RSA, transfer tables")
-    tables = {t: store.read(t) for t in ("ratings", "embeddings", "choices", "trials")}
+    tables = {t: store.read(t) for t in ("ratings", "head_ratings", "embeddings", "choices", "trials")}
     agg = aggregate(tables, rsa_recipe=spec.evaluation.rsa_recipe, subsets=tuple(spec.evaluation.subsets),
                     n_boot=spec.evaluation.n_boot, seed=spec.seed,
                     train_norms={lang: d.train for lang, d in data.items()}, progress=say,

@@ -98,3 +98,34 @@ class ChoiceScorer(_ModelActor):
         items = [{"index": int(r["index"]), "question": r["question"], "correct_option": r["correct_option"],
                   "options": {k: r[k] for k in "ABCD"}} for _, r in batch.iterrows()]
         return self.torch.run(score_mcq, self.lm.model, self.lm.tokenizer, items, batch_size=self.batch_size)
+
+
+class HeadScorer(_ModelActor):
+    """Ray Data actor: a trial's ratings read through its own trained head (a format with
+    ``head_outputs``, such as regression), for concept batches: the head's outputs are the
+    training dimensions, in order, per language."""
+
+    def __init__(self, model: str, adapter: str | None, head: str, format: str, dimensions: dict[str, list[str]],
+                 batch_size: int = 32, trust_remote_code: bool = False):
+        from embodiment.formats import get_format
+        from embodiment.training import load_head
+
+        super().__init__(model, adapter, trust_remote_code)
+        outputs = len(next(iter(dimensions.values())))
+        self.head = self.torch.run(load_head, head, self.lm.model.config.hidden_size, outputs)
+        self.format = get_format(format)
+        self.dimensions = dimensions
+        self.batch_size = batch_size
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return self.torch.run(self._score, batch)
+
+    def _score(self, batch: pd.DataFrame) -> pd.DataFrame:
+        frames = []
+        for lang, part in batch.groupby("language", sort=False):
+            concepts = part["concept"].tolist()
+            predicted = self.format.predict(self.lm.model, self.head, self.lm.tokenizer, concepts, self.batch_size)
+            for j, dim in enumerate(self.dimensions[lang]):
+                frames.append(pd.DataFrame({"concept": concepts, "language": lang, "dimension": dim,
+                                            "expected": predicted[:, j], "human": part[f"h_{dim}"].to_numpy(float)}))
+        return pd.concat(frames, ignore_index=True)

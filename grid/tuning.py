@@ -98,7 +98,8 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
     adapter = str(adapter_dir / "adapter") if (adapter_dir / "adapter").exists() else None
     model = str(adapter_dir / "model") if adapter is None and (adapter_dir / "model").exists() else config["model"]
     data = prepare_norms(spec.norms, spec.seed)
-    evaluated = evaluate_model(spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True)
+    evaluated = evaluate_model(spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True,
+                               head=_trial_head(spec, config, adapter_dir))
     validation = evaluated.pop("validation_ratings", None)
     actor = ray.get_actor(results_actor_name)
     tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"]}
@@ -118,6 +119,19 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
     ray.get(actor.write.remote("trials", f"trial:{trial_id}", pd.DataFrame([row])))
     tune.report({"eval_score": score, "loss_ratio": row["loss_last"] / row["loss_first"] if row["loss_first"] else 1.0,
                  "evaluated": 1})
+
+
+def _trial_head(spec: JobSpec, config: dict, adapter_dir: Path):
+    """The trial's trained head, when its format has one: evaluated through it as well."""
+    from grid.data import training_data
+    from grid.pipeline import TrialHead
+
+    path = adapter_dir / "head.safetensors"
+    if not path.exists():
+        return None
+    plain = worker_config(spec, config)
+    task = training_data(plain["condition"], plain["norms"], spec.seed, spec.mcq)
+    return TrialHead(str(path), plain["train"].format, {lang: list(n.dimensions) for lang, n in task.norms.items()})
 
 
 def expected_trials(spec: JobSpec) -> int:

@@ -128,6 +128,11 @@ class TaskFormat:
         """Score a model on held-out ``data``."""
         raise NotImplementedError
 
+    def predict(self, model, head, tokenizer, concepts: list[str], batch_size: int = 32) -> np.ndarray:
+        """A format with a head (``head_outputs``): its (n concepts, outputs) ratings on the
+        0-5 scale, read through the trained head; the grid's head pass calls this."""
+        raise NotImplementedError(f"the {self.name} format has no head to rate through")
+
 
 def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

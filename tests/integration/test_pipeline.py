@@ -64,3 +64,46 @@ def test_two_scorer_actors_rate_as_one_plain_call(local_ray, tiny_model_dir):
     np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-5)
     human = pd.DataFrame(test.means, index=test.words, columns=test.dimensions)
     np.testing.assert_allclose(ratings["human"], [human.at[c, d] for c, d in zip(ratings["concept"], ratings["dimension"])])
+
+
+def test_a_trial_with_a_head_is_rated_through_it_as_one_plain_call_does(local_ray, tiny_model_dir, tmp_path):
+    """A regression trial's held-out ratings read through its own head (the head pass),
+    equal to the format's own predict called directly; then head_<metric> rows in the
+    metrics, their Spearman equal to scipy's on those ratings."""
+    import torch
+    from safetensors.torch import save_file
+    from scipy import stats
+
+    from embodiment.formats import get_format
+    from embodiment.training import load_head
+    from grid.aggregate import aggregate
+    from grid.pipeline import TrialHead
+
+    raw = {"name": "pipe", "models": [tiny_model_dir], "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 20}},
+           "evaluation": {"batch_size": 4, "embeddings": False, "formats": ["rating"], "subsets": ["all"], "n_boot": 10},
+           "resources": {"scorer_actors": 1, "cpus_per_worker": 1}}
+    spec = parse_job(raw)
+    data = prepare_norms(spec.norms, spec.seed)
+    test = data["en"].test
+    lm = load_model(tiny_model_dir)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(lm.model.config.hidden_size, len(test.dimensions))
+    with torch.no_grad():  # outputs inside the 0-5 clamp, so every dimension varies
+        head.weight.mul_(0.1)
+        head.bias.fill_(0.5)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp_path / "head.safetensors"))
+    trial_head = TrialHead(str(tmp_path / "head.safetensors"), "regression", {"en": list(test.dimensions)})
+
+    got = evaluate_model(spec, tiny_model_dir, None, data, embeddings=False, head=trial_head)["head_ratings"]
+    plain = get_format("regression").predict(lm.model, load_head(trial_head.path, lm.model.config.hidden_size,
+                                                                 len(test.dimensions)), lm.tokenizer, test.words, 4)
+    wide = got.pivot(index="concept", columns="dimension", values="expected").loc[test.words, test.dimensions]
+    np.testing.assert_allclose(wide.to_numpy(float), plain, rtol=1e-5, atol=1e-6)
+    assert got.groupby("dimension")["human"].apply(list).loc[test.dimensions[0]] == list(test.means[:, 0])
+
+    tagged = got.assign(trial_id="t1", condition="regression", model="m")
+    metrics = aggregate({"head_ratings": tagged}, subsets=("all",), n_boot=10)["metrics"]
+    spearman = metrics[metrics["metric"] == "head_spearman"].set_index("dimension")["value"]
+    for j, dim in enumerate(test.dimensions):
+        assert spearman[dim] == pytest.approx(stats.spearmanr(plain[:, j], test.means[:, j]).statistic, abs=1e-9)
+    assert {"head_rsa", "head_spearman"} <= set(metrics["metric"]) and set(metrics["eval_set"]) == {"en/head"}

@@ -129,3 +129,16 @@ def test_a_job_validate_accepts_gets_past_its_configuration_stage(tiny, raw):
         run = _build(config["train"], load_model(folder).model, lm.tokenizer,
                      training_data(config["condition"], config["norms"], spec.seed, spec.mcq))
         assert run.examples and run.optimizer.param_groups[0]["params"]
+
+
+def test_a_regression_trial_is_evaluated_through_its_head_with_its_training_dimensions(tmp_path):
+    from grid.tuning import _trial_head
+
+    raw = {**JOB, "conditions": [{"name": "reg", "format": "regression", "dimensions": ["Haptic", "Visual"]},
+                                 {"name": "rate", "format": "rating"}]}
+    spec = parse_job(raw, "job.yaml")
+    assert _trial_head(spec, {"condition": "reg", "model": "m"}, tmp_path) is None  # no head saved: nothing to read
+    (tmp_path / "head.safetensors").write_bytes(b"")
+    head = _trial_head(spec, {"condition": "reg", "model": "m"}, tmp_path)
+    assert head.format == "regression" and head.dimensions == {"en": ["Haptic", "Visual"]}
+    assert head.path == str(tmp_path / "head.safetensors")
