@@ -96,7 +96,7 @@ def _collected(ds, keys: pd.DataFrame, label: str) -> pd.DataFrame:
 
 def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
                    embeddings: bool = True, probe: bool = False, validation: bool = False,
-                   head: TrialHead | None = None) -> dict[str, pd.DataFrame]:
+                   head: TrialHead | None = None, formats: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
 
     Args:
@@ -112,12 +112,15 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
             searcher, never written with the held-out ratings.
         head: a trial's trained head (formats with ``head_outputs``): its held-out
             ratings read through the head, returned as ``head_ratings``.
+        formats: the evaluation formats of this pass (default: the job's
+            ``evaluation.formats``).
 
     Returns:
         ``ratings`` (concept, dimension, language, expected, p0..p5, digit_mass, human),
         ``embeddings`` (concept, layer, pooling, vector, language) and ``choices`` where asked for.
     """
     ev = spec.evaluation
+    formats = list(ev.formats if formats is None else formats)
     pending = {}  # table -> (a lazy Ray Dataset, the identifying columns of its input rows)
     who = f"{model} + adapter {adapter.rstrip('/').split('/')[-2]}" if adapter else model
     concepts = _concept_rows(data, list(ev.languages))
@@ -125,7 +128,7 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     # larger block pads less; a lost actor costs one block at most.
     batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
     dims = {lang: data[lang].test.dimensions for lang in ev.languages}
-    if "rating" in ev.formats and len(concepts):
+    if "rating" in formats and len(concepts):
         pending["ratings"] = (_scored_in_blocks(spec, concepts, RatingScorer, {
             "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch),
             concepts[["concept", "language"]])
@@ -151,7 +154,7 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
             "model": model, "adapter": adapter, "head": head.path, "format": head.format,
             "dimensions": {lang: head.dimensions[lang] for lang in head_langs}, "batch_size": ev.batch_size}, batch),
             rows[["concept", "language"]])
-    if "mcq" in ev.formats and spec.mcq.get("test"):
+    if "mcq" in formats and spec.mcq.get("test"):
         items = load_mcq(spec.mcq["test"])
         frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
                                **it["options"]} for it in items])

@@ -149,6 +149,31 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
                 f"{len(data[lang].train)} training concepts): RSA {_ci(top)}")
 
 
+def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor, say) -> None:
+    """``evaluation.best_only``: those formats for each objective's best trial (by its
+    validation score), once the search is over; a resumed run skips what is written."""
+    import ray
+
+    from grid.aggregate import best_trials
+    from grid.pipeline import evaluate_model
+
+    if not spec.evaluation.best_only:
+        return
+    trials = store.read("trials")
+    best = best_trials(trials[trials["status"] == "TERMINATED"]) if len(trials) else trials
+    for row in best.itertuples():
+        key = f"best:{row.trial_id}"
+        if ray.get(actor.has.remote("choices", key)) or ray.get(actor.has.remote("ratings", key)):
+            continue
+        weights = Path(str(row.adapter))  # a LoRA adapter folder, or a fully fine-tuned model's
+        model, adapter = (row.model, str(weights)) if (weights / "adapter_config.json").exists() else (str(weights), None)
+        say(f"best {row.format} trial {row.trial_id}: {', '.join(spec.evaluation.best_only)}")
+        evaluated = evaluate_model(spec, model, adapter, data, embeddings=False, formats=spec.evaluation.best_only)
+        for table, frame in evaluated.items():
+            ray.get(actor.write.remote(table, key, frame.assign(trial_id=row.trial_id, condition=row.condition,
+                                                              model=row.model)))
+
+
 def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
     """Put back whole copies of state files a full disk damaged (see grid.storage_guard)."""
     moved = repair_state(run_dir)
@@ -209,7 +234,8 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
             say(f"stage 1/3 baseline: {model} already evaluated, skipped")
             continue
         say(f"stage 1/3 baseline: evaluating {model} on {sum(len(d.test) for d in data.values())} held-out concepts (Ray Data)")
-        evaluated = evaluate_model(spec, model, None, data, probe=spec.evaluation.probe != "none")
+        evaluated = evaluate_model(spec, model, None, data, probe=spec.evaluation.probe != "none",
+                                   formats=[*spec.evaluation.formats, *spec.evaluation.best_only])
         for table, frame in evaluated.items():
             ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
         _say_baseline(spec, data, {t: f.assign(trial_id="base", model=model) for t, f in evaluated.items()}, say)
@@ -226,6 +252,8 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
         rows = [{"trial_id": Path(r.path).name if r.path else "?", "status": "ERROR", "error": str(r.error)[:500]} for r in failed]
         ray.get(actor.write.remote("trials", "failed", pd.DataFrame(rows)))
         say(f"{len(failed)} trial(s) failed: {', '.join(r['trial_id'] for r in rows)}")
+
+    _evaluate_best_trials(spec, data, store, actor, say)
 
     say("stage 3/3 aggregate: metrics, RSA, transfer tables")
     tables = {t: store.read(t) for t in ("ratings", "head_ratings", "embeddings", "choices", "trials")}

@@ -142,6 +142,9 @@ class EvalSpec(_Section):
     embeddings: bool = True
     probe: Literal[PROBES] = "base"
     paired: bool = True  # the study's paired-word rule when conditions are compared
+    # formats scored on the base model and, after the search, on each objective's best
+    # trial only (by eval_score): the colour questions cost minutes a model on a CPU
+    best_only: list[Literal["rating", "mcq"]] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -381,9 +384,12 @@ def _cross_problems(spec: JobSpec) -> list[str]:
         if c.name in seen or c.name == "base":
             out.append(f"conditions[{i}].name: {c.name!r} is used twice or reserved ('base' is the untrained model)")
         seen.add(c.name)
-    for i, f in enumerate(spec.evaluation.formats):
-        if f == "mcq" and "test" not in spec.mcq:
-            out.append(f"evaluation.formats[{i}]: evaluating mcq needs mcq.test (a JSON question file)")
+    for key in ("formats", "best_only"):
+        for i, f in enumerate(getattr(spec.evaluation, key)):
+            if f == "mcq" and "test" not in spec.mcq:
+                out.append(f"evaluation.{key}[{i}]: evaluating mcq needs mcq.test (a JSON question file)")
+            if key == "best_only" and f in spec.evaluation.formats:
+                out.append(f"evaluation.best_only[{i}]: {f} is already in evaluation.formats (every trial gets it)")
     for i, lang in enumerate(spec.evaluation.languages):
         if lang not in spec.norms:
             out.append(f"evaluation.languages[{i}]: no norms for {lang!r}; add norms.{lang}")

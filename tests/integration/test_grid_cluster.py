@@ -24,7 +24,8 @@ TABLES = ("trials", "ratings", "metrics", "transfer", "embeddings")
 
 @pytest.fixture
 def finished_run(job_file, two_node_cluster):
-    spec = load_job(job_file())
+    # the colour questions only for the best trial of each objective (and the base)
+    spec = load_job(job_file(mcq={"test": "wu2026:mcq-test"}, evaluation={"best_only": ["mcq"]}))
     summary = run_job(spec, address=two_node_cluster.address, say=print)
     import ray
 
@@ -118,6 +119,18 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     # trials are scored for the searcher on the validation concepts, never the held-out ones
     assert set(trials["eval_on"]) == {"validation"}
 
+    # evaluation.best_only: the colour questions for the base and the best trial alone,
+    # each question once per model; its accuracy is the table's share of correct answers.
+    choices = pd.read_parquet(run_dir / "tables" / "choices")
+    best = trials.loc[trials["eval_score"].idxmax(), "trial_id"]
+    assert set(choices["trial_id"]) == {"base", best}
+    per_item = choices.drop_duplicates(["trial_id", "index"])
+    assert per_item.groupby("trial_id").size().tolist() == [560, 560]
+    accuracy = metrics[metrics["metric"] == "accuracy"].set_index("trial_id")["value"]
+    assert set(accuracy.index) == {"base", best}
+    for trial_id, value in accuracy.items():
+        assert value == pytest.approx(per_item[per_item["trial_id"] == trial_id]["is_correct"].mean())
+
     # The same tables as DuckDB and pyarrow read them, as they are.
     for table, frame in tables.items():
         count = duckdb.sql(f"select count(*) from read_parquet('{run_dir}/tables/{table}/*.parquet')").fetchall()[0][0]
@@ -148,7 +161,8 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     assert "Best trial per objective" in out and "Missing:" not in out
     figures = run_dir / "report" / "figures"
     assert {p.stem for p in figures.glob("*.svg")} == {"spearman_by_dimension", "rsa_by_subset", "rsa_by_layer",
-                                                        "transfer_matrix", "rdm_heatmaps", "wordwise_similarity", "search"}
+                                                        "transfer_matrix", "rdm_heatmaps", "wordwise_similarity", "search",
+                                                        "mcq_accuracy"}
     best = tables["trials"].loc[tables["trials"]["eval_score"].idxmax()]
     hidden = metrics[(metrics["metric"] == "rsa_hidden") & metrics["trial_id"].isin(["base", best["trial_id"]])]
     assert len(hidden) == 2 * 2 and {f"{v:.2f}" for v in hidden["value"]} <= set(svg_texts(figures / "rsa_by_layer.svg"))

@@ -142,3 +142,10 @@ def test_a_regression_trial_is_evaluated_through_its_head_with_its_training_dime
     head = _trial_head(spec, {"condition": "reg", "model": "m"}, tmp_path)
     assert head.format == "regression" and head.dimensions == {"en": ["Haptic", "Visual"]}
     assert head.path == str(tmp_path / "head.safetensors")
+
+
+def test_best_only_formats_need_their_data_and_are_not_scored_twice():
+    problems = _problems({**JOB, "evaluation": {"formats": ["rating", "mcq"], "best_only": ["mcq"]}})
+    assert "evaluation.formats[1]: evaluating mcq needs mcq.test (a JSON question file)" in problems
+    assert "evaluation.best_only[0]: evaluating mcq needs mcq.test (a JSON question file)" in problems
+    assert "evaluation.best_only[0]: mcq is already in evaluation.formats (every trial gets it)" in problems
