@@ -149,6 +149,26 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
                 f"{len(data[lang].train)} training concepts): RSA {_ci(top)}")
 
 
+def _evaluate_base_models(spec: JobSpec, data: dict, actor, say) -> None:
+    """Stage 1: each untrained model on the evaluation suite (best-only formats included:
+    the base is what every trial is read against); a resumed run skips what is written."""
+    import ray
+
+    from grid.pipeline import evaluate_model
+
+    for model in spec.models:
+        key = f"base:{model}"
+        if ray.get(actor.has.remote("ratings", key)) or ray.get(actor.has.remote("choices", key)):
+            say(f"stage 1/3 baseline: {model} already evaluated, skipped")
+            continue
+        say(f"stage 1/3 baseline: evaluating {model} on {sum(len(d.test) for d in data.values())} held-out concepts (Ray Data)")
+        evaluated = evaluate_model(spec, model, None, data, probe=spec.evaluation.probe != "none",
+                                   formats=[*spec.evaluation.formats, *spec.evaluation.best_only])
+        for table, frame in evaluated.items():
+            ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
+        _say_baseline(spec, data, {t: f.assign(trial_id="base", model=model) for t, f in evaluated.items()}, say)
+
+
 def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor, say) -> None:
     """``evaluation.best_only``: those formats for each objective's best trial (by its
     validation score), once the search is over; a resumed run skips what is written."""
@@ -195,7 +215,6 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     from grid.aggregate import aggregate
     from grid.configure import configure
     from grid.data import prepare_norms
-    from grid.pipeline import evaluate_model
     from grid.tuning import build_tuner
 
     store = ResultsStore(run_dir)
@@ -228,17 +247,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     manifest["splits"] = {lang: (d.split.digest if d.split else "fixed test table") for lang, d in data.items()}
     manifest["n_concepts"] = {lang: {"train": len(d.train), "test": len(d.test)} for lang, d in data.items()}
     store.write_json("manifest.json", manifest)
-    for model in spec.models:
-        key = f"base:{model}"
-        if ray.get(actor.has.remote("ratings", key)) or ray.get(actor.has.remote("choices", key)):
-            say(f"stage 1/3 baseline: {model} already evaluated, skipped")
-            continue
-        say(f"stage 1/3 baseline: evaluating {model} on {sum(len(d.test) for d in data.values())} held-out concepts (Ray Data)")
-        evaluated = evaluate_model(spec, model, None, data, probe=spec.evaluation.probe != "none",
-                                   formats=[*spec.evaluation.formats, *spec.evaluation.best_only])
-        for table, frame in evaluated.items():
-            ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
-        _say_baseline(spec, data, {t: f.assign(trial_id="base", model=model) for t, f in evaluated.items()}, say)
+    _evaluate_base_models(spec, data, actor, say)
 
     say("stage 2/3 tune: fine-tuning trials (Ray Tune -> Ray Train + DeepSpeed)")
     tune_started = time.time()

@@ -1,0 +1,20 @@
+"""What the architecture page promises of the code itself, checked."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_LINES = 80
+
+
+def test_no_function_in_grid_or_embodiment_is_over_80_lines():
+    long = []
+    for path in sorted([*REPO.joinpath("grid").rglob("*.py"), *REPO.joinpath("embodiment").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these into named stages: " + "; ".join(long)
