@@ -179,8 +179,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     manifest = _manifest(args.run)
     spec = parse_job(manifest["job"], manifest.get("job_file", "<job>"))
-    storage = str(Path(args.run).resolve().parent)
-    summary = run_job(spec, address=args.address, storage=storage, resume=True, progress=args.progress)
+    # the folder itself (its name holds the hash of the egrid version that started it)
+    summary = run_job(spec, address=args.address, resume=True, progress=args.progress, run_dir=args.run)
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
         _write_report(summary["run_dir"])

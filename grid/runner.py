@@ -99,7 +99,7 @@ def results_actor(run_dir: str, run_name: str):
 
 def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = None, resume: bool = False,
             num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=progress_mode.say,
-            progress: str | None = None) -> dict:
+            progress: str | None = None, run_dir: str | None = None) -> dict:
     """Run (or finish) a job end to end.
 
     ``progress`` (``auto``, ``plain``, ``live``; see :mod:`grid.progress`) says how Ray Data,
@@ -109,10 +109,13 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     read-only, no permission) the error raised is :class:`StorageError`, which says so
     and how to resume; a :class:`StorageGuard` stops the Tune stage as soon as it happens.
 
+    ``run_dir`` names the run folder itself (``egrid resume FOLDER``); by default it is
+    ``<storage>/<name>-<hash of the spec>``.
+
     Returns:
         A summary dict: run_dir, tables (name -> folder), metrics frame, trials frame.
     """
-    run_dir = str(RunLocation.of(spec.run_dir(storage)))
+    run_dir = str(RunLocation.of(run_dir or spec.run_dir(storage)))
     progress_env = progress_mode.apply(progress_mode.resolve(progress))
     try:
         return _run_job(spec, run_dir, address=address, resume=resume, num_cpus=num_cpus, dashboard_host=dashboard_host,
@@ -147,6 +150,17 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
             top = probe.loc[probe["value"].idxmax()]
             say(f"frozen probe ({lang}, ridge on layer {int(top['layer'])} of the base model, fitted on "
                 f"{len(data[lang].train)} training concepts): RSA {_ci(top)}")
+
+
+def _check_same_job(manifest: dict | None, spec: JobSpec, run_dir: str, resume: bool) -> None:
+    """Refuse to mix two jobs' results in one folder. A folder resumed as itself (its
+    manifest's job, as written) may carry the hash of an earlier egrid version."""
+    if not manifest or manifest.get("fingerprint") == spec.fingerprint():
+        return
+    if resume and manifest.get("job") == spec.raw:
+        return
+    raise InputError(f"{run_dir} holds another job (spec hash {manifest.get('fingerprint')}); refusing to mix results",
+                     source=spec.source)
 
 
 def _evaluate_base_models(spec: JobSpec, data: dict, actor, say) -> None:
@@ -219,9 +233,7 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
 
     store = ResultsStore(run_dir)
     manifest = store.read_json("manifest.json")
-    if manifest and manifest.get("fingerprint") != spec.fingerprint():
-        raise InputError(f"{run_dir} holds another job (spec hash {manifest.get('fingerprint')}); refusing to mix results",
-                         source=spec.source)
+    _check_same_job(manifest, spec, run_dir, resume)
     if manifest and not resume:
         status = manifest.get("status")
         if status == "finished":  # the same job again: show its results, don't train twice

@@ -43,3 +43,20 @@ def test_an_unfinished_run_is_refused_with_the_resume_command(tmp_path):
     assert "again.yaml" in str(info.value)
     pd.testing.assert_frame_equal(store.read("trials"), before)  # nothing touched
     assert ResultsStore(spec.run_dir()).read_json("manifest.json")["status"] == "running"
+
+
+def test_a_folder_resumed_as_itself_may_carry_an_earlier_versions_hash():
+    """`egrid resume FOLDER` reads the job back from the folder's manifest: a hash made by
+    an earlier egrid version is no reason to refuse; another job in the folder is."""
+    from embodiment.errors import InputError
+    from grid.runner import _check_same_job
+
+    raw = {"name": "x", "models": ["m"]}
+    spec = parse_job(raw)
+    old = {"fingerprint": "0123456789", "job": raw}
+    _check_same_job(old, spec, "runs/x-0123456789", resume=True)
+    _check_same_job({"fingerprint": spec.fingerprint(), "job": raw}, spec, "runs/x", resume=False)
+    with pytest.raises(InputError, match="holds another job"):
+        _check_same_job(old, spec, "runs/x-0123456789", resume=False)
+    with pytest.raises(InputError, match="holds another job"):
+        _check_same_job({**old, "job": {**raw, "seed": 1}}, spec, "runs/x-0123456789", resume=True)
