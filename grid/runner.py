@@ -274,6 +274,12 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
         ray.get(actor.write.remote("trials", "failed", pd.DataFrame(rows)))
         say(f"{len(failed)} trial(s) failed: {', '.join(r['trial_id'] for r in rows)}")
 
+    unfinished = [r for r in grid_result if r.error is None and not (r.metrics or {}).get("evaluated")]
+    if unfinished:  # Tune caught a Ctrl-C (or SIGTERM) and returned: the run is not finished
+        manifest.update(status="interrupted", updated=dt.datetime.now(dt.timezone.utc).isoformat())
+        store.write_json("manifest.json", manifest)
+        say(f"interrupted with {len(unfinished)} trial(s) unfinished; finish with: egrid resume {run_dir}")
+        raise KeyboardInterrupt
     _evaluate_best_trials(spec, data, store, actor, say)
 
     say("stage 3/3 aggregate: metrics, RSA, transfer tables")

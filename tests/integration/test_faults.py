@@ -239,7 +239,10 @@ def two_worker_nodes():
 def _node_of(cluster, proc: psutil.Process):
     """The worker node whose raylet started ``proc`` (None for the head)."""
     raylets = {info.process.pid: node for node in cluster.worker_nodes for info in node.all_processes.get("raylet", [])}
-    return next((raylets[p.pid] for p in proc.parents() if p.pid in raylets), None)
+    try:
+        return next((raylets[p.pid] for p in proc.parents() if p.pid in raylets), None)
+    except psutil.NoSuchProcess:  # it ended meanwhile
+        return None
 
 
 def _checkpoint_steps(run_dir: Path) -> list[int]:
@@ -266,7 +269,8 @@ def test_worker_killed_then_its_node_removed_the_trial_resumes_each_time(fault_j
         deadline = time.time() + 600
         while time.time() < deadline and not removed:
             steps = _checkpoint_steps(run_dir)
-            workers = _ray_processes("ray::RayTrainWorker")
+            # this cluster's training workers only: never another Ray's on the machine
+            workers = [p for p in _ray_processes("ray::RayTrainWorker") if _node_of(two_worker_nodes, p) is not None]
             if not killed and steps and workers:
                 for proc in workers:
                     proc.send_signal(signal.SIGKILL)
@@ -290,3 +294,28 @@ def test_worker_killed_then_its_node_removed_the_trial_resumes_each_time(fault_j
     _assert_exactly_once(tables)
     assert tables["trials"]["steps"].tolist() == [12]
     _assert_same_results(summary["run_dir"], reference)
+
+
+def test_ctrl_c_during_the_trials_leaves_an_interrupted_run_that_resume_finishes(fault_job, reference, tmp_path):
+    """Ctrl-C (SIGINT to the driver) while a trial trains: Tune saves its state and
+    returns; the run says so, exits 130 and its manifest says interrupted (not finished,
+    which would make `egrid run` show the half-made tables as results); `egrid resume`
+    then finishes with the uninterrupted run's results."""
+    run_dir = Path(load_job(fault_job).run_dir(str(tmp_path)))
+    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    driver = _egrid("run", fault_job, "--storage", str(tmp_path), "--num-cpus", "2", "--no-report", **pipe)
+    _when(lambda: 3 in _checkpoint_steps(run_dir), driver, "the first checkpoint")
+    driver.send_signal(signal.SIGINT)
+    code, out, err = _finish(driver)
+    _stop_ray(driver)
+    assert code == 130, err[-3000:]
+    assert f"finish with: egrid resume {run_dir}" in out + err
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert not list((run_dir / "tables").glob("metrics/*.parquet"))
+
+    code, out, err = _finish(_egrid("resume", str(run_dir), "--no-report", **pipe))
+    assert code == 0, err[-3000:]
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
+    tables = _tables(run_dir)
+    _assert_exactly_once(tables)
+    _assert_same_results(run_dir, reference)
