@@ -12,15 +12,22 @@ duration of a ``with`` block and restores it afterwards. Anything that needs gra
 another dtype or device, or DeepSpeed-partitioned weights goes through the stock
 ``F.linear`` unchanged, so training is never affected.
 
-The backend is chosen by ``EGRID_CPU_LINEARS``: ``auto`` (default: oneDNN where a
-one-off probe of a few milliseconds finds it at least 10 % faster), ``onednn`` or
-``stock``.
+The backend is chosen by ``EGRID_CPU_LINEARS``: ``auto`` (default), ``onednn`` or
+``stock``. ``auto`` is decided once per machine (CPU model, its ISA as torch dispatches
+it, torch version) and kept in the user cache (``cpu_linears.json``), so every later
+process, busy machine or not, makes the same choice: a neighbour that slows one probe
+would otherwise flip it (issue "Scoring at the machine's token rate"). The one probe
+times the two GEMMs in interleaved pairs, in alternating order, and decides on the
+median of the pairs' ratios: oneDNN where it is at least 10 % faster.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import platform
+import statistics
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -59,30 +66,74 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-@functools.cache
-def _probe_onednn_faster(rounds: int = 9) -> bool:
-    """Times both GEMMs once per process at a scorer-like shape (128 tokens, 576 -> 1536).
+def _median_ratio(candidate: Callable[[], object], reference: Callable[[], object], rounds: int,
+                  clock: Callable[[Callable[[], object]], float] = _seconds) -> float:
+    """Median over ``rounds`` interleaved pairs of candidate time / reference time, the
+    order alternating each round: a burst of contention slows the calls of one or two
+    pairs, which the median ignores, where one minimum per side could pick a lucky call."""
+    candidate(), reference()  # first-call set-up (oneDNN builds its kernel) is not the speed
+    ratios = []
+    for i in range(rounds):
+        if i % 2:
+            ref, cand = clock(reference), clock(candidate)
+        else:
+            cand, ref = clock(candidate), clock(reference)
+        ratios.append(cand / ref if ref > 0 else float("inf"))
+    return statistics.median(ratios)
 
-    The two are timed alternately and each keeps its best round: a process that starts
-    while others load models sees bursts of contention, which an interleaved minimum
-    shrugs off where two back-to-back timings would not.
-    """
+
+def _probe_ratio(rounds: int = 15) -> float | None:
+    """oneDNN time / stock time at a scorer-like shape (128 tokens, 576 -> 1536); None
+    where oneDNN cannot run."""
     if _onednn_op() is None:
-        return False
+        return None
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(128, 576, generator=gen)
     w = torch.randn(1536, 576, generator=gen)
     try:
-        candidates = {"onednn": lambda: _onednn_linear(x, w, None), "stock": lambda: F.linear(x, w)}
-        best = {name: float("inf") for name in candidates}
-        for name, fn in candidates.items():
-            fn()  # first-call set-up (oneDNN builds its kernel) is not the speed
-        for _ in range(rounds):
-            for name, fn in candidates.items():
-                best[name] = min(best[name], _seconds(fn))
+        return _median_ratio(lambda: _onednn_linear(x, w, None), lambda: F.linear(x, w), rounds)
     except RuntimeError:  # a build whose oneDNN cannot run this CPU's kernels
-        return False
-    return best["onednn"] < 0.9 * best["stock"]
+        return None
+
+
+def machine_key() -> str:
+    """What the choice depends on: the CPU model, the ISA torch dispatches to, torch's version."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
+
+
+def _choices_file():
+    from embodiment.cache import cache_root
+
+    return cache_root() / "cpu_linears.json"
+
+
+@functools.cache
+def _auto_backend() -> str:
+    """This machine's choice: from the cache, else probed once and kept there."""
+    path, key = _choices_file(), machine_key()
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), dict) and known[key].get("backend") in BACKENDS:
+        return known[key]["backend"]
+    ratio = _probe_ratio()
+    backend = "onednn" if ratio is not None and ratio < 0.9 else "stock"
+    known[key] = {"backend": backend, "onednn_over_stock": ratio, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        from embodiment.tables import write_text_atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(known, indent=1), path)
+    except OSError:  # a read-only cache: this process keeps its choice, the next one probes again
+        pass
+    return backend
 
 
 def chosen_backend(wanted: str | None = None) -> str:
@@ -94,7 +145,7 @@ def chosen_backend(wanted: str | None = None) -> str:
     where = {"key": "backend"} if wanted else {"source": "environment", "key": ENV}
     wanted = (wanted or os.environ.get(ENV, "auto")).strip().lower() or "auto"
     if wanted == "auto":
-        return "onednn" if _probe_onednn_faster() else "stock"
+        return _auto_backend()
     if wanted not in BACKENDS:
         raise InputError(f"expected one of auto, {', '.join(BACKENDS)}; got {wanted!r}", **where)
     if wanted == "onednn" and _onednn_op() is None:

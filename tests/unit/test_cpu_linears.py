@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,53 @@ def test_a_bad_backend_name_names_the_variable(monkeypatch):
         chosen_backend()
     monkeypatch.setenv(cpu_linears.ENV, "auto")
     assert chosen_backend() in BACKENDS
+
+
+def _noisy_clock(true: dict, rng: np.random.Generator):
+    """Time of a call: its true time, 5 % jitter, and a neighbour's bursts (x3): a burst
+    starts before 1 call in 15 and lasts 6 calls on average (about 30 % of the calls), as a
+    busy neighbour's slices outlast a millisecond GEMM."""
+    state = {"burst": 0}
+
+    def clock(fn):
+        if state["burst"] == 0 and rng.random() < 1 / 15:
+            state["burst"] = int(rng.geometric(1 / 6))
+        slow = 3.0 if state["burst"] > 0 else 1.0
+        state["burst"] = max(0, state["burst"] - 1)
+        return true[fn] * slow * float(np.exp(rng.normal(0.0, 0.05)))
+    return clock
+
+
+@pytest.mark.parametrize("candidate_time,faster", [(0.75, True), (1.05, False)])
+def test_a_noisy_probe_does_not_flip_the_choice(candidate_time, faster):
+    """Bursts on a third of the calls: the median of interleaved pairs decides the same way
+    for every one of 300 noise draws, where one timing of each GEMM flips (the test's teeth)."""
+    candidate, reference = (lambda: None), (lambda: None)
+    true = {candidate: candidate_time, reference: 1.0}
+    decisions, single = set(), set()
+    for seed in range(300):
+        clock = _noisy_clock(true, np.random.default_rng(seed))
+        decisions.add(cpu_linears._median_ratio(candidate, reference, 15, clock) < 0.9)
+        single.add(clock(candidate) / clock(reference) < 0.9)
+    assert decisions == {faster}
+    assert single == {True, False}
+
+
+def test_auto_is_decided_once_per_machine_and_kept(tmp_path, monkeypatch):
+    """The first process probes and writes its choice to the cache; a later one on a busy
+    machine (whose probe would say the opposite) reads it; the variable still overrides."""
+    monkeypatch.setenv("EGRID_CACHE", str(tmp_path))
+    monkeypatch.delenv(cpu_linears.ENV, raising=False)
+    cpu_linears._auto_backend.cache_clear()
+    monkeypatch.setattr(cpu_linears, "_probe_ratio", lambda rounds=15: 0.5)
+    try:
+        assert chosen_backend() == "onednn"
+        saved = json.loads((tmp_path / "cpu_linears.json").read_text())
+        assert saved[cpu_linears.machine_key()]["backend"] == "onednn"
+        cpu_linears._auto_backend.cache_clear()  # a new process
+        monkeypatch.setattr(cpu_linears, "_probe_ratio", lambda rounds=15: 2.0)  # busy: oneDNN looks slow
+        assert chosen_backend() == "onednn"
+        monkeypatch.setenv(cpu_linears.ENV, "stock")
+        assert chosen_backend() == "stock"
+    finally:
+        cpu_linears._auto_backend.cache_clear()
