@@ -187,10 +187,6 @@ class TrainConfig(BaseModel):
             key, message = first_problem(exc, allowed_keys=cls.model_fields)
             raise InputError(message, key=key) from None
 
-    def with_options(self, **options) -> "TrainConfig":
-        """A copy with ``options`` changed, checked as :meth:`from_dict` checks a dict."""
-        return TrainConfig.from_dict({**self.model_dump(), **options})
-
 
 @dataclass
 class TrainResult:

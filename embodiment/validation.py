@@ -14,7 +14,7 @@ from pydantic import PlainValidator, ValidationError
 from embodiment.errors import did_you_mean
 
 _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-          "str": "a string", "list": "a list", "dict": "a mapping", "model": "a mapping", "dataclass": "a mapping"}
+          "str": "a string", "list": "a list", "dict": "a mapping", "model": "a mapping"}
 
 
 class FieldProblem(ValueError):
@@ -32,9 +32,9 @@ def _loc_of(error: dict) -> tuple:
     return loc + (cause.field,) if isinstance(cause, FieldProblem) else loc
 
 
-def yaml_path(loc: Sequence[Any], prefix: str = "") -> str:
-    """``('conditions', 0, 'format')`` -> ``conditions[0].format`` (under ``prefix``)."""
-    out = prefix
+def yaml_path(loc: Sequence[Any]) -> str:
+    """``('conditions', 0, 'format')`` -> ``conditions[0].format``."""
+    out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
@@ -79,18 +79,17 @@ def describe(error: dict, allowed_keys: Iterable[str] = ()) -> str:
     return f"{error['msg']}, got {found!r}"
 
 
-def problems(exc: ValidationError, prefix: str = "", allowed_keys=None) -> list[str]:
+def problems(exc: ValidationError, allowed_keys=None) -> list[str]:
     """Every error of ``exc`` as ``<path>: <message>``; one per field.
 
     Args:
         exc: pydantic's error.
-        prefix: the YAML path of what was validated (``training``).
         allowed_keys: ``loc -> names`` for "did you mean" on unknown keys (callable).
     """
     out, seen = [], set()
     for error in exc.errors():
         loc = _loc_of(error)
-        path = yaml_path(loc, prefix)
+        path = yaml_path(loc)
         if path in seen:  # a union's alternatives fail one by one: report the field once
             continue
         seen.add(path)

@@ -297,9 +297,7 @@ def _search_problems(search: Any, training: Any) -> list[str]:
     if not isinstance(search, dict):
         return []  # pydantic says what it should be
     base = {k: v for k, v in training.items() if k not in NOT_TRAINING_OPTIONS} if isinstance(training, dict) else {}
-    try:
-        TrainConfig.from_dict(base)
-    except InputError:
+    if _option_problem(base) is not None:
         base = {}  # the training section's own problems are reported there
     out = []
     for key, value in search.items():
@@ -310,20 +308,19 @@ def _search_problems(search: Any, training: Any) -> list[str]:
             out.append(f"{p}: not a training option{did_you_mean(str(key), TrainConfig.model_fields)}")
             continue
         for where, candidate in _candidates(value, p, out):
-            try:
-                TrainConfig.from_dict({**base, key: candidate})
-            except InputError:
-                problem = _candidate_problem(base, key, candidate)
+            problem = _option_problem({**base, key: candidate})
+            if problem is not None:
                 out.append(f"{where}: {problem}")
     return out
 
 
-def _candidate_problem(base: dict, key: str, candidate: Any) -> str:
+def _option_problem(options: dict) -> str | None:
+    """What is wrong with these training options (the first problem), or None."""
     try:
-        TrainConfig.model_validate({**base, key: candidate})
+        TrainConfig.model_validate(options)
     except ValidationError as exc:
         return first_problem(exc)[1]
-    return "not a valid value"
+    return None
 
 
 def _candidates(value: Any, path: str, out: list[str]) -> list[tuple[str, Any]]:
