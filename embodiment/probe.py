@@ -11,8 +11,12 @@ mean and spread; targets are centred.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: penalties tried by cross-validation (features are standardised, so they are comparable
 #: across layers and models)
@@ -105,34 +109,47 @@ class ProbeResult:
     Attributes:
         probe: the fitted read-out.
         predictions: (n_test, dimensions) predicted ratings of the held-out concepts.
-        per_dimension: rows of :func:`embodiment.metrics.per_dimension` (Spearman, with CIs).
-        rsa: the RSA of the predictions against the human ratings (with a bootstrap CI).
+        metrics: the held-out metrics of those predictions, computed as any model's
+            ratings are (:func:`embodiment.evaluate.evaluate_joined`: per-dimension
+            Spearman and Pearson with CIs, RSA per dimension subset with CIs, word-wise
+            similarity); ``condition`` is ``probe``.
     """
 
     probe: RidgeProbe
     predictions: np.ndarray
-    per_dimension: list[dict]
-    rsa: object
+    metrics: "pd.DataFrame"
 
 
 def evaluate_probe(train_features: np.ndarray, train_ratings: np.ndarray, test_features: np.ndarray,
-                   test_ratings: np.ndarray, dimensions, *, recipe="wu2026", n_boot: int = 200, seed: int = 0) -> ProbeResult:
+                   test_ratings: np.ndarray, dimensions, *, recipe="wu2026", subsets=("all", "sensory", "motor"),
+                   n_boot: int = 200, seed: int = 0, eval_set: str = "probe") -> ProbeResult:
     """Fit a probe on the training concepts and score its predictions on the held-out ones.
+
+    The probe is a read-out of ratings, like a rating prompt or a regression head: its
+    predictions are scored by the same evaluation as every other model's ratings, so its
+    figures are comparable with theirs by construction.
 
     Args:
         train_features, train_ratings: (n_train, features) vectors and (n_train, d) norms.
         test_features, test_ratings: the same for the held-out concepts.
         dimensions: names of the d rating columns.
         recipe: the RSA recipe (the study's by default).
+        subsets: dimension subsets of the RSA.
         n_boot: bootstrap resamples over held-out concepts for every CI.
         seed: seed of the folds and the bootstrap.
+        eval_set: the label of the metrics' ``eval_set`` column.
 
     Returns:
         :class:`ProbeResult`.
     """
-    from embodiment.metrics import per_dimension, rsa
+    from embodiment.evaluate import EvaluationOptions, evaluate_joined
+    from embodiment.ratings import JoinedRatings
 
     probe = fit_ridge(train_features, train_ratings, seed=seed)
     pred = probe.predict(test_features)
-    rows = per_dimension(pred, test_ratings, list(dimensions), methods=("spearman",), n_boot=n_boot, seed=seed)
-    return ProbeResult(probe, pred, rows, rsa(pred, test_ratings, recipe, n_boot=n_boot, seed=seed))
+    dims = list(dimensions)
+    joined = JoinedRatings([str(i) for i in range(len(pred))], dims, np.asarray(test_ratings, dtype=np.float64),
+                           {"probe": pred}, [], None)
+    options = EvaluationOptions(base=None, n_boot=n_boot, rsa_recipe=recipe, rsa_subsets=subsets, rsa_boot=n_boot,
+                                seed=seed, eval_set=eval_set)
+    return ProbeResult(probe, pred, evaluate_joined(joined, options)["metrics"])

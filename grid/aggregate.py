@@ -91,13 +91,12 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         options = EvaluationOptions(base=None, n_boot=n_boot, rsa_recipe=rsa_recipe, rsa_subsets=subsets,
                                     rsa_boot=n_boot, seed=seed, eval_set=f"{language}/head", paired=paired)
         m = evaluate_joined(_joined(heads, model, language), options)["metrics"].rename(columns={"condition": "trial_id"})
-        metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of),
-                                metric="head_" + m["metric"]))
+        metrics.append(_readout_rows(m, "head_", {"model": model, "language": language}, cond_of=cond_of))
     emb = tables.get("embeddings", pd.DataFrame())
     if len(emb) and len(ratings):
         say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
-        metrics += _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, n_boot=n_boot, seed=seed,
-                                         train_norms=train_norms)
+        metrics += _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, subsets=subsets, n_boot=n_boot,
+                                         seed=seed, train_norms=train_norms)
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
         per_item = choices.drop_duplicates(["model", "trial_id", "index"])
@@ -118,11 +117,25 @@ def _split_of(emb: pd.DataFrame) -> pd.Series:
     return emb["split"].fillna("test") if "split" in emb else pd.Series("test", index=emb.index)
 
 
-def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dict, *, rsa_recipe: str, n_boot: int,
-                          seed: int, train_norms: dict | None) -> list[pd.DataFrame]:
+def _readout_rows(metrics: pd.DataFrame, prefix: str, tag: dict, *, cond_of: dict | None = None,
+                  method: str | None = None) -> pd.DataFrame:
+    """A read-out's metrics (a trial's regression head, a ridge probe): the ratings
+    evaluation's rows, each metric named ``<prefix><metric>`` and tagged; ``method`` (how
+    the read-out was fitted) fills ``recipe`` where the metric has none of its own."""
+    m = metrics.drop(columns=[c for c in ("condition",) if c in metrics]).assign(**tag)
+    if cond_of is not None:
+        m["condition"] = m["trial_id"].map(cond_of)
+    if method is not None:
+        m["recipe"] = m["recipe"].astype(object).where(m["recipe"].notna(), method)
+    return m.assign(metric=prefix + m["metric"])
+
+
+def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dict, *, rsa_recipe: str, subsets,
+                          n_boot: int, seed: int, train_norms: dict | None) -> list[pd.DataFrame]:
     """Per (model, trial, language, layer): RSA of the held-out concepts' hidden states
     (``rsa_hidden``), and where training concepts were embedded, the ridge probe fitted on
-    them and scored on the held-out ones (``probe_spearman`` per dimension, ``probe_rsa``)."""
+    them and scored on the held-out ones as any ratings are (``probe_spearman``,
+    ``probe_pearson`` per dimension, ``probe_rsa`` per subset, ``probe_wordwise_similarity``)."""
     from embodiment.probe import evaluate_probe
 
     split = _split_of(emb)
@@ -157,17 +170,10 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
         columns = [norms.dimensions.index(d) for d in h.columns]
         train_target = norms.means[[known[c] for c in train["concept"]]][:, columns]
         fitted = evaluate_probe(np.stack(train["vector"].map(np.asarray).to_list()), train_target, vectors, target,
-                                list(h.columns), recipe=rsa_recipe, n_boot=n_boot, seed=seed)
-        probe_set = f"{language}/probe"
-        rows = [{**tag, "eval_set": probe_set, "metric": "probe_spearman", "subset": "all", "dimension": r["dimension"],
-                 "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"], "n": r["n"],
-                 "n_dropped": r["n_dropped"], "recipe": f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"}
-                for r in fitted.per_dimension]
-        r = fitted.rsa
-        rows.append({**tag, "eval_set": probe_set, "metric": "probe_rsa", "subset": "all", "recipe": r.recipe.name,
-                     "standardise": r.recipe.standardise, "rdm_method": r.recipe.rdm, "compare_method": r.recipe.compare,
-                     "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n_concepts, "n_dropped": r.n_dropped})
-        out.append(pd.DataFrame(rows))
+                                list(h.columns), recipe=rsa_recipe, subsets=subsets, n_boot=n_boot, seed=seed,
+                                eval_set=f"{language}/probe")
+        out.append(_readout_rows(fitted.metrics, "probe_", tag,
+                                 method=f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"))
     return out
 
 

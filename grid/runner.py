@@ -145,7 +145,7 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
         if len(rsa_all):
             say(f"baseline ({lang}, {int(rsa_all['n'].iloc[0])} held-out concepts): RSA {_ci(rsa_all.iloc[0])}, "
                 f"mean Spearman {sp['value'].mean():.3f}")
-        probe = part[part["metric"] == "probe_rsa"]
+        probe = part[(part["metric"] == "probe_rsa") & (part["subset"] == "all")]
         if len(probe):
             top = probe.loc[probe["value"].idxmax()]
             say(f"frozen probe ({lang}, ridge on layer {int(top['layer'])} of the base model, fitted on "
@@ -340,7 +340,8 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
     base, tuned = rsa_rows.loc["base"], rsa_rows.loc[trial["trial_id"]]
     text = (f"On {int(tuned['n'])} held-out concepts ({language}), fine-tuning on {trial['condition']} (trial "
             f"{trial['trial_id']}) moved the model's rating RSA with the human norms from {_ci(base)} (base) to {_ci(tuned)}")
-    probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["trial_id"] == "base") & (metrics["language"] == language)]
+    probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["subset"] == "all") & (metrics["trial_id"] == "base")
+                    & (metrics["language"] == language)]
     if len(probe):
         top = probe.loc[probe["value"].idxmax()]
         text += f"; a ridge probe on the frozen base model's layer {int(top['layer'])} reaches {_ci(top)}"
@@ -367,7 +368,7 @@ def summary_lines(summary: dict) -> list[str]:
         if len(rs):
             pivot = rs.pivot_table(index=["language", "subset"], columns="trial_id", values="value", sort=False)
             lines += ["RSA (study recipe: z-scored dimensions, cosine RDM, Spearman):", pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
-        pr = m[m["metric"] == "probe_rsa"]
+        pr = m[(m["metric"] == "probe_rsa") & (m["subset"] == "all")]
         if len(pr):
             mean_sp = (m[m["metric"] == "probe_spearman"].groupby(["language", "trial_id", "layer"])["value"].mean()
                        .rename("mean Spearman"))

@@ -162,7 +162,7 @@ def rsa_by_subset(res: Results, opt: FigureOptions, missing: list) -> Figure | N
 @figure("rsa_by_layer")
 def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
     m = res.shown("metrics")
-    rs = m[m["metric"].isin(["rsa_hidden", "probe_rsa"]) & m["layer"].notna()] if not m.empty else m
+    rs = m[m["metric"].isin(["rsa_hidden", "probe_rsa"]) & (m["subset"] == "all") & m["layer"].notna()] if not m.empty else m
     if rs.empty:
         missing.append("RSA by layer: no hidden-state RSA rows ('rsa_hidden'); evaluate-ratings has no embeddings")
         return None

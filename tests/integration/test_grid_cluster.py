@@ -103,18 +103,19 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
 
     # The probe: per base layer, a ridge fitted on the training concepts' vectors and
     # scored on the held-out ones, equal to fitting it here from the tables.
-    from embodiment.probe import evaluate_probe
+    from embodiment.metrics import rsa
+    from embodiment.probe import fit_ridge
 
-    probe = metrics[metrics["metric"] == "probe_rsa"]
+    probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["subset"] == "all")]
     assert set(probe["trial_id"]) == {"base"} and sorted(probe["layer"]) == [0, 2]
     for row in probe.itertuples():
         def vectors(part, words):
             part = part[(part["layer"] == row.layer) & (part["trial_id"] == "base")].set_index("concept")
             return np.stack([np.asarray(part.at[w, "vector"]) for w in words])
 
-        oracle = evaluate_probe(vectors(train_emb, train.words), train.means, vectors(test_emb, data.words), data.means,
-                                data.dimensions, n_boot=spec.evaluation.n_boot, seed=spec.seed)
-        assert row.value == pytest.approx(oracle.rsa.value, abs=1e-9) and row.ci_low <= row.value <= row.ci_high
+        pred = fit_ridge(vectors(train_emb, train.words), train.means, seed=spec.seed).predict(vectors(test_emb, data.words))
+        assert row.value == pytest.approx(rsa(pred, data.means, spec.evaluation.rsa_recipe).value, abs=1e-9)
+        assert row.ci_low <= row.value <= row.ci_high
     assert len(metrics[metrics["metric"] == "probe_spearman"]) == 2 * len(data.dimensions)
     # trials are scored for the searcher on the validation concepts, never the held-out ones
     assert set(trials["eval_on"]) == {"validation"}
@@ -204,7 +205,7 @@ def _check_analysis_guide(run_dir: Path, tables: dict, capsys) -> None:
             assert table.loc[dim, ("ci_low", trial_id)] <= table.loc[dim, ("value", trial_id)] <= table.loc[dim, ("ci_high", trial_id)]
     # RSA by layer, hidden states and probe: every such metrics row, once
     by_layer = ns["by_layer"]
-    expected = metrics[metrics["metric"].isin(["rsa_hidden", "probe_rsa"])]
+    expected = metrics[metrics["metric"].isin(["rsa_hidden", "probe_rsa"]) & (metrics["subset"] == "all")]
     assert len(by_layer) == len(expected) > 0
     assert sorted(by_layer["rsa"]) == pytest.approx(sorted(expected["value"].round(3)))
     # one concept across models: its expected ratings, read with a filter

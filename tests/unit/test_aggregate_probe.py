@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy import stats
+
 from embodiment.metrics import rsa
 from embodiment.norms import Norms
-from embodiment.probe import evaluate_probe
+from embodiment.probe import fit_ridge
 from grid.aggregate import aggregate
 
 pytestmark = pytest.mark.unit
@@ -34,13 +36,16 @@ def test_probe_rows_equal_a_probe_fitted_by_hand_and_hidden_rsa_reads_held_out_r
                         train_norms={"en": train_norms})["metrics"]
     for layer in (0, 3):
         x = vectors * (layer + 1)
-        oracle = evaluate_probe(x[:60], human[:60], x[60:], human[60:], DIMS, n_boot=30, seed=2)
+        pred = fit_ridge(x[:60], human[:60], seed=2).predict(x[60:])  # the probe fitted by hand
+        oracle = rsa(pred, human[60:], "wu2026", n_boot=30, seed=2)
         row = metrics[(metrics["metric"] == "probe_rsa") & (metrics["layer"] == layer)].iloc[0]
-        assert row["value"] == pytest.approx(oracle.rsa.value, abs=1e-12) and row["n"] == 30
-        assert (row["ci_low"], row["ci_high"]) == pytest.approx((oracle.rsa.ci_low, oracle.rsa.ci_high))
+        assert row["value"] == pytest.approx(oracle.value, abs=1e-12) and row["n"] == 30 and row["subset"] == "all"
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((oracle.ci_low, oracle.ci_high))
+        assert row["eval_set"] == "en/probe" and row["condition"] == "base"
         sp = metrics[(metrics["metric"] == "probe_spearman") & (metrics["layer"] == layer)].set_index("dimension")
-        for r in oracle.per_dimension:
-            assert sp.at[r["dimension"], "value"] == pytest.approx(r["value"], abs=1e-12)
+        for j, dim in enumerate(DIMS):
+            assert sp.at[dim, "value"] == pytest.approx(stats.spearmanr(pred[:, j], human[60:, j]).statistic, abs=1e-12)
+            assert sp.at[dim, "recipe"].startswith("ridge alpha=") and sp.at[dim, "ci_low"] <= sp.at[dim, "value"]
         hidden = metrics[(metrics["metric"] == "rsa_hidden") & (metrics["layer"] == layer)].iloc[0]
         plain = rsa(x[60:], human[60:], {"standardise": "none", "rdm": "cosine", "compare": "spearman"})
         assert hidden["value"] == pytest.approx(plain.value, abs=1e-12) and hidden["n"] == 30

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from embodiment.metrics import rsa
 from embodiment.probe import ALPHAS, evaluate_probe, fit_ridge
 
 pytestmark = pytest.mark.unit
@@ -60,10 +61,13 @@ def test_penalty_follows_the_signal():
 def test_held_out_figures_match_scipy():
     x, y = _data(n=300, p=25, d=4, noise=2.0, seed=4)
     res = evaluate_probe(x[:200], y[:200], x[200:], y[200:], ["a", "b", "c", "d"], n_boot=50)
-    for j, row in enumerate(res.per_dimension):
-        assert row["value"] == pytest.approx(stats.spearmanr(res.predictions[:, j], y[200:, j]).statistic, abs=1e-12)
-        assert row["ci_low"] <= row["value"] <= row["ci_high"]
-    assert 0.5 < res.rsa.value <= 1.0 and res.rsa.ci_low <= res.rsa.value <= res.rsa.ci_high
+    sp = res.metrics[res.metrics["metric"] == "spearman"].set_index("dimension")
+    for j, dim in enumerate("abcd"):
+        assert sp.at[dim, "value"] == pytest.approx(stats.spearmanr(res.predictions[:, j], y[200:, j]).statistic, abs=1e-12)
+        assert sp.at[dim, "ci_low"] <= sp.at[dim, "value"] <= sp.at[dim, "ci_high"]
+    whole = res.metrics[res.metrics["metric"] == "rsa"].iloc[0]  # custom dimensions: one subset, all
+    assert whole["subset"] == "all" and whole["value"] == pytest.approx(rsa(res.predictions, y[200:], "wu2026").value)
+    assert 0.5 < whole["value"] <= 1.0 and whole["ci_low"] <= whole["value"] <= whole["ci_high"]
     assert res.probe.alpha in ALPHAS
 
 
