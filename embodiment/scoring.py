@@ -167,11 +167,75 @@ def _last_logits_reused(model, prefix: _PrefixCache, suffixes: list[list[int]], 
     return out.logits[:, -1].float()
 
 
+def packed_batch(suffixes: list[list[int]], prefix_length: int, per_row: int, pad_id: int):
+    """Several suffixes of one prefix packed into each row, each seeing the prefix and itself.
+
+    Row r holds suffixes ``r * per_row ...`` back to back; a 4-D boolean mask lets each
+    suffix's tokens attend to the cached prefix (every row's first ``prefix_length`` keys)
+    and causally to its own earlier tokens only, and position ids restart at
+    ``prefix_length`` for each, so every suffix is scored exactly as if it were alone after
+    the prefix. Packing multiplies the tokens each cached-prefix row serves: the prefix's
+    keys and values are copied per row, not per suffix. Padding columns attend to the prefix
+    only (a fully masked row would give NaN) and are never read.
+
+    Returns:
+        (input_ids, position_ids, mask, last): ids and positions (rows, width), the mask
+        (rows, 1, width, prefix_length + width), and each suffix's last (row, column).
+    """
+    rows = [suffixes[s: s + per_row] for s in range(0, len(suffixes), per_row)]
+    width = max(sum(len(x) for x in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.full((len(rows), width), prefix_length, dtype=torch.long)
+    mask = torch.zeros((len(rows), 1, width, prefix_length + width), dtype=torch.bool)
+    mask[..., :prefix_length] = True
+    last = []
+    for r, row in enumerate(rows):
+        col = 0
+        for x in row:
+            n = len(x)
+            ids[r, col: col + n] = torch.tensor(x, dtype=torch.long)
+            pos[r, col: col + n] = torch.arange(prefix_length, prefix_length + n)
+            keys = slice(prefix_length + col, prefix_length + col + n)
+            mask[r, 0, col: col + n, keys] = torch.ones((n, n), dtype=torch.bool).tril()
+            last.append((r, col + n - 1))
+            col += n
+    return ids, pos, mask, last
+
+
+#: attention implementations that take a custom 4-D mask (flash kernels do not)
+PACKABLE_ATTENTION = ("sdpa", "eager")
+
+
+def can_pack(model) -> bool:
+    """Whether ``model``'s attention takes the custom masks of :func:`packed_batch`."""
+    return getattr(model.config, "_attn_implementation", None) in PACKABLE_ATTENTION
+
+
+def _last_logits_packed(model, prefix: _PrefixCache, suffixes: list[list[int]], pad_id: int, per_row: int) -> torch.Tensor:
+    ids, pos, allowed, last = packed_batch(suffixes, prefix.length, per_row, pad_id)
+    dev = _device(model)
+    dtype = next(model.parameters()).dtype
+    # additive form: what eager attention adds to its scores, and what SDPA takes as well
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    # the LM head runs only on the columns where some suffix ends
+    columns = sorted({c for _, c in last})
+    where = {c: j for j, c in enumerate(columns)}
+    try:
+        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                    logits_to_keep=torch.tensor(columns, dtype=torch.long, device=dev),
+                    **{cache_argument(model): prefix.for_batch(ids.shape[0])})
+    finally:
+        prefix.restore(ids.shape[0])
+    rows = torch.tensor([r for r, _ in last], device=dev)
+    cols = torch.tensor([where[c] for _, c in last], device=dev)
+    return out.logits[rows, cols].float()
+
+
 @with_inference_linears
 @torch.no_grad()
 def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
-                  batch_size: int = 32, reuse_prefix: bool = True, prefix_store: PrefixStore | None = None,
-                  progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+                  batch_size: int = 32, reuse_prefix: bool = True, suffixes_per_row: int = 1,
+                  prefix_store: PrefixStore | None = None, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Expected ratings of every (concept, dimension) from one forward pass each.
 
     Args:
@@ -182,6 +246,8 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         language: prompt language, ``en`` or ``nl``.
         batch_size: concepts per forward pass.
         reuse_prefix: run the shared prompt prefix once and reuse its KV cache.
+        suffixes_per_row: with ``reuse_prefix``, concepts' prompt suffixes packed into one
+            row of each forward pass (:func:`packed_batch`); 1: a row per concept.
         prefix_store: keeps prefix KV caches across calls (a caller scoring many blocks
             of concepts with one model); without it each call runs its prefixes again.
         progress: called with the number of prompts finished after each batch.
@@ -205,7 +271,9 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         for start in range(0, len(order), batch_size):
             rows = order[start: start + batch_size]
             chunk = [suffixes[i] for i in rows]
-            if reuse_prefix:
+            if reuse_prefix and suffixes_per_row > 1 and can_pack(model):
+                logits = _last_logits_packed(model, cache, chunk, pad, suffixes_per_row)
+            elif reuse_prefix:
                 logits = _last_logits_reused(model, cache, chunk, pad)
             else:
                 logits = _last_logits_plain(model, [prefix_ids + s for s in chunk], pad)

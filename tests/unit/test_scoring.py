@@ -41,6 +41,33 @@ def test_prefix_reuse_equals_plain_and_naive(tiny):
         assert row["digit_mass"] == pytest.approx(mass, abs=1e-4)
 
 
+@pytest.mark.parametrize("per_row,batch,attention", [(2, 4, "sdpa"), (3, 6, "sdpa"), (6, 6, "sdpa"), (4, 5, "eager")])
+def test_packed_suffixes_equal_the_naive_oracle(tiny, per_row, batch, attention):
+    from embodiment.scoring import can_pack
+
+    model, tok = tiny
+    if attention != model.config._attn_implementation:
+        model = copy.deepcopy(model)
+        model.set_attn_implementation(attention)
+    assert can_pack(model)
+    packed = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=batch, suffixes_per_row=per_row)
+    assert packed["concept"].tolist() == CONCEPTS * 2
+    for _, row in packed.iterrows():
+        exp, mass = _naive_expected(model, tok, row["concept"], row["dimension"])
+        assert row["expected"] == pytest.approx(exp, abs=1e-5) and row["digit_mass"] == pytest.approx(mass, abs=1e-5)
+
+
+def test_packed_batch_lets_each_suffix_see_the_prefix_and_itself_only():
+    from embodiment.scoring import packed_batch
+
+    ids, pos, mask, last = packed_batch([[7, 8], [9], [4, 5, 6]], prefix_length=3, per_row=2, pad_id=0)
+    assert ids.tolist() == [[7, 8, 9], [4, 5, 6]] and pos.tolist() == [[3, 4, 3], [3, 4, 5]]
+    assert last == [(0, 1), (0, 2), (1, 2)]
+    expected_row0 = [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 1]]
+    assert mask[0, 0].int().tolist() == expected_row0
+    assert mask[1, 0].int().tolist() == [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
+
+
 @pytest.mark.parametrize("reuse", [True, False])
 def test_batch_size_does_not_change_scores(tiny, reuse):
     model, tok = tiny
