@@ -367,7 +367,8 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
         model: a causal LM (plain or PEFT-wrapped).
         tokenizer: its tokenizer.
         pairs: (context, continuation) strings.
-        batch_size: sequences per forward pass.
+        batch_size: distinct inputs per forward pass (pairs whose tokens but the last are
+            the same share one).
         by_length: batch sequences of similar length together (longest first, as
             lm-evaluation-harness does): padding is computed like real tokens, and
             multiple-choice questions differ in length by up to 3x. Results come back in
@@ -379,22 +380,29 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = _device(model)
     encoded = [encode_pair(tokenizer, c, x) for c, x in pairs]
-    order = list(range(len(encoded)))
+    # The model reads a pair's tokens but its last one; pairs with the same input (a
+    # multiple-choice question's one-token options " A".." D" after one context) need one
+    # forward pass between them, whose logits every such pair reads its own targets from.
+    inputs: dict[tuple[int, ...], list[int]] = {}
+    for i, (ctx, cont) in enumerate(encoded):
+        inputs.setdefault(tuple(ctx + cont[:-1]), []).append(i)
+    order = list(inputs)
     if by_length:
-        order.sort(key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+        order.sort(key=lambda seq: -len(seq))
     results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     for start in range(0, len(order), batch_size):
-        rows = order[start: start + batch_size]
-        chunk = [encoded[i] for i in rows]
-        ids, mask = _pad_right([c + x for c, x in chunk], pad)
-        # The head runs only where some row's continuation is predicted (a handful of
+        chunk = order[start: start + batch_size]
+        ids, mask = _pad_right([list(seq) for seq in chunk], pad)
+        readers = [(row, i) for row, seq in enumerate(chunk) for i in inputs[seq]]
+        # The head runs only where some pair's continuation is predicted (a handful of
         # positions after prompts of ~100 tokens), not on every position.
-        needed = sorted({p for ctx, cont in chunk for p in _predicting(ctx, cont)})
+        needed = sorted({p for _, i in readers for p in _predicting(*encoded[i])})
         column = {p: j for j, p in enumerate(needed)}
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                        logits_to_keep=torch.tensor(needed, dtype=torch.long, device=dev)).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
-        for row, (i, (ctx, cont)) in enumerate(zip(rows, chunk)):
+        for row, i in readers:
+            ctx, cont = encoded[i]
             columns = torch.tensor([column[p] for p in _predicting(ctx, cont)], dtype=torch.long, device=dev)
             targets = torch.tensor(cont, device=dev)
             results[i] = (float(logp[row, columns, targets].sum()), len(cont))

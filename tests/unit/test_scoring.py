@@ -133,6 +133,26 @@ def test_loglikelihoods_batched_by_length_come_back_in_the_given_order(tiny):
         assert n == n_given == len(cont)
 
 
+def test_pairs_with_the_same_input_share_one_forward_pass_and_equal_the_naive_sum(tiny):
+    model, tok = tiny
+    contexts = ["Question one? Answer:", "A second, longer question here? Answer:"]
+    pairs = [(c, f" {letter}") for c in contexts for letter in "ABCD"] + [("x", " yz"), ("x", " y")]
+    rows = []
+    handle = model.register_forward_hook(lambda _m, _a, out: rows.append(out.logits.shape[0]))
+    try:
+        got = loglikelihoods(model, tok, pairs, batch_size=16)
+    finally:
+        handle.remove()
+    distinct = {tuple(c + x[:-1]) for c, x in (encode_pair(tok, *p) for p in pairs)}
+    assert rows == [len(distinct)] and len(distinct) < len(pairs)  # one row per distinct input
+    for (c, x), (ll, n) in zip(pairs, got):
+        ctx, cont = encode_pair(tok, c, x)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ctx + cont])).logits[0].double(), -1)
+        assert ll == pytest.approx(sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont)), abs=1e-4)
+        assert n == len(cont)
+
+
 def test_score_mcq_variants(tiny):
     model, tok = tiny
     items = [{"index": 1, "question": "Red plus blue?", "options": {"A": "purple", "B": "green", "C": "orange", "D": "cyan"},
