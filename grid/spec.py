@@ -122,6 +122,9 @@ class ConditionSpec(_Section):
     format: FormatName = "rating"
     languages: Annotated[list[Language], Field(min_length=1), BeforeValidator(_one_as_list)] = ["en"]
     dimensions: NamesOrAll = "all"
+    # this condition's own training options over the job's (objectives differ in cost per
+    # step and in how much data they have); each checked by _condition_training_problems
+    training: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _default_name(self) -> "ConditionSpec":
@@ -258,6 +261,9 @@ class JobSpec(_Section):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are stored)."""
         body = self.model_dump(mode="json", exclude={"storage"})
+        for condition in body["conditions"]:
+            if not condition["training"]:
+                del condition["training"]  # jobs written before per-condition options keep their hash
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -311,6 +317,36 @@ def _search_problems(search: Any, training: Any) -> list[str]:
             problem = _option_problem({**base, key: candidate})
             if problem is not None:
                 out.append(f"{where}: {problem}")
+    return out
+
+
+def _condition_training_problems(raw: Any) -> list[str]:
+    """Each condition's own training options: known options, valid over the job's
+    training section, and not also searched (one value would silently win)."""
+    if not isinstance(raw.get("conditions"), list):
+        return []
+    training = raw.get("training")
+    base = {k: v for k, v in training.items() if k not in NOT_TRAINING_OPTIONS} if isinstance(training, dict) else {}
+    if _option_problem(base) is not None:
+        base = {}  # the training section's own problems are reported there
+    searched = raw.get("search") if isinstance(raw.get("search"), dict) else {}
+    out = []
+    for i, condition in enumerate(raw["conditions"]):
+        own = condition.get("training") if isinstance(condition, dict) else None
+        if not isinstance(own, dict):
+            continue  # absent, or pydantic says what it should be
+        for key, value in own.items():
+            p = f"conditions[{i}].training.{key}"
+            if key in NOT_TRAINING_OPTIONS:
+                out.append(f"{p}: not a training option here: {NOT_TRAINING_OPTIONS[key]}")
+            elif key not in TrainConfig.model_fields:
+                out.append(f"{p}: not a training option{did_you_mean(str(key), TrainConfig.model_fields)}")
+            elif key in searched:
+                out.append(f"{p}: also searched (search.{key}); set it in one place")
+            else:
+                problem = _option_problem({**base, key: value})
+                if problem is not None:
+                    out.append(f"{p}: {problem}")
     return out
 
 
@@ -421,6 +457,7 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
     except ValidationError as exc:
         found += problems(exc, allowed_keys=_allowed_keys)
     found += _search_problems(raw.get("search"), raw.get("training"))
+    found += _condition_training_problems(raw)
     if spec is not None and not found:
         found += _cross_problems(spec)
     if found:

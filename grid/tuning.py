@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from embodiment.training import TrainConfig
 from grid.internals import TUNE_STATE_GLOB
 from grid.location import RunLocation
 from grid.progress import is_plain, say as _say  # module level: the callback is pickled with the Tuner
@@ -47,12 +48,18 @@ def param_space(spec: JobSpec) -> dict:
 
 def worker_config(spec: JobSpec, config: dict) -> dict:
     """What a Train worker gets: the trial's :class:`TrainConfig` (the job's validated
-    training section with this trial's searched values, format and seed), its condition
+    training section with its condition's own options, this trial's searched values,
+    format and seed), its condition
     and the data sources."""
     condition = next(c for c in spec.conditions if c.name == config["condition"])
     # Tune's samplers may hand numpy scalars; the values' ranges were checked with the spec
     searched = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items() if k not in ("condition", "model")}
-    train = spec.training.model_copy(update={**searched, "format": condition.format, "seed": spec.seed})
+    # the job's training section, then the condition's own options (validated over it, as
+    # the spec checked them), then the searched values (never the same keys: the spec says so)
+    train = spec.training
+    if condition.training:
+        train = TrainConfig.model_validate({**train.model_dump(), **condition.training})
+    train = train.model_copy(update={**searched, "format": condition.format, "seed": spec.seed})
     return {"train": train, "condition": condition.model_dump(), "norms": {k: v.model_dump() for k, v in spec.norms.items()},
             "seed": spec.seed, "mcq": spec.mcq, "model": config["model"], "use_gpu": spec.resources.gpus_per_worker > 0,
             "allow_download": spec.allow_download, "trust_remote_code": spec.trust_remote_code}

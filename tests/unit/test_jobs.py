@@ -79,6 +79,12 @@ BAD = [
     ({"name": "x", "models": ["m"], "evaluation": {"embeddings": False, "probe": "base"}}, "evaluation.probe: the probe reads hidden states"),
     ({"name": "x", "models": ["m"], "training": {"rating_loss": "mse"}}, "training.rating_loss: got 'mse', expected one of"),
     ({"name": "x", "models": ["m"], "training": {"rating_batches": "word"}}, "training.rating_batches: got 'word'"),
+    ({"name": "x", "models": ["m"], "conditions": [{"training": {"stpes": 5}}]},
+     "conditions[0].training.stpes: not a training option (did you mean 'steps'?)"),
+    ({"name": "x", "models": ["m"], "conditions": [{"training": {"lora_rank": 0}}]}, "conditions[0].training.lora_rank: must be >= 1"),
+    ({"name": "x", "models": ["m"], "conditions": [{"training": {"seed": 1}}]}, "conditions[0].training.seed: not a training option here"),
+    ({"name": "x", "models": ["m"], "conditions": [{"training": {"steps": 5}}], "search": {"steps": {"grid": [5, 10]}}},
+     "conditions[0].training.steps: also searched (search.steps)"),
 ]
 
 
@@ -88,6 +94,23 @@ def test_bad_jobs_name_the_yaml_path(raw, message):
         parse_job(raw, "job.yaml")
     assert any(p.startswith(message) for p in err.value.problems), err.value.problems
     assert "job.yaml" in str(err.value)
+
+
+def test_a_conditions_own_training_options_override_the_jobs_for_its_trials_only():
+    from grid.configure import configure
+    from grid.tuning import worker_config
+
+    job = {"name": "x", "models": ["m"], "training": {"steps": 40, "learning_rate": 1.0e-3},
+           "conditions": [{"name": "long"}, {"name": "short", "training": {"steps": 7, "batch_size": 3}}]}
+    spec = parse_job(job)
+    trains = {c: worker_config(spec, {"condition": c, "model": "m"})["train"] for c in ("long", "short")}
+    assert (trains["long"].steps, trains["long"].batch_size) == (40, spec.training.batch_size)
+    assert (trains["short"].steps, trains["short"].batch_size, trains["short"].learning_rate) == (7, 3, 1.0e-3)
+    assert {p.condition: p.train.steps for p in configure(spec)} == {"long": 40, "short": 7}
+    # a job that gives a condition no options of its own keeps the hash it had before they existed
+    plain = {**job, "conditions": [{"name": "long"}, {"name": "short"}]}
+    empty = {**job, "conditions": [{"name": "long", "training": {}}, {"name": "short"}]}
+    assert parse_job(plain).run_name == parse_job(empty).run_name != spec.run_name
 
 
 def test_all_problems_are_reported_at_once():
