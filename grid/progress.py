@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import threading
 from pathlib import Path
 
 MODES = ("auto", "plain", "live")
@@ -99,9 +100,16 @@ def is_plain() -> bool:
     return os.environ.get(MODE_ENV) == "plain"
 
 
+_SAY_LOCK = threading.Lock()
+
+
 def say(message: str) -> None:
-    """One timestamped progress line on stdout."""
-    print(f"[egrid {dt.datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+    """One timestamped progress line on stdout, whole: passes running in threads side by
+    side never interleave their lines (``print`` writes the text and its newline apart)."""
+    line = f"[egrid {dt.datetime.now().strftime('%H:%M:%S')}] {message}\n"
+    with _SAY_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class Milestones:

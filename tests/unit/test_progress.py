@@ -4,6 +4,7 @@ the plain mode turns off in Ray's processes, and the 0 / 50 / 100 % lines."""
 from __future__ import annotations
 
 import io
+import re
 import logging.config
 
 import pytest
@@ -94,3 +95,31 @@ def test_plain_train_workers_drop_ray_trains_per_report_line(monkeypatch):
     progress.quiet_train_worker()
     assert logger.level == logging.WARNING and not logger.isEnabledFor(logging.INFO)
     assert context.logger is logger  # the logger Ray reports through is the one quieted
+
+
+def test_lines_said_from_threads_side_by_side_are_never_interleaved(monkeypatch):
+    import threading
+
+    from grid.progress import say
+
+    class Recorder:
+        def __init__(self):
+            self.text = ""
+
+        def write(self, s):
+            for ch in s:  # a character at a time: any unlocked writer interleaves here
+                self.text += ch
+            return len(s)
+
+        def flush(self):
+            pass
+
+    out = Recorder()
+    monkeypatch.setattr("sys.stdout", out)
+    threads = [threading.Thread(target=lambda k=k: [say(f"pass {k} line {i}") for i in range(30)]) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = out.text.splitlines()
+    assert len(lines) == 120 and all(re.fullmatch(r"\[egrid \d\d:\d\d:\d\d\] pass \d line \d+", line) for line in lines)
