@@ -99,6 +99,7 @@ def test_plain_train_workers_drop_ray_trains_per_report_line(monkeypatch):
 
 def test_lines_said_from_threads_side_by_side_are_never_interleaved(monkeypatch):
     import threading
+    import time
 
     from grid.progress import say
 
@@ -107,8 +108,9 @@ def test_lines_said_from_threads_side_by_side_are_never_interleaved(monkeypatch)
             self.text = ""
 
         def write(self, s):
-            for ch in s:  # a character at a time: any unlocked writer interleaves here
+            for ch in s:  # a character at a time, yielding to other threads between them
                 self.text += ch
+                time.sleep(0)
             return len(s)
 
         def flush(self):
