@@ -103,7 +103,6 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
 
     # The probe: per base layer, a ridge fitted on the training concepts' vectors and
     # scored on the held-out ones, equal to fitting it here from the tables.
-    from embodiment.metrics import rsa
     from embodiment.probe import fit_ridge
 
     probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["subset"] == "all")]
