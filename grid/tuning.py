@@ -160,13 +160,22 @@ def _searched(config: dict) -> str:
     return ", ".join(parts)
 
 
-def progress_callback(total: int, steps: int | None = None):
+def condition_steps(spec: JobSpec) -> dict[str, int | None]:
+    """Each condition's training steps: its own, else the job's."""
+    return {c.name: c.training.get("steps", spec.training.steps) for c in spec.conditions}
+
+
+def progress_callback(total: int, steps: int | dict[str, int | None] | None = None):
     """A Tune callback that says, in one timestamped line each, when a trial starts, how it
     trains (every ``steps / TRAINING_LINES`` steps: step and loss), when it finishes (its
     validation score), fails or is restored from its checkpoint; and after each trial ends,
     how many are done / running / failed and roughly how long the rest will take (mean
-    trial time x remaining / slots)."""
+    trial time x remaining / slots). ``steps``: a trial's training steps, or per condition
+    (a condition may train its own number: ``conditions[].training.steps``)."""
     from ray import tune
+
+    def steps_of(config: dict):
+        return steps.get(config.get("condition")) if isinstance(steps, dict) else steps
 
 
     class Progress(tune.Callback):
@@ -188,7 +197,7 @@ def progress_callback(total: int, steps: int | None = None):
             _say(f"trial {trial.trial_id} failed; retrying from its last checkpoint")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            step, total_steps = result.get("step"), trial.config.get("steps", steps)
+            step, total_steps = result.get("step"), trial.config.get("steps", steps_of(trial.config))
             if "eval_score" in result or step is None or not total_steps:
                 return
             every = max(1, -(-int(total_steps) // TRAINING_LINES))
@@ -275,7 +284,7 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         run_config=tune.RunConfig(name="tune", storage_path=str(location),
                                   failure_config=tune.FailureConfig(max_failures=ts.max_failures),
                                   verbose=0 if is_plain() else 1,  # plain: our lines, no status tables
-                                  callbacks=[progress_callback(expected_trials(spec), spec.training.steps),
+                                  callbacks=[progress_callback(expected_trials(spec), condition_steps(spec)),
                                              storage_guard(run_dir),
                                              *_tracking_callbacks(spec, run_dir)]),
     )

@@ -107,6 +107,9 @@ def test_a_conditions_own_training_options_override_the_jobs_for_its_trials_only
     assert (trains["long"].steps, trains["long"].batch_size) == (40, spec.training.batch_size)
     assert (trains["short"].steps, trains["short"].batch_size, trains["short"].learning_rate) == (7, 3, 1.0e-3)
     assert {p.condition: p.train.steps for p in configure(spec)} == {"long": 40, "short": 7}
+    from grid.tuning import condition_steps
+
+    assert condition_steps(spec) == {"long": 40, "short": 7}  # what the progress lines count to
     # a job that gives a condition no options of its own keeps the hash it had before they existed
     plain = {**job, "conditions": [{"name": "long"}, {"name": "short"}]}
     empty = {**job, "conditions": [{"name": "long", "training": {}}, {"name": "short"}]}
