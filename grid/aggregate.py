@@ -122,7 +122,7 @@ def _readout_rows(metrics: pd.DataFrame, prefix: str, tag: dict, *, cond_of: dic
     """A read-out's metrics (a trial's regression head, a ridge probe): the ratings
     evaluation's rows, each metric named ``<prefix><metric>`` and tagged; ``method`` (how
     the read-out was fitted) fills ``recipe`` where the metric has none of its own."""
-    m = metrics.drop(columns=[c for c in ("condition",) if c in metrics]).assign(**tag)
+    m = metrics.drop(columns="condition", errors="ignore").assign(**tag)
     if cond_of is not None:
         m["condition"] = m["trial_id"].map(cond_of)
     if method is not None:

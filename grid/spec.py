@@ -302,9 +302,7 @@ def _search_problems(search: Any, training: Any) -> list[str]:
     randint: {low, high}}``, and every value it can take a valid training option."""
     if not isinstance(search, dict):
         return []  # pydantic says what it should be
-    base = {k: v for k, v in training.items() if k not in NOT_TRAINING_OPTIONS} if isinstance(training, dict) else {}
-    if _option_problem(base) is not None:
-        base = {}  # the training section's own problems are reported there
+    base = _training_base(training)
     out = []
     for key, value in search.items():
         p = f"search.{key}"
@@ -325,10 +323,7 @@ def _condition_training_problems(raw: Any) -> list[str]:
     training section, and not also searched (one value would silently win)."""
     if not isinstance(raw.get("conditions"), list):
         return []
-    training = raw.get("training")
-    base = {k: v for k, v in training.items() if k not in NOT_TRAINING_OPTIONS} if isinstance(training, dict) else {}
-    if _option_problem(base) is not None:
-        base = {}  # the training section's own problems are reported there
+    base = _training_base(raw.get("training"))
     searched = raw.get("search") if isinstance(raw.get("search"), dict) else {}
     out = []
     for i, condition in enumerate(raw["conditions"]):
@@ -348,6 +343,13 @@ def _condition_training_problems(raw: Any) -> list[str]:
                 if problem is not None:
                     out.append(f"{p}: {problem}")
     return out
+
+
+def _training_base(training: Any) -> dict:
+    """The training section as written, what other options are checked over; empty where
+    it is not valid (its own problems are reported there, not again for every option)."""
+    base = {k: v for k, v in training.items() if k not in NOT_TRAINING_OPTIONS} if isinstance(training, dict) else {}
+    return base if _option_problem(base) is None else {}
 
 
 def _option_problem(options: dict) -> str | None:

@@ -165,17 +165,14 @@ def condition_steps(spec: JobSpec) -> dict[str, int | None]:
     return {c.name: c.training.get("steps", spec.training.steps) for c in spec.conditions}
 
 
-def progress_callback(total: int, steps: int | dict[str, int | None] | None = None):
+def progress_callback(total: int, steps: dict[str, int | None]):
     """A Tune callback that says, in one timestamped line each, when a trial starts, how it
     trains (every ``steps / TRAINING_LINES`` steps: step and loss), when it finishes (its
     validation score), fails or is restored from its checkpoint; and after each trial ends,
     how many are done / running / failed and roughly how long the rest will take (mean
-    trial time x remaining / slots). ``steps``: a trial's training steps, or per condition
-    (a condition may train its own number: ``conditions[].training.steps``)."""
+    trial time x remaining / slots). ``steps``: each condition's training steps
+    (:func:`condition_steps`); a searched ``steps`` value overrides it."""
     from ray import tune
-
-    def steps_of(config: dict):
-        return steps.get(config.get("condition")) if isinstance(steps, dict) else steps
 
 
     class Progress(tune.Callback):
@@ -197,7 +194,7 @@ def progress_callback(total: int, steps: int | dict[str, int | None] | None = No
             _say(f"trial {trial.trial_id} failed; retrying from its last checkpoint")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            step, total_steps = result.get("step"), trial.config.get("steps", steps_of(trial.config))
+            step, total_steps = result.get("step"), trial.config.get("steps", steps.get(trial.config.get("condition")))
             if "eval_score" in result or step is None or not total_steps:
                 return
             every = max(1, -(-int(total_steps) // TRAINING_LINES))
