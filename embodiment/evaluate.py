@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from embodiment import dimensions as dims
-from embodiment.metrics import per_dimension, rsa_by_subset, transfer_rows, wordwise_similarity
+from embodiment.metrics import mean_correlation, per_dimension, rsa_by_subset, transfer_rows, wordwise_similarity
 from embodiment.metrics.rsa import STUDY_RECIPE, RSARecipe, get_recipe
 from embodiment.ratings import JoinedRatings
 
@@ -73,7 +73,8 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
     """Compute every table for ratings already aligned with the norms.
 
     Returns:
-        ``metrics`` (per-dimension correlations, RSA, word-wise mean), ``transfer``
+        ``metrics`` (per-dimension correlations, their mean over dimensions with a CI,
+        RSA, word-wise mean), ``transfer``
         (deltas against the base with Steiger tests), ``wordwise`` (per concept) and
         ``ratings`` (the joined long table).
     """
@@ -87,6 +88,10 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
         for row in per_dimension(model, joined.human, joined.dimensions, n_boot=opt.n_boot, seed=opt.seed):
             metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": row.pop("method"),
                                 "subset": dims.group_of(row["dimension"]) or "custom", **row})
+        mean = mean_correlation(model, joined.human, "spearman", n_boot=opt.n_boot, seed=opt.seed)
+        metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "mean_spearman", "subset": "all",
+                            "dimension": None, "value": mean.r, "ci_low": mean.ci_low, "ci_high": mean.ci_high,
+                            "n": mean.n, "n_dropped": mean.n_dropped})
         say(f"{condition}: RSA")
         for subset, _, result in rsa_by_subset(model, joined.human, joined.dimensions, subsets=opt.rsa_subsets,
                                                recipe=recipe, n_perm=opt.rsa_perm, n_boot=opt.rsa_boot, seed=opt.seed):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from embodiment.evaluate import EvaluationOptions, evaluate_joined
-from embodiment.metrics import rsa
+from embodiment.metrics import proportion, rsa
 from embodiment.ratings import JoinedRatings
 
 BASE = "base"
@@ -99,17 +99,25 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
                                          seed=seed, train_norms=train_norms)
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
-        per_item = choices.drop_duplicates(["model", "trial_id", "index"])
-        acc = per_item.groupby(["model", "trial_id"], sort=False)["is_correct"].agg(["mean", "size"]).reset_index()
-        metrics.append(pd.DataFrame({"trial_id": acc["trial_id"], "condition": acc["trial_id"].map(cond_of), "model": acc["model"],
-                                     "eval_set": "mcq", "metric": "accuracy", "subset": "all", "value": acc["mean"],
-                                     "n": acc["size"]}))
+        metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
     metrics_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame()
     if len(metrics_df):
         metrics_df["layer"] = metrics_df["layer"].astype("Int64")
         for col in ("n", "n_dropped"):
             metrics_df[col] = metrics_df[col].astype("Int64")
     return {"metrics": metrics_df, "transfer": pd.concat(transfer, ignore_index=True) if transfer else pd.DataFrame()}
+
+
+def _accuracy_rows(choices: pd.DataFrame, cond_of: dict, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Colour-question accuracy per (model, trial) with a bootstrap CI over questions."""
+    rows = []
+    per_item = choices.drop_duplicates(["model", "trial_id", "index"])
+    for (model, trial_id), g in per_item.groupby(["model", "trial_id"], sort=False):
+        acc = proportion(g["is_correct"].to_numpy(bool), n_boot=n_boot, seed=seed)
+        rows.append({"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model, "eval_set": "mcq",
+                     "metric": "accuracy", "subset": "all", "value": acc.value, "ci_low": acc.ci_low,
+                     "ci_high": acc.ci_high, "n": acc.n})
+    return pd.DataFrame(rows)
 
 
 def _split_of(emb: pd.DataFrame) -> pd.Series:
@@ -156,11 +164,12 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
         target = h.loc[test["concept"]].to_numpy()
         tag = {"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model, "language": language,
                "layer": int(layer)}
-        res = rsa(vectors, target, {"standardise": "none", "rdm": "cosine", "compare": "spearman", "name": "hidden-vs-human"})
+        res = rsa(vectors, target, {"standardise": "none", "rdm": "cosine", "compare": "spearman", "name": "hidden-vs-human"},
+                  n_boot=n_boot, seed=seed)
         out.append(pd.DataFrame([{**tag, "eval_set": f"{language}/embeddings", "metric": "rsa_hidden", "subset": "all",
                                   "recipe": res.recipe.name, "standardise": "none", "rdm_method": "cosine",
-                                  "compare_method": "spearman", "value": res.value, "n": res.n_concepts,
-                                  "n_dropped": res.n_dropped}]))
+                                  "compare_method": "spearman", "value": res.value, "ci_low": res.ci_low,
+                                  "ci_high": res.ci_high, "n": res.n_concepts, "n_dropped": res.n_dropped}]))
         train = g[split[g.index] == "train"]
         norms = (train_norms or {}).get(language)
         if norms is None or len(train) < 10:
@@ -183,3 +192,73 @@ def best_trials(trials: pd.DataFrame) -> pd.DataFrame:
         return trials
     done = trials.dropna(subset=["eval_score"])
     return done.loc[done.groupby("format")["eval_score"].idxmax()].reset_index(drop=True)
+
+
+#: What the objective table shows per model (base and each objective's best trial):
+#: label -> (metric, eval_set suffix); layered metrics get one column per layer.
+OBJECTIVE_MEASURES = {
+    "mean Spearman": ("mean_spearman", "/rating"),
+    "rating RSA": ("rsa", "/rating"),
+    "hidden RSA": ("rsa_hidden", "/embeddings"),
+    "probe RSA": ("probe_rsa", "/probe"),
+    "colour accuracy": ("accuracy", "mcq"),
+}
+
+
+def objective_table(metrics: pd.DataFrame, trials: pd.DataFrame, language: str | None = None) -> pd.DataFrame:
+    """The answer to "which learning objective moves the model closest to humans?".
+
+    One row per measure and model: the base and each objective's best trial (chosen by
+    its validation score, never by held-out results), every value on held-out concepts
+    (colour questions for accuracy) with its 95 % bootstrap CI, from the metrics table.
+
+    Args:
+        metrics: the run's metrics table.
+        trials: the run's trials table (``format``, ``eval_score``, ``config``).
+        language: the norms' language (default: the first with ratings).
+
+    Returns:
+        Long frame: objective, trial_id, measure, layer, value, ci_low, ci_high, n.
+    """
+    if metrics.empty:
+        return pd.DataFrame()
+    best = best_trials(trials) if len(trials) else pd.DataFrame(columns=["trial_id", "format"])
+    who = {BASE: BASE, **dict(zip(best["trial_id"], best["format"]))}
+    rated = metrics[metrics["metric"] == "mean_spearman"]
+    language = language or (rated["language"].iloc[0] if len(rated) else None)
+    rows = []
+    for label, (metric, where) in OBJECTIVE_MEASURES.items():
+        part = metrics[(metrics["metric"] == metric) & metrics["trial_id"].isin(list(who))
+                       & (metrics["subset"].fillna("all") == "all")]
+        part = part[part["eval_set"] == (where if not where.startswith("/") else f"{language}{where}")]
+        for r in part.itertuples():
+            rows.append({"objective": who[r.trial_id], "trial_id": r.trial_id, "measure": label,
+                         "layer": r.layer, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n})
+    # base first, then the objectives in the order the job lists them (their trials' order)
+    order = {name: i for i, name in enumerate(dict.fromkeys([BASE, *trials.get("format", [])]))}
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["layer"] = out["layer"].astype("Int64")
+    return out.sort_values(["objective", "measure", "layer"], key=lambda c: c.map(order) if c.name == "objective" else
+                           c.map(list(OBJECTIVE_MEASURES).index) if c.name == "measure" else c).reset_index(drop=True)
+
+
+def objective_text(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`objective_table` as one row per model and one column per measure (and
+    layer), each cell ``value [low, high]``: what the run summary and the report show."""
+    if table.empty:
+        return table
+
+    def cell(r) -> str:
+        if pd.isna(r.value):
+            return ""
+        ci = f" [{r.ci_low:.2f}, {r.ci_high:.2f}]" if pd.notna(r.ci_low) and pd.notna(r.ci_high) else ""
+        return f"{r.value:.3f}{ci}"
+
+    named = table.assign(column=[m if pd.isna(layer) else f"{m} L{layer}" for m, layer in zip(table["measure"], table["layer"])],
+                         cell=[cell(r) for r in table.itertuples()])
+    wide = named.pivot(index=["objective", "trial_id"], columns="column", values="cell")
+    wide = wide[list(dict.fromkeys(named["column"]))]
+    objectives = list(dict.fromkeys(named["objective"]))
+    return wide.reindex(sorted(wide.index, key=lambda i: objectives.index(i[0]))).fillna("")

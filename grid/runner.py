@@ -383,6 +383,13 @@ def summary_lines(summary: dict) -> list[str]:
     if len(trials) and "eval_score" in trials:
         cols = [c for c in ("trial_id", "condition", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]
         lines += ["Trials:", trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
+    if len(trials) and "format" in trials and trials["format"].nunique() > 1:
+        from grid.aggregate import objective_table, objective_text
+
+        table = objective_text(objective_table(m, trials))
+        if len(table):
+            lines += ["Best trial per objective (chosen on validation concepts) on held-out concepts, 95 % bootstrap CIs:",
+                      table.to_string(), ""]
     t = summary["transfer"]
     if len(t):
         view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]]

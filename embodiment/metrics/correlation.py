@@ -146,3 +146,60 @@ def per_dimension(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str
             rows.append({"dimension": dim, "method": method, "value": c.r, "p": c.p, "n": c.n,
                          "n_dropped": c.n_dropped, "ci_low": c.ci_low, "ci_high": c.ci_high})
     return rows
+
+
+def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearman", *, n_boot: int = 0,
+                     ci: float = 0.95, seed: int = 0, block: int = 128) -> Correlation:
+    """The mean over dimensions of the per-dimension correlation, with a bootstrap CI.
+
+    One number for "how well does the model rank concepts, dimension by dimension": the
+    mean of :func:`per_dimension`'s coefficients. The CI resamples concepts (rows) with
+    replacement, the same resample for every dimension, so it carries the dimensions'
+    dependence; concepts missing any rating are left out of value and CI alike (under the
+    paired-word rule they are missing in every compared condition).
+
+    Args:
+        model: (n, d) model ratings (NaN where missing).
+        human: (n, d) human ratings of the same concepts and dimensions.
+        method: a key of :data:`CORRELATIONS`.
+        n_boot: bootstrap resamples over concepts (0: no CI).
+        ci: confidence level of the percentile interval.
+        seed: seed of the bootstrap.
+        block: resamples drawn at once (memory: block x n x d).
+
+    Returns:
+        A :class:`Correlation` whose ``r`` is the mean coefficient and ``p`` is NaN (a mean
+        of correlations has no closed-form test; read the CI).
+    """
+    x = np.asarray(model, dtype=np.float64)
+    y = np.asarray(human, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise InputError(f"model and human ratings must be two (concepts, dimensions) tables of equal shape, got "
+                         f"{x.shape} and {y.shape}")
+    keep = ~(np.isnan(x) | np.isnan(y)).any(axis=1)
+    x, y = x[keep], y[keep]
+    n, dropped = int(keep.sum()), int((~keep).sum())
+    if n < 3:
+        return Correlation(method, float("nan"), n, dropped, float("nan"))
+    rows = CORRELATIONS[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = float(np.nanmean(rows(x.T, y.T)))
+    lo = hi = float("nan")
+    if n_boot and np.isfinite(r):
+        rng = np.random.default_rng(seed)
+        values = []
+        for start in range(0, n_boot, block):
+            idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
+            # (b, n, d) -> per resample and dimension a coefficient, averaged over dimensions
+            xs, ys = np.moveaxis(x[idx], 2, 1), np.moveaxis(y[idx], 2, 1)
+            per = rows(xs.reshape(-1, n), ys.reshape(-1, n)).reshape(len(idx), -1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                values.append(np.nanmean(per, axis=1))
+        boots = np.concatenate(values)
+        boots = boots[np.isfinite(boots)]
+        if boots.size:
+            alpha = (1.0 - ci) / 2.0
+            lo, hi = (float(v) for v in np.quantile(boots, [alpha, 1.0 - alpha]))
+    return Correlation(method, r, n, dropped, float("nan"), lo, hi)

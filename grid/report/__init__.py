@@ -31,6 +31,9 @@ class Report:
         missing: what the folder lacks (empty when complete).
         results: the folder's normalised tables.
         best: the best trial per objective (empty for evaluation folders).
+        objectives: base and each objective's best trial side by side on every held-out
+            measure with CIs (:func:`grid.aggregate.objective_text`; empty unless the run
+            searched more than one objective).
     """
 
     index: Path
@@ -38,6 +41,7 @@ class Report:
     missing: list[str] = field(default_factory=list)
     results: Results | None = None
     best: pd.DataFrame = field(default_factory=pd.DataFrame)
+    objectives: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
@@ -66,7 +70,7 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     Raises:
         InputError: the folder holds no results, or a table cannot be read.
     """
-    from grid.aggregate import best_trials
+    from grid.aggregate import best_trials, objective_table, objective_text
     from grid.report.page import render_page
 
     res = load_results(folder)
@@ -80,10 +84,13 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     best = best_trials(res.table("trials")) if not res.table("trials").empty else pd.DataFrame()
     if not best.empty:
         best = best[[c for c in ("format", "condition", "trial_id", "eval_score", "config") if c in best]]
+    trials = res.table("trials")
+    objectives = (objective_text(objective_table(res.table("metrics"), trials))
+                  if "format" in trials and trials["format"].nunique() > 1 else pd.DataFrame())
     missing = res.missing + missing
     index = out / "index.html"
-    write_text_atomic(render_page(res, figures, missing, best), index)
-    return Report(index, saved, missing, res, best)
+    write_text_atomic(render_page(res, figures, missing, best, objectives), index)
+    return Report(index, saved, missing, res, best, objectives)
 
 
 def summary_text(report: Report) -> str:
@@ -110,6 +117,8 @@ def summary_text(report: Report) -> str:
     if not report.best.empty:
         lines += ["", "Best trial per objective:",
                   report.best.drop(columns=["config"], errors="ignore").to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+    if not report.objectives.empty:
+        lines += ["", "Best trial per objective on held-out concepts (95 % bootstrap CIs):", report.objectives.to_string()]
     if report.missing:
         lines += ["", "Missing:"] + [f"  - {m}" for m in report.missing]
     lines += ["", f"Report:  {report.index}", f"Figures: {report.index.parent / 'figures'} ({len(report.figures)} as PNG and SVG)"]

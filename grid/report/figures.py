@@ -318,14 +318,17 @@ def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | No
         if "mcq" in formats:  # asked for and not there yet; otherwise the figure does not apply
             missing.append("colour multiple-choice accuracy: the job evaluates mcq but no 'accuracy' rows exist yet")
         return None
-    bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
-    acc["ci_low"], acc["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    # the aggregate's bootstrap CI over questions; Wilson's for tables written before it had one
+    bootstrap = "ci_low" in acc and acc["ci_low"].notna().all() and acc["ci_high"].notna().all()
+    if not bootstrap:
+        bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
+        acc["ci_low"], acc["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
     acc["subset"] = acc["eval_set"]
     labels = _labels_of(acc)
     fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(labels), 3.2))
     _grouped_bars(ax, acc, "subset", labels)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("accuracy (Wilson 95% CI)")
+    ax.set_ylabel(f"accuracy ({'bootstrap' if bootstrap else 'Wilson'} 95% CI)")
     ax.set_xlabel("multiple-choice set")
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
@@ -497,11 +500,56 @@ def search(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
         if len(values) and (values > 0).all() and values.max() / values.min() >= 10:
             ax.set_xscale("log")
         ax.set_xlabel(param)
-    axes[0][0].set_ylabel("eval score (held-out objective)")
+    on = trials_on(res)
+    axes[0][0].set_ylabel(f"eval score (mean Spearman, {on} concepts)")
     axes[0][-1].legend(fontsize=7, frameon=False, title="objective", title_fontsize=7)
     fig.tight_layout()
-    return Figure("search", "The search", "Each trial's held-out score against its hyperparameters, per learning "
-                  "objective; the star marks the best trial of each objective.", fig, table.reset_index(drop=True))
+    return Figure("search", "The search", f"Each trial's score on {on} concepts against its hyperparameters, per "
+                  "learning objective; the star marks the best trial of each objective.", fig, table.reset_index(drop=True))
+
+
+def trials_on(res: Results) -> str:
+    """Which concepts the trials were scored on: ``validation`` (set aside from the
+    training split) or ``held-out`` (jobs without a validation split)."""
+    trials = res.table("trials")
+    on = trials["eval_on"].dropna().unique().tolist() if "eval_on" in trials else []
+    return on[0] if len(on) == 1 else "held-out"
+
+
+@figure("objectives")
+def objectives(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    from grid.aggregate import OBJECTIVE_MEASURES, objective_table
+
+    trials = res.table("trials")
+    if "format" not in trials or trials["format"].nunique() < 2:
+        return None  # one objective: the other figures already compare it with the base
+    table = objective_table(res.table("metrics"), trials)
+    if table.empty:
+        missing.append("objectives: no held-out metrics for the best trials yet")
+        return None
+    measures = [m for m in OBJECTIVE_MEASURES if (table["measure"] == m).any()]
+    names = list(dict.fromkeys(table["objective"]))
+    fig, axes = plt.subplots(1, len(measures), figsize=(2.5 * len(measures) + 0.6, 3.3), squeeze=False)
+    for ax, measure in zip(axes[0], measures):
+        part = table[table["measure"] == measure]
+        layers = list(dict.fromkeys(part["layer"].dropna())) or [None]
+        width = 0.7 / len(layers)
+        for j, layer in enumerate(layers):
+            rows = part if layer is None else part[part["layer"] == layer]
+            x = [names.index(o) + (j - (len(layers) - 1) / 2) * width for o in rows["objective"]]
+            err = [rows["value"] - rows["ci_low"].fillna(rows["value"]), rows["ci_high"].fillna(rows["value"]) - rows["value"]]
+            ax.errorbar(x, rows["value"], yerr=err, fmt="o", ms=4, capsize=2, color=PALETTE[j % len(PALETTE)],
+                        label=None if layer is None else f"layer {layer}")
+        ax.axhline(0, color="0.7", lw=0.6)
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(measure, fontsize=9)
+        if len(layers) > 1:
+            ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return Figure("objectives", "Which objective moves the model closest to humans",
+                  f"The base model and each learning objective's best trial (chosen on {trials_on(res)} concepts), on "
+                  "held-out concepts (colour accuracy: the colour test questions), with 95 % bootstrap CIs; hidden-state "
+                  "and probe RSA per layer.", fig, table)
 
 
 def build_figures(res: Results, opt: FigureOptions | None = None) -> tuple[list[Figure], list[str]]:

@@ -70,7 +70,8 @@ def _provenance_html(res: Results) -> str:
     return "".join(parts)
 
 
-def render_page(res: Results, figures: list[Figure], missing: list[str], best: pd.DataFrame) -> str:
+def render_page(res: Results, figures: list[Figure], missing: list[str], best: pd.DataFrame,
+                objectives: pd.DataFrame | None = None) -> str:
     """The report page's HTML text."""
     title = f"egrid report: {res.name}"
     status = ('<p class="missing"><strong>Incomplete:</strong></p><ul class="missing">' +
@@ -80,6 +81,9 @@ def render_page(res: Results, figures: list[Figure], missing: list[str], best: p
     shown = "".join(f"<li><code>{html.escape(k)}</code> shown as <strong>{html.escape(v)}</strong></li>"
                     for k, v in res.labels.items())
     best_html = f"<h3>Best trial per objective</h3>{_table(best)}" if not best.empty else ""
+    if objectives is not None and not objectives.empty:
+        best_html += ("<h3>Best trial per objective on held-out concepts (95 % bootstrap CIs)</h3>"
+                      + _table(objectives.reset_index()))
     body = "".join(_figure_html(f) for f in figures if f.name != "search")
     search = next((f for f in figures if f.name == "search"), None)
     search_html = (_figure_html(search).replace("</section>", best_html + "</section>") if search else "")

@@ -47,8 +47,9 @@ def test_probe_rows_equal_a_probe_fitted_by_hand_and_hidden_rsa_reads_held_out_r
             assert sp.at[dim, "value"] == pytest.approx(stats.spearmanr(pred[:, j], human[60:, j]).statistic, abs=1e-12)
             assert sp.at[dim, "recipe"].startswith("ridge alpha=") and sp.at[dim, "ci_low"] <= sp.at[dim, "value"]
         hidden = metrics[(metrics["metric"] == "rsa_hidden") & (metrics["layer"] == layer)].iloc[0]
-        plain = rsa(x[60:], human[60:], {"standardise": "none", "rdm": "cosine", "compare": "spearman"})
+        plain = rsa(x[60:], human[60:], {"standardise": "none", "rdm": "cosine", "compare": "spearman"}, n_boot=30, seed=2)
         assert hidden["value"] == pytest.approx(plain.value, abs=1e-12) and hidden["n"] == 30
+        assert (hidden["ci_low"], hidden["ci_high"]) == pytest.approx((plain.ci_low, plain.ci_high), abs=1e-12)
     assert metrics.loc[metrics["metric"] == "probe_rsa", "value"].min() > 0.3  # the signal is linear: found
 
 

@@ -107,3 +107,46 @@ def test_steiger_is_calibrated_under_the_null():
     null_rate = rejections(cov_null)
     assert 0.03 < null_rate < 0.07
     assert rejections(cov_alt, reps=300) > 0.8
+
+
+def test_mean_correlation_equals_a_scipy_loop_and_its_bootstrap(rng):
+    from embodiment.metrics import mean_correlation
+
+    n, d = 70, 4
+    human = rng.normal(size=(n, d))
+    model = human + rng.normal(scale=[0.5, 1.0, 2.0, 4.0], size=(n, d))
+    model[5, 2] = np.nan  # a concept missing one rating leaves value and CI alike
+    m = mean_correlation(model, human, "spearman", n_boot=150, seed=3, block=40)
+    keep = ~np.isnan(model).any(axis=1)
+    x, y = model[keep], human[keep]
+    assert m.n == n - 1 and m.n_dropped == 1
+    assert m.r == pytest.approx(np.mean([stats.spearmanr(x[:, j], y[:, j]).statistic for j in range(d)]), abs=1e-12)
+    # naive oracle: the same resamples of concepts, scipy per dimension, then the mean
+    r = np.random.default_rng(3)
+    idx = np.concatenate([r.integers(0, n - 1, size=(min(40, 150 - s), n - 1)) for s in range(0, 150, 40)])
+    boots = [np.mean([stats.spearmanr(x[i, j], y[i, j]).statistic for j in range(d)]) for i in idx]
+    assert (m.ci_low, m.ci_high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-12)
+    assert m.ci_low < m.r < m.ci_high
+
+
+def test_mean_correlation_rejects_vectors_and_mismatched_tables(rng):
+    from embodiment.metrics import mean_correlation
+
+    with pytest.raises(InputError, match="equal shape"):
+        mean_correlation(rng.normal(size=10), rng.normal(size=10))
+    with pytest.raises(InputError, match=r"\(10, 3\) and \(10, 2\)"):
+        mean_correlation(rng.normal(size=(10, 3)), rng.normal(size=(10, 2)))
+
+
+def test_proportion_bootstrap_matches_resampling_items():
+    from embodiment.metrics import proportion
+
+    hits = np.array([True] * 30 + [False] * 70)
+    p = proportion(hits, n_boot=4000, seed=1)
+    assert p.value == 0.3 and p.n == 100
+    # resampling the items themselves gives the same interval up to Monte Carlo noise
+    r = np.random.default_rng(2)
+    naive = np.quantile([hits[r.integers(0, 100, size=100)].mean() for _ in range(4000)], [0.025, 0.975])
+    assert (p.ci_low, p.ci_high) == pytest.approx(tuple(naive), abs=0.021)
+    assert proportion(hits, n_boot=4000, seed=1) == p  # seeded
+    assert np.isnan(proportion([]).value) and np.isnan(proportion(hits).ci_low)

@@ -45,7 +45,9 @@ def test_objective_search_spans_the_five_formats():
     spec = load_job(REPO / "jobs" / "objective_search.yaml")
     conditions = {c.name: c.format for c in spec.conditions}
     assert set(conditions.values()) == {"rating", "mcq", "regression", "pairwise", "alignment"}
-    assert spec.tune.scheduler == "asha"
+    # every objective searched with at least three trials, each of them evaluated
+    assert spec.search["condition"] == {"grid": list(conditions)} and spec.tune.num_samples >= 3
+    assert spec.tune.scheduler == "fifo"
 
 
 def test_run_name_is_a_hash_of_the_spec_not_a_time():

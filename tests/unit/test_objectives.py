@@ -1,0 +1,87 @@
+"""The objective table: base and each objective's best trial (chosen on validation
+scores, never on held-out results) side by side on every held-out measure with its CI."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grid.aggregate import aggregate, objective_table, objective_text
+
+pytestmark = pytest.mark.unit
+
+
+def _run(rng):
+    """Ratings of 40 held-out concepts for the base and four trials of two objectives, and
+    colour answers for the base and the best trials."""
+    words, dims = [f"w{i}" for i in range(40)], ["Visual", "Haptic", "Auditory"]
+    human = rng.uniform(0, 5, size=(40, 3))
+    # noise per trial: t2 is the best on held-out concepts, but t1 has the higher validation score
+    noise = {"base": 4.0, "t1": 1.0, "t2": 0.3, "t3": 2.0, "t4": 3.0}
+    ratings = pd.DataFrame([{"trial_id": t, "model": "m", "language": "en", "concept": w, "dimension": d,
+                             "human": human[i, j], "expected": human[i, j] + rng.normal(scale=s)}
+                            for t, s in noise.items() for i, w in enumerate(words) for j, d in enumerate(dims)])
+    trials = pd.DataFrame({"trial_id": ["t1", "t2", "t3", "t4"], "condition": ["rating", "rating", "pairwise", "pairwise"],
+                           "format": ["rating", "rating", "pairwise", "pairwise"], "eval_score": [0.6, 0.5, 0.2, 0.3]})
+    choices = pd.DataFrame([{"trial_id": t, "model": "m", "index": q, "option": 0, "is_correct": bool(q % k == 0)}
+                            for t, k in (("base", 4), ("t1", 2), ("t4", 3)) for q in range(60)])
+    return ratings, trials, choices
+
+
+def test_best_trials_by_validation_score_with_held_out_values_and_cis(rng):
+    ratings, trials, choices = _run(rng)
+    metrics = aggregate({"ratings": ratings, "trials": trials, "choices": choices}, subsets=("all",), n_boot=50)["metrics"]
+    table = objective_table(metrics, trials)
+    assert list(dict.fromkeys(table["objective"])) == ["base", "rating", "pairwise"]
+    assert set(table["trial_id"]) == {"base", "t1", "t4"}  # t2 is better held out but was not chosen
+    for r in table.itertuples():
+        source = metrics[(metrics["trial_id"] == r.trial_id) & (metrics["subset"] == "all") & (metrics["metric"] == {
+            "mean Spearman": "mean_spearman", "rating RSA": "rsa", "colour accuracy": "accuracy"}[r.measure])].iloc[0]
+        assert (r.value, r.ci_low, r.ci_high) == (source["value"], source["ci_low"], source["ci_high"])
+        assert r.ci_low <= r.value <= r.ci_high
+    spear = metrics[(metrics["metric"] == "spearman") & (metrics["trial_id"] == "t1")]["value"].mean()
+    row = table[(table["trial_id"] == "t1") & (table["measure"] == "mean Spearman")].iloc[0]
+    assert row["value"] == pytest.approx(spear, abs=1e-12)
+    acc = table[table["measure"] == "colour accuracy"].set_index("trial_id")["value"]
+    assert acc.to_dict() == pytest.approx({"base": 15 / 60, "t1": 30 / 60, "t4": 20 / 60})
+    text = objective_text(table)
+    assert list(text.index) == [("base", "base"), ("rating", "t1"), ("pairwise", "t4")]
+    assert list(text.columns) == ["mean Spearman", "rating RSA", "colour accuracy"]
+    low, high = row["ci_low"], row["ci_high"]
+    assert text.loc[("rating", "t1"), "mean Spearman"] == f"{row['value']:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def test_layered_measures_get_a_column_per_layer():
+    metrics = pd.DataFrame([{"trial_id": t, "language": "en", "eval_set": "en/embeddings", "metric": "rsa_hidden",
+                             "subset": "all", "layer": layer, "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "n": 9}
+                            for t, v in (("base", 0.1), ("a", 0.3)) for layer in (0, 5)])
+    metrics["layer"] = metrics["layer"].astype("Int64")
+    trials = pd.DataFrame({"trial_id": ["a"], "format": ["alignment"], "eval_score": [0.1]})
+    text = objective_text(objective_table(metrics, trials, language="en"))
+    assert list(text.columns) == ["hidden RSA L0", "hidden RSA L5"]
+    assert text.loc[("alignment", "a"), "hidden RSA L5"] == "0.300 [0.20, 0.40]"
+    assert objective_table(pd.DataFrame(), trials).empty
+
+
+def test_a_run_with_several_objectives_gets_the_objectives_figure_and_table(rng, tmp_path, capsys, svg_texts):
+    from grid.cli import main
+    from grid.results import ResultsStore
+
+    ratings, trials, choices = _run(rng)
+    agg = aggregate({"ratings": ratings, "trials": trials, "choices": choices}, subsets=("all",), n_boot=50)
+    run = tmp_path / "runs" / "search-0123456789"
+    store = ResultsStore(str(run))
+    for name, frame in (("ratings", ratings.assign(condition=ratings["trial_id"])), ("metrics", agg["metrics"]),
+                        ("transfer", agg["transfer"]),
+                        ("trials", trials.assign(eval_on="validation", status="TERMINATED", model="m"))):
+        store.write(name, "all", frame)
+    store.write_json("manifest.json", {"run_name": "search-0123456789", "status": "finished", "job": {}})
+    assert main(["report", str(run), "--concepts", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "Best trial per objective on held-out concepts" in printed
+    table = objective_table(agg["metrics"], trials)
+    texts = svg_texts(run / "report" / "figures" / "objectives.svg")
+    assert {"mean Spearman", "rating RSA", "colour accuracy", "base", "rating", "pairwise"} <= set(texts)
+    assert "eval score (mean Spearman, validation concepts)" in svg_texts(run / "report" / "figures" / "search.svg")
+    html = (run / "report" / "index.html").read_text(encoding="utf-8")
+    row = table[(table["trial_id"] == "t1") & (table["measure"] == "rating RSA")].iloc[0]
+    assert f"{row['value']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" in html
