@@ -262,3 +262,103 @@ def objective_text(table: pd.DataFrame) -> pd.DataFrame:
     wide = wide[list(dict.fromkeys(named["column"]))]
     objectives = list(dict.fromkeys(named["objective"]))
     return wide.reindex(sorted(wide.index, key=lambda i: objectives.index(i[0]))).fillna("")
+
+
+def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", n_boot: int = 200,
+                          seed: int = 0, language: str | None = None) -> pd.DataFrame:
+    """Are the objectives' differences beyond chance? Paired bootstrap of each difference.
+
+    For the base and each objective's best trial (:func:`best_trials`): every objective
+    against the base, and every pair of objectives, on the same held-out concepts (the
+    paired-word rule over all of them) or the same colour questions, resampled together
+    (:func:`embodiment.metrics.paired_differences`).
+
+    Args:
+        tables: the run's ``ratings``, ``trials`` and (optionally) ``choices`` tables.
+        rsa_recipe: the recipe of rating RSA.
+        n_boot: bootstrap resamples.
+        seed: seed of the resampling.
+        language: the norms' language (default: the first in the ratings).
+
+    Returns:
+        One row per measure and pair: measure, a, b (objectives; ``a - b``), a_trial,
+        b_trial, value, ci_low, ci_high, p, n.
+    """
+    from embodiment.metrics import CORRELATIONS, get_recipe, paired_differences, resampled_rsa
+
+    ratings, trials = tables.get("ratings", pd.DataFrame()), tables.get("trials", pd.DataFrame())
+    if ratings.empty or trials.empty or "eval_score" not in trials:
+        return pd.DataFrame()
+    best = best_trials(trials)
+    order = list(dict.fromkeys(trials["format"]))
+    best = best.set_index("format").loc[[f for f in order if f in set(best["format"])]]
+    names = {BASE: BASE, **dict(zip(best["trial_id"], best.index))}
+    pairs = [(o, BASE) for o in best.index] + [(a, b) for i, a in enumerate(best.index) for b in best.index[i + 1:]]
+    language = language or ratings["language"].iloc[0]
+    rows = []
+    for model, part in ratings[ratings["trial_id"].isin(list(names)) & (ratings["language"] == language)].groupby("model"):
+        joined = _joined(part, model, language)
+        if set(joined.model) != set(names):
+            continue
+        keep = ~np.isnan(joined.human).any(axis=1)
+        for values in joined.model.values():
+            keep &= ~np.isnan(values).any(axis=1)
+        human = joined.human[keep]
+        mats = {names[t]: v[keep] for t, v in joined.model.items()}
+        recipe = get_recipe(rsa_recipe)
+        spearman = CORRELATIONS["spearman"]
+
+        def mean_spearman_of(m):
+            return lambda idx: float(np.nanmean(spearman(m[idx].T, human[idx].T)))
+
+        def rsa_of(m):
+            return lambda idx: resampled_rsa(m, human, recipe, idx)
+
+        for measure, stat in (("mean Spearman", mean_spearman_of), ("rating RSA", rsa_of)):
+            diffs = paired_differences({o: stat(m) for o, m in mats.items()}, pairs, int(keep.sum()),
+                                       n_boot=n_boot, seed=seed)
+            rows += [_difference_row(measure, pair, names, d) for pair, d in diffs.items()]
+    choices = tables.get("choices", pd.DataFrame())
+    if len(choices):
+        right = (choices.drop_duplicates(["trial_id", "index"]).pivot(index="index", columns="trial_id", values="is_correct")
+                 .reindex(columns=list(names)))
+        answered = [c for c in right.columns if right[c].notna().any()]
+        right = right[answered].dropna().astype(float)
+        have = {names[t] for t in answered}
+        colour_pairs = [p for p in pairs if set(p) <= have]
+        if colour_pairs and len(right):
+            stats_of = {names[t]: (lambda col: lambda idx: float(col[idx].mean()))(right[t].to_numpy()) for t in answered}
+            diffs = paired_differences(stats_of, colour_pairs, len(right), n_boot=n_boot, seed=seed)
+            rows += [_difference_row("colour accuracy", pair, names, d) for pair, d in diffs.items()]
+    return pd.DataFrame(rows)
+
+
+def differences_text(diffs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`objective_differences` as text: one row per pair, one column per measure,
+    each cell ``+0.012 [-0.01, 0.03]`` and a star where the interval excludes zero."""
+    if diffs.empty:
+        return diffs
+    cell = [f"{r.value:+.3f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]{' *' if r.ci_low > 0 or r.ci_high < 0 else ''}"
+            for r in diffs.itertuples()]
+    wide = diffs.assign(pair=diffs["a"] + " - " + diffs["b"], cell=cell).pivot(index="pair", columns="measure", values="cell")
+    return wide.reindex(index=list(dict.fromkeys(diffs["a"] + " - " + diffs["b"])),
+                        columns=list(dict.fromkeys(diffs["measure"]))).fillna("")
+
+
+def job_differences(tables: dict[str, pd.DataFrame], job: dict | None) -> pd.DataFrame:
+    """:func:`objective_differences` with the run's own evaluation choices (its job's
+    ``evaluation.rsa_recipe`` and ``n_boot``, its ``seed``), for a run that searched
+    more than one objective; empty otherwise."""
+    trials = tables.get("trials", pd.DataFrame())
+    if "format" not in trials or trials["format"].nunique() < 2:
+        return pd.DataFrame()
+    job = job or {}
+    ev = job.get("evaluation") or {}
+    return objective_differences(tables, rsa_recipe=ev.get("rsa_recipe", "wu2026"), n_boot=int(ev.get("n_boot", 200)),
+                                 seed=int(job.get("seed", 0)))
+
+
+def _difference_row(measure: str, pair: tuple[str, str], names: dict, d) -> dict:
+    trial_of = {objective: trial for trial, objective in names.items()}
+    return {"measure": measure, "a": pair[0], "b": pair[1], "a_trial": trial_of[pair[0]], "b_trial": trial_of[pair[1]],
+            "value": d.value, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p, "n": d.n}

@@ -384,12 +384,18 @@ def summary_lines(summary: dict) -> list[str]:
         cols = [c for c in ("trial_id", "condition", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]
         lines += ["Trials:", trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
     if len(trials) and "format" in trials and trials["format"].nunique() > 1:
-        from grid.aggregate import objective_table, objective_text
+        from grid.aggregate import differences_text, job_differences, objective_table, objective_text
 
         table = objective_text(objective_table(m, trials))
         if len(table):
             lines += ["Best trial per objective (chosen on validation concepts) on held-out concepts, 95 % bootstrap CIs:",
                       table.to_string(), ""]
+        store = ResultsStore(summary["run_dir"])
+        diffs = differences_text(job_differences({t: store.read(t) for t in ("ratings", "choices", "trials")},
+                                                 (store.read_json("manifest.json") or {}).get("job")))
+        if len(diffs):
+            lines += ["Paired differences between objectives (a - b, same held-out concepts / questions resampled "
+                      "together; * the 95 % CI excludes 0):", diffs.to_string(), ""]
     t = summary["transfer"]
     if len(t):
         view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]]

@@ -212,21 +212,23 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, n: int, comparison, observed: f
     return (hits + 1) / (n_perm + 1)
 
 
+def resampled_rsa(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, idx: np.ndarray) -> float:
+    """RSA over the concepts ``idx`` (a bootstrap resample, drawn with replacement): the
+    features standardised over the resample, pairs of a concept with its own copy left out
+    (their zero distance is an artefact of resampling). ``idx`` = every concept once gives
+    :func:`rsa`'s value on complete rows."""
+    iu = np.triu_indices(len(idx), 1)
+    ma, pa, _ = _prepare(model[idx], recipe)
+    mb, pb, _ = _prepare(human[idx], recipe)
+    distinct = idx[iu[0]] != idx[iu[1]]
+    return get_comparison(recipe.compare).dense(_condensed(pa, ma)[distinct], _condensed(pb, mb)[distinct])
+
+
 def _bootstrap(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, n_boot: int, rng, ci: float = 0.95) -> tuple[float, float]:
     """Percentile CI over concepts resampled with replacement; pairs of a concept with its
     own copy are left out (their zero distance is an artefact of resampling)."""
     n = len(model)
-    comparison = get_comparison(recipe.compare)
-    iu = np.triu_indices(n, 1)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        ma, pa, _ = _prepare(model[idx], recipe)
-        mb, pb, _ = _prepare(human[idx], recipe)
-        a, b = _condensed(pa, ma), _condensed(pb, mb)
-        distinct = idx[iu[0]] != idx[iu[1]]
-        values.append(comparison.dense(a[distinct], b[distinct]))
-    boots = np.asarray(values)
+    boots = np.asarray([resampled_rsa(model, human, recipe, rng.integers(0, n, size=n)) for _ in range(n_boot)])
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:
         return float("nan"), float("nan")

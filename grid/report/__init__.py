@@ -34,6 +34,8 @@ class Report:
         objectives: base and each objective's best trial side by side on every held-out
             measure with CIs (:func:`grid.aggregate.objective_text`; empty unless the run
             searched more than one objective).
+        differences: paired bootstrap differences between those models
+            (:func:`grid.aggregate.differences_text`; empty likewise).
     """
 
     index: Path
@@ -42,6 +44,7 @@ class Report:
     results: Results | None = None
     best: pd.DataFrame = field(default_factory=pd.DataFrame)
     objectives: pd.DataFrame = field(default_factory=pd.DataFrame)
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
@@ -70,7 +73,7 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     Raises:
         InputError: the folder holds no results, or a table cannot be read.
     """
-    from grid.aggregate import best_trials, objective_table, objective_text
+    from grid.aggregate import best_trials, differences_text, job_differences, objective_table, objective_text
     from grid.report.page import render_page
 
     res = load_results(folder)
@@ -87,10 +90,12 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     trials = res.table("trials")
     objectives = (objective_text(objective_table(res.table("metrics"), trials))
                   if "format" in trials and trials["format"].nunique() > 1 else pd.DataFrame())
+    differences = differences_text(job_differences({t: res.table(t) for t in ("ratings", "choices", "trials")},
+                                                   res.provenance.get("job")))
     missing = res.missing + missing
     index = out / "index.html"
-    write_text_atomic(render_page(res, figures, missing, best, objectives), index)
-    return Report(index, saved, missing, res, best, objectives)
+    write_text_atomic(render_page(res, figures, missing, best, objectives, differences), index)
+    return Report(index, saved, missing, res, best, objectives, differences)
 
 
 def summary_text(report: Report) -> str:
@@ -119,6 +124,9 @@ def summary_text(report: Report) -> str:
                   report.best.drop(columns=["config"], errors="ignore").to_string(index=False, float_format=lambda v: f"{v:.3f}")]
     if not report.objectives.empty:
         lines += ["", "Best trial per objective on held-out concepts (95 % bootstrap CIs):", report.objectives.to_string()]
+    if not report.differences.empty:
+        lines += ["", "Paired differences (a - b, the same concepts / questions resampled together; * CI excludes 0):",
+                  report.differences.to_string()]
     if report.missing:
         lines += ["", "Missing:"] + [f"  - {m}" for m in report.missing]
     lines += ["", f"Report:  {report.index}", f"Figures: {report.index.parent / 'figures'} ({len(report.figures)} as PNG and SVG)"]

@@ -71,7 +71,7 @@ def _provenance_html(res: Results) -> str:
 
 
 def render_page(res: Results, figures: list[Figure], missing: list[str], best: pd.DataFrame,
-                objectives: pd.DataFrame | None = None) -> str:
+                objectives: pd.DataFrame | None = None, differences: pd.DataFrame | None = None) -> str:
     """The report page's HTML text."""
     title = f"egrid report: {res.name}"
     status = ('<p class="missing"><strong>Incomplete:</strong></p><ul class="missing">' +
@@ -84,6 +84,9 @@ def render_page(res: Results, figures: list[Figure], missing: list[str], best: p
     if objectives is not None and not objectives.empty:
         best_html += ("<h3>Best trial per objective on held-out concepts (95 % bootstrap CIs)</h3>"
                       + _table(objectives.reset_index()))
+    if differences is not None and not differences.empty:
+        best_html += ("<h3>Paired differences (a − b; the same concepts or questions resampled together; "
+                      "* the 95 % CI excludes 0)</h3>" + _table(differences.reset_index()))
     body = "".join(_figure_html(f) for f in figures if f.name != "search")
     search = next((f for f in figures if f.name == "search"), None)
     search_html = (_figure_html(search).replace("</section>", best_html + "</section>") if search else "")

@@ -77,7 +77,8 @@ def test_a_run_with_several_objectives_gets_the_objectives_figure_and_table(rng,
     store.write_json("manifest.json", {"run_name": "search-0123456789", "status": "finished", "job": {}})
     assert main(["report", str(run), "--concepts", "8"]) == 0
     printed = capsys.readouterr().out
-    assert "Best trial per objective on held-out concepts" in printed
+    assert "Best trial per objective on held-out concepts" in printed and "Paired differences" in printed
+    assert "rating - pairwise" in printed and "pairwise - base" in printed
     table = objective_table(agg["metrics"], trials)
     texts = svg_texts(run / "report" / "figures" / "objectives.svg")
     assert {"mean Spearman", "rating RSA", "colour accuracy", "base", "rating", "pairwise"} <= set(texts)
@@ -85,3 +86,45 @@ def test_a_run_with_several_objectives_gets_the_objectives_figure_and_table(rng,
     html = (run / "report" / "index.html").read_text(encoding="utf-8")
     row = table[(table["trial_id"] == "t1") & (table["measure"] == "rating RSA")].iloc[0]
     assert f"{row['value']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" in html
+
+
+def test_paired_differences_equal_a_naive_loop_over_the_same_draws(rng):
+    from scipy import stats
+
+    from embodiment.metrics import paired_difference
+
+    n = 50
+    human = rng.normal(size=n)
+    a, b = human + rng.normal(scale=0.5, size=n), human + rng.normal(scale=0.8, size=n)
+    rho = lambda m: lambda idx: stats.spearmanr(m[idx], human[idx]).statistic  # noqa: E731
+    d = paired_difference(rho(a), rho(b), n, n_boot=200, seed=4)
+    r = np.random.default_rng(4)
+    boots = []
+    for _ in range(200):
+        idx = r.integers(0, n, size=n)
+        boots.append(stats.spearmanr(a[idx], human[idx]).statistic - stats.spearmanr(b[idx], human[idx]).statistic)
+    assert d.value == pytest.approx(stats.spearmanr(a, human).statistic - stats.spearmanr(b, human).statistic)
+    assert (d.ci_low, d.ci_high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-12)
+    assert d.p == pytest.approx(min(1.0, 2 * min(np.mean(np.array(boots) <= 0), np.mean(np.array(boots) >= 0))))
+    assert d.n == n and d.ci_low < d.value < d.ci_high
+
+
+def test_objective_differences_pair_the_best_trials_on_the_same_concepts_and_questions(rng):
+    from grid.aggregate import objective_differences
+
+    ratings, trials, choices = _run(rng)
+    tables = {"ratings": ratings, "trials": trials, "choices": choices}
+    diffs = objective_differences(tables, n_boot=100, seed=1)
+    metrics = aggregate(tables, subsets=("all",), n_boot=0)["metrics"]
+    value = metrics[metrics["subset"] == "all"].set_index(["metric", "trial_id"])["value"]
+    assert set(zip(diffs["a"], diffs["b"])) == {("rating", "base"), ("pairwise", "base"), ("rating", "pairwise")}
+    for r in diffs.itertuples():
+        metric = {"mean Spearman": "mean_spearman", "rating RSA": "rsa", "colour accuracy": "accuracy"}[r.measure]
+        # the difference of the two models' own values (no concept is missing here)
+        assert r.value == pytest.approx(value[(metric, r.a_trial)] - value[(metric, r.b_trial)], abs=1e-9)
+        assert r.ci_low <= r.value <= r.ci_high and 0 <= r.p <= 1
+        assert r.n == (60 if r.measure == "colour accuracy" else 40)
+    # the rating trial (noise 1.0) beats the base (noise 4.0) well beyond the interval
+    big = diffs[(diffs["measure"] == "mean Spearman") & (diffs["a"] == "rating") & (diffs["b"] == "base")].iloc[0]
+    assert big["ci_low"] > 0 and big["p"] < 0.05
+    assert objective_differences({"ratings": ratings, "trials": trials.iloc[:0]}).empty
