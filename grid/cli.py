@@ -187,6 +187,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    """Recompute a run's metrics and transfer tables from its stored tables (no Ray)."""
+    from grid.runner import reaggregate, summary_lines
+
+    summary = reaggregate(args.run)
+    print("\n" + "\n".join(summary_lines(summary)))
+    if not args.no_report:
+        _write_report(summary["run_dir"])
+    return 0
+
+
 def _status_text(run: str) -> tuple[str, str]:
     """The status page of a run and its status word (running, finished, failed ...)."""
     import pandas as pd
@@ -309,6 +320,11 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
     _progress_option(p)
     p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("aggregate", help="recompute a run's metrics and transfer tables from its stored tables "
+                                          "(after an upgrade, or on a partial run; nothing is trained or scored again)")
+    p.add_argument("run", help="the run folder")
+    p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
+    p.set_defaults(func=cmd_aggregate)
     p = sub.add_parser("status", help="trials, states, steps, losses and the best so far")
     p.add_argument("run", help="the run folder")
     p.add_argument("--watch", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",

@@ -226,7 +226,6 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
              dashboard_host: str, say, progress_env: dict[str, str]) -> dict:
     import ray
 
-    from grid.aggregate import aggregate
     from grid.configure import configure
     from grid.data import prepare_norms
     from grid.tuning import build_tuner
@@ -283,6 +282,20 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     _evaluate_best_trials(spec, data, store, actor, say)
 
     say("stage 3/3 aggregate: metrics, RSA, transfer tables")
+    agg = aggregate_stage(spec, store, data, say,
+                          write=lambda table, frame: ray.get(actor.write.remote(table, "aggregate", frame)))
+    manifest.update(status="finished" if not failed else "finished with failed trials",
+                    finished=dt.datetime.now(dt.timezone.utc).isoformat(), seconds=round(time.time() - started, 1))
+    store.write_json("manifest.json", manifest)
+    return _summary(run_dir, agg["metrics"], agg["transfer"], store.read("trials"))
+
+
+def aggregate_stage(spec: JobSpec, store: ResultsStore, data: dict, say, write) -> dict[str, pd.DataFrame]:
+    """The metrics and transfer tables from the run's stored tables (no Ray, no model):
+    the last stage of a run, and all of ``egrid aggregate``. ``write(table, frame)``
+    stores each non-empty table under the key ``aggregate``."""
+    from grid.aggregate import aggregate
+
     tables = {t: store.read(t) for t in ("ratings", "head_ratings", "embeddings", "choices", "trials")}
     agg = aggregate(tables, rsa_recipe=spec.evaluation.rsa_recipe, subsets=tuple(spec.evaluation.subsets),
                     n_boot=spec.evaluation.n_boot, seed=spec.seed,
@@ -290,11 +303,38 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
                     paired=spec.evaluation.paired)
     for table, frame in agg.items():
         if len(frame):
-            ray.get(actor.write.remote(table, "aggregate", frame))
-    manifest.update(status="finished" if not failed else "finished with failed trials",
-                    finished=dt.datetime.now(dt.timezone.utc).isoformat(), seconds=round(time.time() - started, 1))
+            write(table, frame)
+    return agg
+
+
+def reaggregate(run_dir: str, say=print) -> dict:
+    """Recompute a run's ``metrics`` and ``transfer`` tables with this version of egrid,
+    from its stored ratings, embeddings and choices (after an upgrade that adds a metric or
+    a CI, or on a partial run). Nothing is trained or scored again; the manifest keeps the
+    run's own times and records the recomputation under ``aggregated``.
+
+    Raises:
+        InputError: the folder is not a run folder, or holds no ratings yet.
+    """
+    from grid.data import prepare_norms
+    from grid.spec import parse_job
+
+    store = ResultsStore(run_dir)
+    manifest = store.read_json("manifest.json")
+    if manifest is None or "job" not in manifest:
+        raise InputError("not a run folder: no manifest.json with its job (give the folder `egrid run` printed)",
+                         source=run_dir)
+    if not store.keys("ratings"):
+        raise InputError("no ratings written yet: nothing to aggregate (the baseline writes the first)", source=run_dir)
+    spec = parse_job(manifest["job"], manifest.get("job_file", "<job>"))
+    started = time.time()
+    say(f"aggregate: {run_dir} (metrics, RSA, transfer tables from its stored tables)")
+    aggregate_stage(spec, store, prepare_norms(spec.norms, spec.seed), say,
+                    write=lambda table, frame: store.write(table, "aggregate", frame))
+    manifest.setdefault("aggregated", []).append({"at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                                  "seconds": round(time.time() - started, 1), "versions": versions()})
     store.write_json("manifest.json", manifest)
-    return _summary(run_dir, agg["metrics"], agg["transfer"], tables["trials"])
+    return _finished_summary(run_dir, store)
 
 
 def _summary(run_dir: str, metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> dict:

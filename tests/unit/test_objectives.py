@@ -128,3 +128,36 @@ def test_objective_differences_pair_the_best_trials_on_the_same_concepts_and_que
     big = diffs[(diffs["measure"] == "mean Spearman") & (diffs["a"] == "rating") & (diffs["b"] == "base")].iloc[0]
     assert big["ci_low"] > 0 and big["p"] < 0.05
     assert objective_differences({"ratings": ratings, "trials": trials.iloc[:0]}).empty
+
+
+def test_egrid_aggregate_recomputes_a_runs_metrics_from_its_tables_and_keeps_its_times(rng, tmp_path, capsys):
+    from grid.cli import main
+    from grid.results import ResultsStore
+
+    ratings, trials, choices = _run(rng)
+    job = {"name": "search", "models": ["m"], "norms": {"en": {"source": "embedded", "max_test": 40}},
+           "conditions": [{"name": "rating", "format": "rating", "languages": ["en"]},
+                          {"name": "pairwise", "format": "pairwise", "languages": ["en"]}],
+           "evaluation": {"subsets": ["all"], "n_boot": 40}, "seed": 3}
+    run = tmp_path / "search-0123456789"
+    store = ResultsStore(str(run))
+    store.write("ratings", "all", ratings.assign(condition=ratings["trial_id"]))
+    store.write("choices", "all", choices)
+    store.write("trials", "all", trials.assign(eval_on="validation", status="TERMINATED", model="m"))
+    store.write_json("manifest.json", {"run_name": run.name, "status": "finished", "seconds": 4321.0, "job": job})
+    assert main(["aggregate", str(run), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert "Best trial per objective" in printed and "Paired differences" in printed
+    written = store.read("metrics")
+    expected = aggregate({"ratings": store.read("ratings"), "choices": choices, "trials": store.read("trials")},
+                         subsets=("all",), n_boot=40, seed=3)["metrics"]
+    key = ["trial_id", "metric", "dimension"]
+    got = written.sort_values(key).reset_index(drop=True)
+    want = expected.sort_values(key).reset_index(drop=True)
+    assert len(got) == len(want) and np.allclose(got["value"], want["value"], equal_nan=True)
+    assert np.allclose(got["ci_low"], want["ci_low"], equal_nan=True)
+    manifest = store.read_json("manifest.json")
+    assert manifest["seconds"] == 4321.0 and len(manifest["aggregated"]) == 1
+    # not a run folder: one clear error, nothing written
+    assert main(["aggregate", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
