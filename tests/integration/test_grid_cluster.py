@@ -202,6 +202,16 @@ def _check_analysis_guide(run_dir: Path, tables: dict, capsys) -> None:
                           & (metrics["dimension"] == dim)].iloc[0]
             assert table.loc[dim, ("value", trial_id)] == pytest.approx(row["value"])
             assert table.loc[dim, ("ci_low", trial_id)] <= table.loc[dim, ("value", trial_id)] <= table.loc[dim, ("ci_high", trial_id)]
+    # the objective table: base and the best trial, each value the metrics row's
+    objectives = ns["objectives"]
+    assert set(objectives["trial_id"]) == {"base", *ns["best"]["trial_id"]}
+    for r in objectives[objectives["measure"] == "mean Spearman"].itertuples():
+        mean = metrics[(metrics["metric"] == "spearman") & (metrics["trial_id"] == r.trial_id)]["value"].mean()
+        assert r.value == pytest.approx(mean) and r.ci_low <= r.value <= r.ci_high
+    diff = ns["differences"].set_index(["measure", "a", "b"])
+    rsa_all = metrics[(metrics["metric"] == "rsa") & (metrics["subset"] == "all")].set_index("trial_id")["value"]
+    best_id = ns["best"]["trial_id"].iloc[0]
+    assert diff.loc[("rating RSA", "rating", "base"), "value"] == pytest.approx(rsa_all[best_id] - rsa_all["base"], abs=1e-9)
     # RSA by layer, hidden states and probe: every such metrics row, once
     by_layer = ns["by_layer"]
     expected = metrics[metrics["metric"].isin(["rsa_hidden", "probe_rsa"]) & (metrics["subset"] == "all")]
