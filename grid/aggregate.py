@@ -202,6 +202,9 @@ OBJECTIVE_MEASURES = {
     "hidden RSA": ("rsa_hidden", "/embeddings"),
     "probe RSA": ("probe_rsa", "/probe"),
     "colour accuracy": ("accuracy", "mcq"),
+    # an objective that trains a head (regression) also rates through it
+    "head mean Spearman": ("head_mean_spearman", "/head"),
+    "head RSA": ("head_rsa", "/head"),
 }
 
 

@@ -161,3 +161,16 @@ def test_egrid_aggregate_recomputes_a_runs_metrics_from_its_tables_and_keeps_its
     # not a run folder: one clear error, nothing written
     assert main(["aggregate", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_an_objective_with_a_head_shows_its_head_read_out_beside_its_prompts():
+    rows = [{"trial_id": t, "language": "en", "eval_set": f"en/{where}", "metric": metric, "subset": "all",
+             "layer": None, "value": v, "ci_low": v - 0.05, "ci_high": v + 0.05, "n": 30}
+            for t, where, metric, v in (("base", "rating", "rsa", 0.01), ("r", "rating", "rsa", 0.02),
+                                        ("r", "head", "head_rsa", 0.30), ("r", "head", "head_mean_spearman", 0.40))]
+    metrics = pd.DataFrame(rows)
+    trials = pd.DataFrame({"trial_id": ["r"], "format": ["regression"], "eval_score": [0.0]})
+    text = objective_text(objective_table(metrics, trials, language="en"))
+    assert list(text.columns) == ["rating RSA", "head mean Spearman", "head RSA"]
+    assert text.loc[("regression", "r"), "head RSA"] == "0.300 [0.25, 0.35]"
+    assert text.loc[("base", "base"), "head RSA"] == ""  # the base has no head
