@@ -19,5 +19,6 @@ __all__ = [
     "COMPARISONS", "CORRELATIONS", "Correlation", "Difference", "Proportion", "RDM_METHODS", "RECIPES", "RSARecipe",
     "RSAResult", "STANDARDISERS", "STUDY_RECIPE", "SteigerTest", "bootstrap_ci", "compare", "condensed_rdm",
     "correlate", "get_comparison", "get_recipe", "mean_correlation", "paired_difference", "paired_differences",
-    "per_dimension", "proportion", "resampled_rsa", "rsa", "rsa_by_subset", "steiger_z", "transfer_rows", "wordwise_similarity",
+    "per_dimension", "proportion", "resampled_rsa", "rsa", "rsa_by_subset", "steiger_z", "transfer_rows",
+    "wordwise_similarity",
 ]
