@@ -529,8 +529,12 @@ def objectives(res: Results, opt: FigureOptions, missing: list) -> Figure | None
         return None
     measures = [m for m in OBJECTIVE_MEASURES if (table["measure"] == m).any()]
     names = list(dict.fromkeys(table["objective"]))
-    fig, axes = plt.subplots(1, len(measures), figsize=(2.5 * len(measures) + 0.6, 3.3), squeeze=False)
-    for ax, measure in zip(axes[0], measures):
+    ncols = min(4, len(measures))  # wrapped: seven panels in one row are too small to read
+    nrows = -(-len(measures) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 0.6, 3.1 * nrows), squeeze=False)
+    for ax in axes.flat[len(measures):]:
+        ax.set_visible(False)
+    for ax, measure in zip(axes.flat, measures):
         part = table[table["measure"] == measure]
         layers = list(dict.fromkeys(part["layer"].dropna())) or [None]
         width = 0.7 / len(layers)
@@ -540,6 +544,9 @@ def objectives(res: Results, opt: FigureOptions, missing: list) -> Figure | None
             err = [rows["value"] - rows["ci_low"].fillna(rows["value"]), rows["ci_high"].fillna(rows["value"]) - rows["value"]]
             ax.errorbar(x, rows["value"], yerr=err, fmt="o", ms=4, capsize=2, color=PALETTE[j % len(PALETTE)],
                         label=None if layer is None else f"layer {layer}")
+        base = part[(part["objective"] == "base")]
+        if layers == [None] and len(base):  # the base's value across the panel: what each objective moved
+            ax.axhline(float(base["value"].iloc[0]), color=PALETTE[0], lw=0.6, ls="--", alpha=0.6)
         ax.axhline(0, color="0.7", lw=0.6)
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
         ax.set_title(measure, fontsize=9)
