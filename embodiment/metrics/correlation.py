@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from embodiment.errors import InputError, did_you_mean
+from embodiment.metrics.bootstrap import percentile_interval
 
 
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -121,13 +122,7 @@ def bootstrap_ci(x: np.ndarray, y: np.ndarray, method: str = "spearman", *, n_bo
         b = min(block, n_boot - start)
         idx = rng.integers(0, n, size=(b, n))
         values.append(CORRELATIONS[method](x[idx], y[idx]))
-    boots = np.concatenate(values)
-    boots = boots[np.isfinite(boots)]
-    if boots.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval(np.concatenate(values), ci)
 
 
 def per_dimension(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str], *,
@@ -197,9 +192,5 @@ def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearm
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 values.append(np.nanmean(per, axis=1))
-        boots = np.concatenate(values)
-        boots = boots[np.isfinite(boots)]
-        if boots.size:
-            alpha = (1.0 - ci) / 2.0
-            lo, hi = (float(v) for v in np.quantile(boots, [alpha, 1.0 - alpha]))
+        lo, hi = percentile_interval(np.concatenate(values), ci)
     return Correlation(method, r, n, dropped, float("nan"), lo, hi)

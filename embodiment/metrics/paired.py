@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embodiment.metrics.bootstrap import percentile_interval
+
 #: a statistic of the items ``idx`` (a resample of row indices, with repeats)
 Statistic = Callable[[np.ndarray], float]
 
@@ -76,15 +78,11 @@ def paired_differences(statistics: dict[str, Statistic], pairs: list[tuple[str, 
         idx = rng.integers(0, n, size=n)
         for name in needed:
             draws[name][k] = statistics[name](idx)
-    alpha = (1.0 - ci) / 2.0
     out = {}
     for a, b in pairs:
         boots = draws[a] - draws[b]
         boots = boots[np.isfinite(boots)]
-        if boots.size == 0:
-            out[(a, b)] = Difference(full[a] - full[b], float("nan"), float("nan"), float("nan"), n)
-            continue
-        lo, hi = np.quantile(boots, [alpha, 1.0 - alpha])
-        p = min(1.0, 2.0 * min(np.mean(boots <= 0.0), np.mean(boots >= 0.0)))
-        out[(a, b)] = Difference(full[a] - full[b], float(lo), float(hi), float(p), n)
+        lo, hi = percentile_interval(boots, ci)
+        p = min(1.0, 2.0 * min(np.mean(boots <= 0.0), np.mean(boots >= 0.0))) if boots.size else float("nan")
+        out[(a, b)] = Difference(full[a] - full[b], lo, hi, float(p), n)
     return out

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embodiment.metrics.bootstrap import percentile_interval
+
 
 @dataclass(frozen=True)
 class Proportion:
@@ -46,6 +48,4 @@ def proportion(success, *, n_boot: int = 0, ci: float = 0.95, seed: int = 0) -> 
     # the count of successes in a resample of n items is binomial(n, value): drawing it is
     # the bootstrap of the mean, exactly, without n_boot x n indices
     boots = np.random.default_rng(seed).binomial(n, value, size=n_boot) / n
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha])
-    return Proportion(value, n, float(lo), float(hi))
+    return Proportion(value, n, *percentile_interval(boots, ci))

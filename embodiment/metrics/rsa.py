@@ -10,6 +10,7 @@ Lancaster vocabulary (788M pairs) fits in memory; subsampling happens only when 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from embodiment.errors import InputError, did_you_mean
 from embodiment.metrics import streaming
+from embodiment.metrics.bootstrap import percentile_interval
 from embodiment.metrics.compare import average_ranks, get_comparison
 from embodiment.metrics.rdm import get_rdm_method, get_standardiser, iter_condensed, n_pairs
 
@@ -212,12 +214,21 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, n: int, comparison, observed: f
     return (hits + 1) / (n_perm + 1)
 
 
+@functools.lru_cache(maxsize=4)
+def _upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every pair i < j, in condensed order: built once per size, not per
+    bootstrap draw (at 1,000 concepts, two arrays of 499,500)."""
+    rows, cols = np.triu_indices(n, 1)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
 def resampled_rsa(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, idx: np.ndarray) -> float:
     """RSA over the concepts ``idx`` (a bootstrap resample, drawn with replacement): the
     features standardised over the resample, pairs of a concept with its own copy left out
     (their zero distance is an artefact of resampling). ``idx`` = every concept once gives
     :func:`rsa`'s value on complete rows."""
-    iu = np.triu_indices(len(idx), 1)
+    iu = _upper_pairs(len(idx))
     ma, pa, _ = _prepare(model[idx], recipe)
     mb, pb, _ = _prepare(human[idx], recipe)
     distinct = idx[iu[0]] != idx[iu[1]]
@@ -228,13 +239,7 @@ def _bootstrap(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, n_boot: 
     """Percentile CI over concepts resampled with replacement; pairs of a concept with its
     own copy are left out (their zero distance is an artefact of resampling)."""
     n = len(model)
-    boots = np.asarray([resampled_rsa(model, human, recipe, rng.integers(0, n, size=n)) for _ in range(n_boot)])
-    boots = boots[np.isfinite(boots)]
-    if boots.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1 - ci) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval([resampled_rsa(model, human, recipe, rng.integers(0, n, size=n)) for _ in range(n_boot)], ci)
 
 
 def rsa_by_subset(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str],
