@@ -208,6 +208,12 @@ OBJECTIVE_MEASURES = {
 }
 
 
+def several_objectives(trials: pd.DataFrame) -> bool:
+    """Whether a run searched more than one learning objective: what the objective table,
+    the paired differences and the objectives figure are for."""
+    return "format" in trials and trials["format"].nunique() > 1
+
+
 def objective_table(metrics: pd.DataFrame, trials: pd.DataFrame, language: str | None = None) -> pd.DataFrame:
     """The answer to "which learning objective moves the model closest to humans?".
 
@@ -287,7 +293,7 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
         One row per measure and pair: measure, a, b (objectives; ``a - b``), a_trial,
         b_trial, value, ci_low, ci_high, p, n.
     """
-    from embodiment.metrics import CORRELATIONS, get_recipe, paired_differences, resampled_rsa
+    from embodiment.metrics import get_recipe, mean_correlation, paired_differences, resampled_rsa
 
     ratings, trials = tables.get("ratings", pd.DataFrame()), tables.get("trials", pd.DataFrame())
     if ratings.empty or trials.empty or "eval_score" not in trials:
@@ -298,6 +304,7 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
     names = {BASE: BASE, **dict(zip(best["trial_id"], best.index))}
     pairs = [(o, BASE) for o in best.index] + [(a, b) for i, a in enumerate(best.index) for b in best.index[i + 1:]]
     language = language or ratings["language"].iloc[0]
+    recipe = get_recipe(rsa_recipe)
     rows = []
     for model, part in ratings[ratings["trial_id"].isin(list(names)) & (ratings["language"] == language)].groupby("model"):
         joined = _joined(part, model, language)
@@ -308,11 +315,9 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
             keep &= ~np.isnan(values).any(axis=1)
         human = joined.human[keep]
         mats = {names[t]: v[keep] for t, v in joined.model.items()}
-        recipe = get_recipe(rsa_recipe)
-        spearman = CORRELATIONS["spearman"]
 
         def mean_spearman_of(m):
-            return lambda idx: float(np.nanmean(spearman(m[idx].T, human[idx].T)))
+            return lambda idx: mean_correlation(m[idx], human[idx], "spearman").r
 
         def rsa_of(m):
             return lambda idx: resampled_rsa(m, human, recipe, idx)
@@ -352,8 +357,7 @@ def job_differences(tables: dict[str, pd.DataFrame], job: dict | None) -> pd.Dat
     """:func:`objective_differences` with the run's own evaluation choices (its job's
     ``evaluation.rsa_recipe`` and ``n_boot``, its ``seed``), for a run that searched
     more than one objective; empty otherwise."""
-    trials = tables.get("trials", pd.DataFrame())
-    if "format" not in trials or trials["format"].nunique() < 2:
+    if not several_objectives(tables.get("trials", pd.DataFrame())):
         return pd.DataFrame()
     job = job or {}
     ev = job.get("evaluation") or {}

@@ -12,8 +12,12 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embodiment.errors import InputError, StorageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _progress(start: float):
@@ -142,12 +146,13 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     print("\n" + "\n".join(summary_lines(summary)))
     print(f"\nRun folder: {summary['run_dir']}")
     if not getattr(args, "no_report", False):
-        _write_report(summary["run_dir"])
+        _write_report(summary["run_dir"], summary.get("differences"))
     return 0
 
 
-def _write_report(folder: str) -> None:
-    """The run's figures and HTML page; a failure here never costs the run its tables."""
+def _write_report(folder: str, differences: pd.DataFrame | None = None) -> None:
+    """The run's figures and HTML page; a failure here never costs the run its tables.
+    ``differences``: the paired differences the run's summary already computed."""
     from grid.location import RunLocation
 
     if RunLocation(str(folder)).remote:
@@ -156,7 +161,7 @@ def _write_report(folder: str) -> None:
     from grid.report import build_report
 
     try:
-        report = build_report(folder)
+        report = build_report(folder, differences=differences)
     except Exception as exc:  # the tables are written; a report can be made later with `egrid report`
         print(f"report not written ({type(exc).__name__}: {exc}); try: egrid report {folder}", file=sys.stderr)
         return
@@ -183,7 +188,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     summary = run_job(spec, address=args.address, resume=True, progress=args.progress, run_dir=args.run)
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
-        _write_report(summary["run_dir"])
+        _write_report(summary["run_dir"], summary.get("differences"))
     return 0
 
 
@@ -194,7 +199,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     summary = reaggregate(args.run)
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
-        _write_report(summary["run_dir"])
+        _write_report(summary["run_dir"], summary.get("differences"))
     return 0
 
 

@@ -338,10 +338,15 @@ def reaggregate(run_dir: str, say=print) -> dict:
 
 
 def _summary(run_dir: str, metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> dict:
-    from grid.aggregate import best_trials
+    from grid.aggregate import best_trials, job_differences, several_objectives
 
+    differences = pd.DataFrame()
+    if several_objectives(trials):  # the paired bootstraps, once: the summary prints them, the report shows them
+        store = ResultsStore(run_dir)
+        differences = job_differences({"ratings": store.read("ratings"), "choices": store.read("choices"), "trials": trials},
+                                      (store.read_json("manifest.json") or {}).get("job"))
     return {"run_dir": run_dir, "metrics": metrics, "transfer": transfer, "trials": trials, "best": best_trials(trials),
-            "tables": {t: f"{run_dir}/tables/{t}" for t in TABLES}}
+            "differences": differences, "tables": {t: f"{run_dir}/tables/{t}" for t in TABLES}}
 
 
 def _finished_summary(run_dir: str, store: ResultsStore) -> dict:
@@ -396,6 +401,8 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
 
 def summary_lines(summary: dict) -> list[str]:
     """Base vs fine-tuned per-dimension Spearman and RSA, best trials, where the tables are."""
+    from grid.aggregate import differences_text, objective_table, objective_text, several_objectives
+
     lines = []
     m = summary["metrics"]
     if len(m):
@@ -423,16 +430,12 @@ def summary_lines(summary: dict) -> list[str]:
     if len(trials) and "eval_score" in trials:
         cols = [c for c in ("trial_id", "condition", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]
         lines += ["Trials:", trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
-    if len(trials) and "format" in trials and trials["format"].nunique() > 1:
-        from grid.aggregate import differences_text, job_differences, objective_table, objective_text
-
+    if several_objectives(trials):
         table = objective_text(objective_table(m, trials))
         if len(table):
             lines += ["Best trial per objective (chosen on validation concepts) on held-out concepts, 95 % bootstrap CIs:",
                       table.to_string(), ""]
-        store = ResultsStore(summary["run_dir"])
-        diffs = differences_text(job_differences({t: store.read(t) for t in ("ratings", "choices", "trials")},
-                                                 (store.read_json("manifest.json") or {}).get("job")))
+        diffs = differences_text(summary.get("differences", pd.DataFrame()))
         if len(diffs):
             lines += ["Paired differences between objectives (a - b, same held-out concepts / questions resampled "
                       "together; * the 95 % CI excludes 0):", diffs.to_string(), ""]

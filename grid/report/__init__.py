@@ -59,13 +59,15 @@ def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
 
 
 def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None,
-                 options: FigureOptions | None = None) -> Report:
+                 options: FigureOptions | None = None, differences: pd.DataFrame | None = None) -> Report:
     """Write the HTML report and its PNG/SVG figures for a run or evaluate-ratings folder.
 
     Args:
         folder: a run folder (``egrid run`` prints it) or an ``egrid evaluate-ratings --out`` folder.
         out: where the report goes (default ``FOLDER/report``); only files in it are replaced.
         options: figure choices (concepts in the RDM heatmaps, seed).
+        differences: the run's :func:`grid.aggregate.job_differences`, where the caller
+            has them already (computed from the folder otherwise).
 
     Returns:
         The :class:`Report`: paths, what is missing, the best trials.
@@ -73,7 +75,8 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     Raises:
         InputError: the folder holds no results, or a table cannot be read.
     """
-    from grid.aggregate import best_trials, differences_text, job_differences, objective_table, objective_text
+    from grid.aggregate import (best_trials, differences_text, job_differences, objective_table, objective_text,
+                                several_objectives)
     from grid.report.page import render_page
 
     res = load_results(folder)
@@ -84,14 +87,14 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
         raise InputError(f"cannot write the report here: {exc.strerror or exc}", source=out, key="--out") from None
     figures, missing = build_figures(res, options)
     saved = {fig.name: _save(fig, out / "figures") for fig in figures}
-    best = best_trials(res.table("trials")) if not res.table("trials").empty else pd.DataFrame()
+    trials = res.table("trials")
+    best = best_trials(trials) if not trials.empty else pd.DataFrame()
     if not best.empty:
         best = best[[c for c in ("format", "condition", "trial_id", "eval_score", "config") if c in best]]
-    trials = res.table("trials")
-    objectives = (objective_text(objective_table(res.table("metrics"), trials))
-                  if "format" in trials and trials["format"].nunique() > 1 else pd.DataFrame())
-    differences = differences_text(job_differences({t: res.table(t) for t in ("ratings", "choices", "trials")},
-                                                   res.provenance.get("job")))
+    objectives = objective_text(objective_table(res.table("metrics"), trials)) if several_objectives(trials) else pd.DataFrame()
+    if differences is None:  # `egrid run` passes the ones its summary computed
+        differences = job_differences({t: res.table(t) for t in ("ratings", "choices", "trials")}, res.provenance.get("job"))
+    differences = differences_text(differences)
     missing = res.missing + missing
     index = out / "index.html"
     write_text_atomic(render_page(res, figures, missing, best, objectives, differences), index)

@@ -518,10 +518,10 @@ def trials_on(res: Results) -> str:
 
 @figure("objectives")
 def objectives(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
-    from grid.aggregate import OBJECTIVE_MEASURES, objective_table
+    from grid.aggregate import OBJECTIVE_MEASURES, objective_table, several_objectives
 
     trials = res.table("trials")
-    if "format" not in trials or trials["format"].nunique() < 2:
+    if not several_objectives(trials):
         return None  # one objective: the other figures already compare it with the base
     table = objective_table(res.table("metrics"), trials)
     if table.empty:
