@@ -37,7 +37,7 @@ def main() -> None:
     from embodiment.models import load_model
     from embodiment.norms import load_embedded
     from embodiment.scoring import score_mcq
-    from embodiment.training import ObjectiveModel, _micro_batch_indices
+    from embodiment.training import BatchPlan, ObjectiveModel, _micro_batch_indices
 
     lm = load_model(args.model)
     model, tok = lm.model, lm.tokenizer
@@ -50,7 +50,7 @@ def main() -> None:
 
     def epoch_batches(grouped: bool) -> list[dict]:
         return [fmt.collate([examples[i] for i in _micro_batch_indices(len(examples), m, args.batch, 0, 1, 0,
-                                                                         lengths if grouped else None)], tok)
+                                                                         BatchPlan(keys=lengths) if grouped else None)], tok)
                 for m in range(steps)]
 
     def train_epoch(batches):

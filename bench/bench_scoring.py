@@ -14,6 +14,9 @@ core, and say whether the choice it would make changes.
 Targets: >= 10x vs generate-and-parse, >= 2x from prefix reuse (CPU), and the reuse
 path's prompt-token rate (suffix tokens it runs per second) >= 80 % of the plain pass's
 (prefix and suffix tokens per second).
+The reuse path is timed cold (each dimension's prefix run inside the timed call, as one
+call on a fresh model does) and warm (prefixes already in a PrefixStore, as the grid's
+scorer actors keep them across the blocks of an evaluation after the first).
 Our scorer runs its linears on the CPU GEMM that embodiment.cpu_linears picks (oneDNN
 where it is faster); generate-and-parse is timed as the study ran it (stock kernels) and,
 where the backends differ, again on ours, so the kernel's share and the method's share of
@@ -31,7 +34,7 @@ import torch
 
 from embodiment.cpu_linears import chosen_backend, inference_linears
 from embodiment.dimensions import LANCASTER_SENSORY
-from embodiment.scoring import generate_ratings, score_ratings
+from embodiment.scoring import PrefixStore, generate_ratings, score_ratings
 
 CONCEPTS = ["apple", "thunder", "velvet", "lemon", "kick", "fog", "whisper", "rose", "hammer", "honey", "siren", "ice",
             "pepper", "silk", "smoke", "bell", "garlic", "feather", "sunset", "drum", "vinegar", "moss", "candle", "gravel"]
@@ -145,6 +148,11 @@ def main() -> None:
         for k in packs:
             reused[k] = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch,
                                                     suffixes_per_row=k), args.device)
+        store = PrefixStore()  # warm: every dimension's prefix computed before the clock starts
+        score_ratings(model, tok, concepts[:1], dims, batch_size=args.batch, prefix_store=store)
+        best_k = min(packs, key=lambda k: reused[k][1])
+        _, t_warm = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch,
+                                                suffixes_per_row=best_k, prefix_store=store), args.device)
         plain, t_plain = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch, reuse_prefix=False), args.device)
         generated, t_gen = timed(lambda: generate_ratings(model, tok, concepts, dims, batch_size=args.batch,
                                                           max_new_tokens=args.max_new_tokens), args.device)
@@ -162,7 +170,8 @@ def main() -> None:
     print(f"{'method':<40} {'seconds':>8} {'prompts/s':>10} {'tokens/s':>9}")
     rows = [(f"prefix KV reuse, {k} suffix{'es' if k > 1 else ''} a row (ours)", t, suffix_tokens)
             for k, (_, t) in reused.items()]
-    rows += [("one pass, no prefix reuse", t_plain, total_tokens),
+    rows += [(f"same, {best} a row, prefixes kept (warm)", t_warm, suffix_tokens),
+             ("one pass, no prefix reuse", t_plain, total_tokens),
              (f"generate {args.max_new_tokens} tokens + parse (study)", t_gen, None),
              (f"same, on {backend} linears", t_gen_ours, None)]
     for label, t, tokens in rows:
@@ -173,6 +182,8 @@ def main() -> None:
     print(f"best reuse path ({best} a row): {t_gen / t_reuse:.1f}x generate-and-parse (target >= 10x); "
           f"{t_plain / t_reuse:.1f}x from prefix reuse (target >= 2x); token rate "
           f"{(suffix_tokens / t_reuse) / (total_tokens / t_plain):.0%} of the plain pass's (target >= 80 %)")
+    print(f"warm (prefixes kept across calls, the grid scorer's steady state): {t_gen / t_warm:.1f}x "
+          f"generate-and-parse; token rate {(suffix_tokens / t_warm) / (total_tokens / t_plain):.0%} of the plain pass's")
     if t_gen_ours is not None:
         print(f"ratio vs generate-and-parse on the same {backend} linears: {t_gen_ours / t_reuse:.1f}x "
               f"(the method's share; {t_gen / t_gen_ours:.2f}x of the stock time is the kernel's)")

@@ -6,7 +6,12 @@ are chosen on), and the held-out test concepts once at the end. One JSON line pe
 evaluation point goes to ``--out`` (default ``results/curves/<tag>.jsonl``);
 ``python bench/plot_curves.py results/curves/*.jsonl`` draws them.
 
-Usage: python bench/finetune_curves.py --tag lr1e-3 --lr 1e-3 --steps 300 [--objective rating]
+``--probe 15,22`` also fits the frozen-feature probe (ridge on the base model's pooled
+hidden states of the same training words, those layers) and scores it on the same test
+words: the reference the curve's end point is read against (one ``split: probe`` line
+per layer).
+
+Usage: python bench/finetune_curves.py --tag lr1e-3 --lr 1e-3 --steps 300 [--objective rating] [--probe 15,22]
 """
 
 from __future__ import annotations
@@ -28,6 +33,25 @@ from embodiment.splits import split_concepts
 from embodiment.training import TrainConfig, load_head, train
 
 
+def probe_figures(model, tokenizer, train_norms, test_norms, layers: list[int]) -> list[dict]:
+    """The frozen probe per layer: held-out mean Spearman and RSA (with its CI)."""
+    from embodiment.embeddings import extract_embeddings
+    from embodiment.probe import evaluate_probe
+
+    emb = extract_embeddings(model, tokenizer, list(train_norms.words) + list(test_norms.words), layers=layers)
+    n = len(train_norms.words)
+    out = []
+    for layer in layers:
+        x = emb.layer(layer)
+        res = evaluate_probe(x[:n], train_norms.means, x[n:], test_norms.means, test_norms.dimensions, subsets=("all",))
+        m = res.metrics
+        spear = m[m["metric"] == "mean_spearman"]["value"].iloc[0]
+        r = m[m["metric"] == "rsa"].iloc[0]
+        out.append({"split": "probe", "layer": layer, "mean_spearman": float(spear), "rsa": float(r["value"]),
+                    "rsa_ci": [float(r["ci_low"]), float(r["ci_high"])]})
+    return out
+
+
 def held_out_figures(model, tokenizer, norms, objective: str, head=None) -> dict:
     """Mean per-dimension Spearman and study-recipe RSA of a model's predictions."""
     fmt = get_format(objective if objective in ("rating", "regression") else "rating")
@@ -47,6 +71,7 @@ def main() -> None:
     parser.add_argument("--test-words", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--probe", default="", help="layers of the frozen probe, comma-separated (none by default)")
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, e.g. '{\"learning_rate\": 1e-3}'")
     args = parser.parse_args()
     norms = load_norms("embedded")
@@ -61,6 +86,13 @@ def main() -> None:
     lm = load_model("smollm2-135m")
     model, tokenizer = lm.model, lm.tokenizer
     rows, resume, train_seconds = [], None, 0.0
+    if args.probe:  # before training: LoRA is injected into ``model`` in place
+        with torch.no_grad():
+            probes = probe_figures(model.eval(), tokenizer, norms.select(train_words), test_norms,
+                                   [int(x) for x in args.probe.split(",")])
+        for row in probes:
+            rows.append({"tag": args.tag, **row})
+            print(json.dumps(rows[-1]), flush=True)
     base = held_out_figures(model, tokenizer, val_norms, "rating") if args.objective == "rating" else {}
     rows.append({"tag": args.tag, "step": 0, "split": "validation", **base})
     print(json.dumps(rows[-1]), flush=True)

@@ -202,6 +202,11 @@ def packed_batch(suffixes: list[list[int]], prefix_length: int, per_row: int, pa
     return ids, pos, mask, last
 
 
+#: suffixes packed into a row by default: on the 2-core AVX2 EPYC, 8 a row scored 11 % more
+#: prompts a second than 1 a row (96 concepts x 6 dimensions, batch 32, 2026-12-03; 5-8 % at
+#: 48 concepts): the prefix's keys and values are copied per row, and no suffix is padded
+PACKED_SUFFIXES = 8
+
 #: attention implementations that take a custom 4-D mask (flash kernels do not)
 PACKABLE_ATTENTION = ("sdpa", "eager")
 
@@ -234,7 +239,7 @@ def _last_logits_packed(model, prefix: _PrefixCache, suffixes: list[list[int]], 
 @with_inference_linears
 @torch.no_grad()
 def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
-                  batch_size: int = 32, reuse_prefix: bool = True, suffixes_per_row: int = 1,
+                  batch_size: int = 32, reuse_prefix: bool = True, suffixes_per_row: int = PACKED_SUFFIXES,
                   prefix_store: PrefixStore | None = None, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Expected ratings of every (concept, dimension) from one forward pass each.
 
@@ -247,7 +252,8 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         batch_size: concepts per forward pass.
         reuse_prefix: run the shared prompt prefix once and reuse its KV cache.
         suffixes_per_row: with ``reuse_prefix``, concepts' prompt suffixes packed into one
-            row of each forward pass (:func:`packed_batch`); 1: a row per concept.
+            row of each forward pass (:func:`packed_batch`; attention implementations that
+            take no custom mask fall back to one); 1: a row per concept.
         prefix_store: keeps prefix KV caches across calls (a caller scoring many blocks
             of concepts with one model); without it each call runs its prefixes again.
         progress: called with the number of prompts finished after each batch.

@@ -57,6 +57,21 @@ def test_packed_suffixes_equal_the_naive_oracle(tiny, per_row, batch, attention)
         assert row["expected"] == pytest.approx(exp, abs=1e-5) and row["digit_mass"] == pytest.approx(mass, abs=1e-5)
 
 
+def test_packed_suffixes_through_a_lora_adapter_equal_the_naive_oracle(tiny):
+    """Packing is the default, so fine-tuned (PEFT-wrapped) models are scored through it."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny
+    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    wrapped.eval()
+    packed = score_ratings(wrapped, tok, CONCEPTS, ["Visual", "foot"], batch_size=6)
+    base = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=6)
+    assert (packed["expected"] - base["expected"]).abs().max() > 1e-3  # the adapter changes the ratings
+    for _, row in packed.iterrows():
+        exp, mass = _naive_expected(wrapped, tok, row["concept"], row["dimension"])
+        assert row["expected"] == pytest.approx(exp, abs=1e-5) and row["digit_mass"] == pytest.approx(mass, abs=1e-5)
+
+
 def test_packed_batch_lets_each_suffix_see_the_prefix_and_itself_only():
     from embodiment.scoring import packed_batch
 
