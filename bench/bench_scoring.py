@@ -150,9 +150,9 @@ def main() -> None:
                                                     suffixes_per_row=k), args.device)
         store = PrefixStore()  # warm: every dimension's prefix computed before the clock starts
         score_ratings(model, tok, concepts[:1], dims, batch_size=args.batch, prefix_store=store)
-        best_k = min(packs, key=lambda k: reused[k][1])
+        best = min(packs, key=lambda k: reused[k][1])
         _, t_warm = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch,
-                                                suffixes_per_row=best_k, prefix_store=store), args.device)
+                                                suffixes_per_row=best, prefix_store=store), args.device)
         plain, t_plain = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch, reuse_prefix=False), args.device)
         generated, t_gen = timed(lambda: generate_ratings(model, tok, concepts, dims, batch_size=args.batch,
                                                           max_new_tokens=args.max_new_tokens), args.device)
@@ -163,7 +163,6 @@ def main() -> None:
                 _, t_gen_ours = timed(lambda: generate_ratings(model, tok, concepts, dims, batch_size=args.batch,
                                                                max_new_tokens=args.max_new_tokens), args.device)
     total_tokens, suffix_tokens = prompt_tokens(tok, concepts, dims)
-    best = min(packs, key=lambda k: reused[k][1])
     t_reuse = reused[best][1]
     diff = max(float(np.max(np.abs(r["expected"].to_numpy() - plain["expected"].to_numpy()))) for r, _ in reused.values())
     parsed = float(generated["parsed"].notna().mean())

@@ -87,10 +87,8 @@ def main() -> None:
     model, tokenizer = lm.model, lm.tokenizer
     rows, resume, train_seconds = [], None, 0.0
     if args.probe:  # before training: LoRA is injected into ``model`` in place
-        with torch.no_grad():
-            probes = probe_figures(model.eval(), tokenizer, norms.select(train_words), test_norms,
-                                   [int(x) for x in args.probe.split(",")])
-        for row in probes:
+        for row in probe_figures(model.eval(), tokenizer, norms.select(train_words), test_norms,
+                                 [int(x) for x in args.probe.split(",")]):
             rows.append({"tag": args.tag, **row})
             print(json.dumps(rows[-1]), flush=True)
     base = held_out_figures(model, tokenizer, val_norms, "rating") if args.objective == "rating" else {}
