@@ -30,7 +30,7 @@ from embodiment.norms import load_norms
 from embodiment.probe import fit_ridge
 from embodiment.prompts import rating_prompt
 from embodiment.scoring import score_ratings
-from embodiment.splits import split_concepts
+from embodiment.splits import draw_sides
 
 
 def answer_states(model, tokenizer, concepts, dims, batch_size=32, feature="head") -> np.ndarray:
@@ -71,9 +71,9 @@ def main() -> None:
     p.add_argument("--feature", default="head")
     args = p.parse_args()
     norms = load_norms("embedded")
-    split = split_concepts(norms.words, 0.4, 0)
-    tr = norms.select(list(split.train)[: args.train_words])
-    va = norms.select(list(split.train)[args.train_words: args.train_words + args.val_words])
+    train_words, val_words, _ = draw_sides(norms.words, test_fraction=0.4, seed=0, n_train=args.train_words,
+                                           n_validation=args.val_words)
+    tr, va = norms.select(train_words), norms.select(val_words)
     lm = load_model("smollm2-135m")
     model, tok = lm.model.eval(), lm.tokenizer
     t = time.perf_counter()

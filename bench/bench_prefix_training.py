@@ -42,10 +42,11 @@ def main() -> None:
     parser.add_argument("--batches", default="dimension,concept")
     args = parser.parse_args()
     from embodiment.formats import TaskData
+    from embodiment.splits import sample_rows
     from embodiment.norms import load_norms
 
     norms = load_norms("embedded")
-    data = TaskData(norms={"en": norms.select(norms.words[::97][:200])})
+    data = TaskData(norms={"en": norms.select([norms.words[i] for i in sample_rows(len(norms), 200, 0, "max_train", key="words")])})
     print(f"SmolLM2-135M, LoRA r8, DeepSpeed ZeRO-0 fp32, batch {args.batch} prompts, {args.steps} timed steps a run, "
           f"{args.rounds} alternating rounds")
     print(f"{'batches':<10}{'shared prefix':>16}{'full prompts':>16}{'ratio':>8}")

@@ -29,7 +29,7 @@ from embodiment.formats.base import mean_spearman
 from embodiment.metrics import rsa
 from embodiment.models import load_model
 from embodiment.norms import load_norms
-from embodiment.splits import split_concepts
+from embodiment.splits import draw_sides
 from embodiment.training import TrainConfig, load_head, train
 
 
@@ -75,10 +75,11 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON, e.g. '{\"learning_rate\": 1e-3}'")
     args = parser.parse_args()
     norms = load_norms("embedded")
-    split = split_concepts(norms.words, 0.4, args.seed)
-    train_words = list(split.train)[: args.train_words]
-    val_words = list(split.train)[args.train_words: args.train_words + args.val_words]
-    test_norms = norms.select(list(split.test)[: args.test_words])
+    # random samples with word families kept on one side, as a job draws them
+    train_words, val_words, test_words = draw_sides(norms.words, test_fraction=0.4, seed=args.seed,
+                                                    n_train=args.train_words, n_validation=args.val_words,
+                                                    n_test=args.test_words)
+    test_norms = norms.select(test_words)
     val_norms = norms.select(val_words)
     values = {"format": args.objective, "seed": args.seed, "engine": "torch", **json.loads(args.config)}
     out = Path(args.out or f"results/curves/{args.tag}.jsonl")

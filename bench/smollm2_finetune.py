@@ -18,7 +18,7 @@ from embodiment.models import load_model
 from embodiment.models.loading import load_adapter
 from embodiment.norms import load_norms
 from embodiment.scoring import score_ratings
-from embodiment.splits import split_concepts
+from embodiment.splits import draw_sides
 from embodiment.training import TrainConfig, train
 
 
@@ -41,9 +41,9 @@ def main() -> None:
     norms = load_norms("embedded")
     # common words only: the norms' rarest entries are noise to a 135M model
     pool = [w for w in norms.words if w.isalpha() and len(w) > 3][::20]
-    split = split_concepts(pool, test_fraction=0.35, seed=0)
-    train_norms = norms.select(list(split.train)[: args.train_words])
-    test_norms = norms.select(list(split.test)[: args.test_words])
+    train_words, _, test_words = draw_sides(pool, test_fraction=0.35, seed=0, n_train=args.train_words,
+                                            n_test=args.test_words)
+    train_norms, test_norms = norms.select(train_words), norms.select(test_words)
     lm = load_model("smollm2-135m")
     t = time.perf_counter()
     base, base_rsa, base_mass = evaluate(lm.model, lm.tokenizer, test_norms)

@@ -18,7 +18,7 @@ from embodiment.metrics.rsa import STUDY_RECIPE, RSARecipe, get_recipe
 from embodiment.ratings import JoinedRatings
 
 METRIC_COLUMNS = ["condition", "eval_set", "metric", "subset", "dimension", "recipe", "standardise", "rdm_method",
-                  "compare_method", "layer", "value", "ci_low", "ci_high", "p", "n", "n_dropped"]
+                  "compare_method", "layer", "value", "ci_low", "ci_high", "p", "alternative", "n", "n_dropped", "note"]
 
 
 @dataclass
@@ -87,11 +87,13 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
         say(f"{condition}: correlations")
         for row in per_dimension(model, joined.human, joined.dimensions, n_boot=opt.n_boot, seed=opt.seed):
             metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": row.pop("method"),
-                                "subset": dims.group_of(row["dimension"]) or "custom", **row})
+                                "subset": dims.group_of(row["dimension"]) or "custom", "alternative": "two-sided", **row})
         mean = mean_correlation(model, joined.human, "spearman", n_boot=opt.n_boot, seed=opt.seed)
         metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "mean_spearman", "subset": "all",
                             "dimension": None, "value": mean.r, "ci_low": mean.ci_low, "ci_high": mean.ci_high,
-                            "n": mean.n, "n_dropped": mean.n_dropped})
+                            "n": mean.n, "n_dropped": mean.n_dropped,
+                            "note": (f"{mean.n_constant} dimension(s) with constant model ratings counted as 0"
+                                     if mean.n_constant else None)})
         say(f"{condition}: RSA")
         for subset, _, result in rsa_by_subset(model, joined.human, joined.dimensions, subsets=opt.rsa_subsets,
                                                recipe=recipe, n_perm=opt.rsa_perm, n_boot=opt.rsa_boot, seed=opt.seed):
@@ -99,6 +101,7 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
                                 "dimension": None, "recipe": recipe.name, "standardise": recipe.standardise,
                                 "rdm_method": recipe.rdm, "compare_method": recipe.compare, "value": result.value,
                                 "ci_low": result.ci_low, "ci_high": result.ci_high, "p": result.p_perm,
+                                "alternative": "greater" if result.n_perm else None,
                                 "n": result.n_concepts, "n_dropped": result.n_dropped})
         sim = wordwise_similarity(model, joined.human)
         wordwise_rows.append(pd.DataFrame({"condition": condition, "eval_set": opt.eval_set, "word": joined.words, "similarity": sim}))

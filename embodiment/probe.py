@@ -122,7 +122,7 @@ class ProbeResult:
 
 def evaluate_probe(train_features: np.ndarray, train_ratings: np.ndarray, test_features: np.ndarray,
                    test_ratings: np.ndarray, dimensions, *, recipe="wu2026", subsets=("all", "sensory", "motor"),
-                   n_boot: int = 200, seed: int = 0, eval_set: str = "probe") -> ProbeResult:
+                   n_boot: int = 1000, seed: int = 0, eval_set: str = "probe") -> ProbeResult:
     """Fit a probe on the training concepts and score its predictions on the held-out ones.
 
     The probe is a read-out of ratings, like a rating prompt or a regression head: its

@@ -45,7 +45,7 @@ def _joined(ratings: pd.DataFrame, model: str, language: str) -> JoinedRatings:
 
 
 def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", subsets=("all", "sensory", "motor"),
-              n_boot: int = 200, seed: int = 0, train_norms: dict | None = None, progress=None,
+              n_boot: int = 1000, seed: int = 0, train_norms: dict | None = None, progress=None,
               paired: bool = True) -> dict[str, pd.DataFrame]:
     """Metrics and transfer tables from the ratings, embeddings and choices tables.
 
@@ -181,9 +181,31 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
         fitted = evaluate_probe(np.stack(train["vector"].map(np.asarray).to_list()), train_target, vectors, target,
                                 list(h.columns), recipe=rsa_recipe, subsets=subsets, n_boot=n_boot, seed=seed,
                                 eval_set=f"{language}/probe")
-        out.append(_readout_rows(fitted.metrics, "probe_", tag,
-                                 method=f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"))
+        method = f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"
+        out.append(_readout_rows(fitted.metrics, "probe_", tag, method=method))
+        # the layer a headline quotes is chosen by this, on training concepts only
+        out.append(pd.DataFrame([{**tag, "eval_set": f"{language}/probe", "metric": "probe_cv_error", "subset": "all",
+                                  "recipe": method, "value": fitted.probe.cv_error[fitted.probe.alpha],
+                                  "n": len(train), "n_dropped": 0}]))
     return out
+
+
+def probe_layer(metrics: pd.DataFrame, language: str, trial_id: str = BASE) -> int | None:
+    """The probe layer to quote: the one with the lowest cross-validated error on the
+    training concepts (``probe_cv_error``), never the best held-out score. None without
+    a probe."""
+    cv = metrics[(metrics["metric"] == "probe_cv_error") & (metrics["language"] == language)
+                 & (metrics["trial_id"] == trial_id)] if len(metrics) else metrics
+    if cv.empty or cv["value"].isna().all():
+        return None
+    return int(cv.loc[cv["value"].idxmin(), "layer"])
+
+
+def chosen_on(trials: pd.DataFrame) -> str:
+    """Which concepts the trials' scores (and so every choice among trials) came from, as
+    the trials table records it: ``validation``, ``held-out``, or both where they differ."""
+    on = sorted(trials["eval_on"].dropna().unique().tolist()) if "eval_on" in trials else []
+    return " and ".join(on) if on else "unrecorded"
 
 
 def best_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -273,7 +295,7 @@ def objective_text(table: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(sorted(wide.index, key=lambda i: objectives.index(i[0]))).fillna("")
 
 
-def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", n_boot: int = 200,
+def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", n_boot: int = 1000,
                           seed: int = 0, language: str | None = None) -> pd.DataFrame:
     """Are the objectives' differences beyond chance? Paired bootstrap of each difference.
 
@@ -361,7 +383,7 @@ def job_differences(tables: dict[str, pd.DataFrame], job: dict | None) -> pd.Dat
         return pd.DataFrame()
     job = job or {}
     ev = job.get("evaluation") or {}
-    return objective_differences(tables, rsa_recipe=ev.get("rsa_recipe", "wu2026"), n_boot=int(ev.get("n_boot", 200)),
+    return objective_differences(tables, rsa_recipe=ev.get("rsa_recipe", "wu2026"), n_boot=int(ev.get("n_boot", 1000)),
                                  seed=int(job.get("seed", 0)))
 
 

@@ -40,6 +40,19 @@ def trial_values(spec: JobSpec) -> list[dict]:
     return [dict(zip(keys, values)) for values in product(*(axes[k] for k in keys))]
 
 
+def _selection_problems(spec: JobSpec) -> list[str]:
+    """A job that chooses among trials (more than one trial: the best per objective, the
+    headline's best condition) must choose on validation concepts, never on held-out ones."""
+    from grid.tuning import expected_trials
+
+    n = expected_trials(spec)
+    if n < 2:
+        return []
+    return [f"norms.{lang}.validation: this job runs {n} trials and picks the best among them; set aside "
+            "training concepts to pick on (e.g. validation: 100), so no choice is made on held-out concepts"
+            for lang in spec.evaluation.languages if not spec.norms[lang].validation]
+
+
 def configure(spec: JobSpec, tokenizer=None) -> list[TrialPlan]:
     """Check the job against its data and build each trial's configuration.
 
@@ -57,7 +70,9 @@ def configure(spec: JobSpec, tokenizer=None) -> list[TrialPlan]:
     from grid.data import prepare_norms, training_data
     from grid.tuning import worker_config
 
-    problems: list[str] = []
+    problems: list[str] = _selection_problems(spec)
+    if problems:
+        raise SpecError(spec.source, problems)
     try:
         data = prepare_norms(spec.norms, spec.seed)
     except InputError as exc:

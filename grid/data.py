@@ -15,64 +15,106 @@ from embodiment import dimensions as dims
 from embodiment.datasets import resolve as resolve_source
 from embodiment.formats import FORMATS, TaskData
 from embodiment.norms import Norms, load_norms, load_paired
-from embodiment.splits import Split, split_concepts
+from embodiment.errors import InputError
+from embodiment.families import family_groups
+from embodiment.splits import Split, digest_of, sample_families, sample_rows, split_concepts
 
 
 @dataclass
 class LanguageData:
-    """One language's train and held-out norms."""
+    """One language's train, validation and held-out norms, and the record of that split
+    (exactly the words used, after every cap)."""
 
     train: Norms
     test: Norms
-    split: Split | None
+    split: Split
     validation: Norms | None = None
 
 
-def _load(source: str, ns: dict, lang: str) -> Norms:
+def _load(source: str, ns: dict, lang: str) -> tuple[Norms, dict[str, list[str]]]:
+    """One language's norms, deduplicated, and the words each row's family is made of
+    (a paired table's: both words of the translation pair, so a pair never straddles a
+    split; see :func:`embodiment.families.family_groups`)."""
     source = str(resolve_source(source))  # wu2026:train -> its table; paths and "embedded" unchanged
     if ns["paired"]:
         en, nl = load_paired(source)
-        return en if lang == "en" else nl
-    if ns["format"] == "csv":  # any table, with its declared columns
-        return load_norms(source, "csv", word_column=ns["word_column"], columns=ns["columns"], language=lang)
-    return load_norms(source, ns["format"])
+        norms, columns = (en if lang == "en" else nl), {"en": en.words, "nl": nl.words}
+    elif ns["format"] == "csv":  # any table, with its declared columns
+        norms = load_norms(source, "csv", word_column=ns["word_column"], columns=ns["columns"], language=lang)
+        columns = {lang: norms.words}
+    else:
+        norms = load_norms(source, ns["format"])
+        columns = {lang: norms.words}
+    rows = _first_rows(norms.words)
+    columns = {k: [v[i] for i in rows] for k, v in columns.items()}
+    return (norms if len(rows) == len(norms) else norms.select([norms.words[i] for i in rows])), columns
 
 
-def _dedupe(norms: Norms) -> Norms:
-    """Paired tables repeat English words; keep each concept once (its first row)."""
+def _first_rows(words: list[str]) -> list[int]:
+    """Paired tables repeat English words; each concept once (its first row)."""
     seen, rows = set(), []
-    for i, w in enumerate(norms.words):
+    for i, w in enumerate(words):
         if w.casefold() not in seen:
             seen.add(w.casefold())
             rows.append(i)
-    return norms if len(rows) == len(norms) else norms.select([norms.words[i] for i in rows])
+    return rows
+
+
+def _take(norms: Norms, groups: list[str], rows) -> tuple[Norms, list[str]]:
+    rows = list(rows)
+    return norms.select([norms.words[i] for i in rows]), [groups[i] for i in rows]
+
+
+def _fixed_split(full: Norms, columns: dict, ns: dict, lang: str, wanted) -> tuple[Norms, list[str], Norms]:
+    """A fixed held-out table: training keeps only words of families the test table lacks."""
+    test, test_columns = _load(ns["test_source"], ns, lang)
+    test = test.select(None, wanted)
+    # families over both tables at once: a test word and a training word of one family
+    # (or of one translation pair) get one label
+    both = family_groups({k: [*columns[k], *test_columns[k]] for k in columns})
+    held = set(both[len(full):])
+    keep = [i for i, g in enumerate(both[: len(full)]) if g not in held]
+    train, train_groups = _take(full, both[: len(full)], keep)
+    if len(train) == 0:
+        raise InputError(f"every training word shares a family with a word of the test table ({len(full)} words "
+                         "left out)", key=f"norms.{lang}.test_source")
+    return train, train_groups, test
 
 
 @lru_cache(maxsize=8)
 def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
     out = {}
     for lang, ns in json.loads(norms_json).items():
-        full = _dedupe(_load(ns["source"], ns, lang))
+        full, columns = _load(ns["source"], ns, lang)
         wanted = dims.subset(full.dimensions, ns["dimensions"]) if ns["dimensions"] != "all" else full.dimensions
         full = full.select(None, wanted)
         if ns.get("test_source"):
-            train = full
-            test = _dedupe(_load(ns["test_source"], ns, lang)).select(None, wanted)
-            held = {w.casefold() for w in test.words}
-            train = train.select([w for w in train.words if w.casefold() not in held])
-            split = None
+            train, train_groups, test = _fixed_split(full, columns, ns, lang, wanted)
+            fraction, rule = float("nan"), "fixed test table; training words of its families left out"
         else:
-            split = split_concepts(full.words, ns["test_fraction"], seed)
-            train, test = full.select(list(split.train)), full.select(list(split.test))
+            groups = family_groups(columns)
+            split = split_concepts(full.words, ns["test_fraction"], seed, groups=groups)
+            index = {w: i for i, w in enumerate(full.words)}
+            train, train_groups = _take(full, groups, [index[w] for w in split.train])
+            test = full.select(list(split.test))
+            fraction, rule = split.test_fraction, split.rule
         validation = None
         if ns.get("validation"):
-            validation = train.select(train.words[: ns["validation"]])
-            train = train.select(train.words[ns["validation"]:])
+            picked = set(sample_families(train_groups, ns["validation"], seed, "validation",
+                                         key=f"norms.{lang}.validation").tolist())
+            validation = _take(train, train_groups, sorted(picked))[0]
+            train, train_groups = _take(train, train_groups, [i for i in range(len(train)) if i not in picked])
         if ns.get("max_train"):
-            train = train.select(train.words[: ns["max_train"]])
+            train = train.select([train.words[i] for i in sample_rows(len(train), ns["max_train"], seed, "max_train",
+                                                                         key=f"norms.{lang}.max_train")])
         if ns.get("max_test"):
-            test = test.select(test.words[: ns["max_test"]])
-        out[lang] = LanguageData(train, test, split, validation)
+            test = test.select([test.words[i] for i in sample_rows(len(test), ns["max_test"], seed, "max_test",
+                                                                       key=f"norms.{lang}.max_test")])
+        val_words = tuple(validation.words) if validation is not None else ()
+        record = Split(tuple(train.words), tuple(test.words), int(seed), fraction,
+                       digest_of(train.words, test.words, val_words), val_words,
+                       f"{rule}; random samples: validation (whole families), max_train, max_test")
+        out[lang] = LanguageData(train, test, record, validation)
     return out
 
 

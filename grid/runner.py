@@ -132,7 +132,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
 def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
     """The base model's held-out figures (and the probe's) as soon as they exist, long
     before the trials finish: the first numbers of a run."""
-    from grid.aggregate import aggregate
+    from grid.aggregate import aggregate, probe_layer
 
     agg = aggregate(evaluated, rsa_recipe=spec.evaluation.rsa_recipe, subsets=("all",), n_boot=spec.evaluation.n_boot,
                     seed=spec.seed, train_norms={lang: d.train for lang, d in data.items()})
@@ -145,11 +145,11 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
         if len(rsa_all):
             say(f"baseline ({lang}, {int(rsa_all['n'].iloc[0])} held-out concepts): RSA {_ci(rsa_all.iloc[0])}, "
                 f"mean Spearman {sp['value'].mean():.3f}")
-        probe = part[(part["metric"] == "probe_rsa") & (part["subset"] == "all")]
+        layer = probe_layer(part, lang)
+        probe = part[(part["metric"] == "probe_rsa") & (part["subset"] == "all") & (part["layer"] == layer)]
         if len(probe):
-            top = probe.loc[probe["value"].idxmax()]
-            say(f"frozen probe ({lang}, ridge on layer {int(top['layer'])} of the base model, fitted on "
-                f"{len(data[lang].train)} training concepts): RSA {_ci(top)}")
+            say(f"frozen probe ({lang}, ridge on layer {layer} of the base model, the layer of least cross-validated "
+                f"error on the {len(data[lang].train)} training concepts): RSA {_ci(probe.iloc[0])}")
 
 
 def _check_same_job(manifest: dict | None, spec: JobSpec, run_dir: str, resume: bool) -> None:
@@ -255,8 +255,11 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     say(f"run {spec.run_name} -> {run_dir}")
 
     data = prepare_norms(spec.norms, spec.seed)
-    manifest["splits"] = {lang: (d.split.digest if d.split else "fixed test table") for lang, d in data.items()}
-    manifest["n_concepts"] = {lang: {"train": len(d.train), "test": len(d.test)} for lang, d in data.items()}
+    manifest["splits"] = {lang: d.split.digest for lang, d in data.items()}
+    manifest["n_concepts"] = {lang: {"train": len(d.train), "validation": len(d.split.validation), "test": len(d.test)}
+                              for lang, d in data.items()}
+    for lang, d in data.items():  # exactly the words each side used, after every cap
+        store.write_json(f"split-{lang}.json", d.split.record())
     store.write_json("manifest.json", manifest)
     _evaluate_base_models(spec, data, actor, say)
 
@@ -362,11 +365,11 @@ def _ci(row) -> str:
 def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> str | None:
     """One quotable sentence: base, the best fine-tuned trial and the frozen probe side by side.
 
-    The best trial is the one with the highest ``eval_score`` (chosen on validation
-    concepts, never on the held-out ones); RSA is over all dimensions of the first
+    The best trial is the one with the highest ``eval_score`` (validation concepts: a job
+    with more than one trial must set some aside); RSA is over all dimensions of the first
     language, with 95 % bootstrap CIs over held-out concepts.
     """
-    from grid.aggregate import best_trials
+    from grid.aggregate import best_trials, probe_layer
 
     if metrics is None or metrics.empty or trials is None or trials.empty or "eval_score" not in trials:
         return None
@@ -385,11 +388,12 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
     base, tuned = rsa_rows.loc["base"], rsa_rows.loc[trial["trial_id"]]
     text = (f"On {int(tuned['n'])} held-out concepts ({language}), fine-tuning on {trial['condition']} (trial "
             f"{trial['trial_id']}) moved the model's rating RSA with the human norms from {_ci(base)} (base) to {_ci(tuned)}")
+    layer = probe_layer(metrics, language)
     probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["subset"] == "all") & (metrics["trial_id"] == "base")
-                    & (metrics["language"] == language)]
+                    & (metrics["language"] == language) & (metrics["layer"] == layer)]
     if len(probe):
-        top = probe.loc[probe["value"].idxmax()]
-        text += f"; a ridge probe on the frozen base model's layer {int(top['layer'])} reaches {_ci(top)}"
+        text += (f"; a ridge probe on the frozen base model's layer {layer} (least cross-validated error on training "
+                 f"concepts) reaches {_ci(probe.iloc[0])}")
     tr = transfer[(transfer["trial_id"] == trial["trial_id"]) & (transfer["language"] == language)] if len(transfer) else transfer
     if len(tr):
         tr = tr[tr["method"] == "spearman"] if "method" in tr else tr
@@ -401,7 +405,7 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
 
 def summary_lines(summary: dict) -> list[str]:
     """Base vs fine-tuned per-dimension Spearman and RSA, best trials, where the tables are."""
-    from grid.aggregate import differences_text, objective_table, objective_text, several_objectives
+    from grid.aggregate import chosen_on, differences_text, objective_table, objective_text, several_objectives
 
     lines = []
     m = summary["metrics"]
@@ -433,7 +437,8 @@ def summary_lines(summary: dict) -> list[str]:
     if several_objectives(trials):
         table = objective_text(objective_table(m, trials))
         if len(table):
-            lines += ["Best trial per objective (chosen on validation concepts) on held-out concepts, 95 % bootstrap CIs:",
+            lines += [f"Best trial per objective (chosen on {chosen_on(trials)} concepts) on held-out concepts, 95 % "
+                      "bootstrap CIs:",
                       table.to_string(), ""]
         diffs = differences_text(summary.get("differences", pd.DataFrame()))
         if len(diffs):

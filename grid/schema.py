@@ -37,10 +37,11 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "metrics": pa.schema([
         *_TAGS, ("language", _S), ("eval_set", _S), ("metric", _S), ("subset", _S), ("dimension", _S), ("layer", _I),
         ("recipe", _S), ("standardise", _S), ("rdm_method", _S), ("compare_method", _S), ("value", _F),
-        ("ci_low", _F), ("ci_high", _F), ("p", _F), ("n", _I), ("n_dropped", _I)]),
+        ("ci_low", _F), ("ci_high", _F), ("p", _F), ("alternative", _S), ("n", _I), ("n_dropped", _I), ("note", _S)]),
     "transfer": pa.schema([
         *_TAGS, ("language", _S), ("eval_set", _S), ("base", _S), ("dimension", _S), ("method", _S),
-        ("base_value", _F), ("value", _F), ("delta", _F), ("r_between", _F), ("z", _F), ("p", _F), ("n", _I)]),
+        ("base_value", _F), ("value", _F), ("delta", _F), ("r_between", _F), ("z", _F), ("p", _F), ("p_holm", _F),
+        ("n", _I)]),
 }
 #: every table of a run folder, in the order they are listed
 TABLES = tuple(TABLE_SCHEMAS)

@@ -140,7 +140,7 @@ class EvalSpec(_Section):
     subsets: Annotated[list[NonEmpty], Field(min_length=1)] = ["all", "sensory", "motor"]
     layers: IndicesOrAll = "all"
     rsa_recipe: Literal[tuple(RECIPES)] = "wu2026"
-    n_boot: Count = 200
+    n_boot: Count = 1000
     batch_size: PositiveCount = 32
     embeddings: bool = True
     probe: Literal[PROBES] = "base"

@@ -206,11 +206,17 @@ def rating_rows(norms_by_lang: dict[str, Norms], predictions: dict[str, np.ndarr
 
 
 def mean_spearman(ratings: pd.DataFrame, column: str = "expected") -> float:
-    """Mean over (language, dimension) of Spearman(model, human) -- a one-number summary."""
+    """Mean over (language, dimension) of Spearman(model, human) -- a one-number summary.
+
+    A dimension whose model ratings are constant (collapsed) counts as 0: it ranks no
+    concept, and skipping it would reward a model for collapsing on its hard dimensions.
+    """
     from scipy import stats
 
     values = []
     for _, part in ratings.groupby(["language", "dimension"]):
-        if part[column].nunique() > 1 and part["human"].nunique() > 1:
-            values.append(stats.spearmanr(part[column], part["human"]).statistic)
+        part = part.dropna(subset=[column, "human"])
+        if len(part) < 3 or part["human"].nunique() < 2:
+            continue  # nothing to rank against
+        values.append(stats.spearmanr(part[column], part["human"]).statistic if part[column].nunique() > 1 else 0.0)
     return float(np.mean(values)) if values else float("nan")

@@ -60,6 +60,8 @@ class Correlation:
     p: float
     ci_low: float = float("nan")
     ci_high: float = float("nan")
+    #: dimensions whose model ratings were constant, counted as 0 (:func:`mean_correlation`)
+    n_constant: int = 0
 
 
 def correlate(model: Sequence[float] | np.ndarray, human: Sequence[float] | np.ndarray, method: str = "spearman", *,
@@ -162,6 +164,10 @@ def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearm
         seed: seed of the bootstrap.
         block: resamples drawn at once (memory: block x n x d).
 
+    A dimension whose model ratings are constant (a model that collapsed to one rating)
+    has no coefficient: it counts as 0 in the mean (in the CI's resamples too) and in
+    ``n_constant``, never silently left out (leaving it out would reward collapsing).
+
     Returns:
         A :class:`Correlation` whose ``r`` is the mean coefficient and ``p`` is NaN (a mean
         of correlations has no closed-form test; read the CI).
@@ -177,9 +183,9 @@ def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearm
     if n < 3:
         return Correlation(method, float("nan"), n, dropped, float("nan"))
     rows = CORRELATIONS[method]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        r = float(np.nanmean(rows(x.T, y.T)))
+    per_dim = rows(x.T, y.T)
+    constant = (x == x[:1]).all(axis=0) & ~(y == y[:1]).all(axis=0)
+    r = float(np.mean(np.where(constant, 0.0, per_dim))) if not np.isnan(per_dim[~constant]).any() else float("nan")
     lo = hi = float("nan")
     if n_boot and np.isfinite(r):
         rng = np.random.default_rng(seed)
@@ -189,8 +195,8 @@ def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearm
             # (b, n, d) -> per resample and dimension a coefficient, averaged over dimensions
             xs, ys = np.moveaxis(x[idx], 2, 1), np.moveaxis(y[idx], 2, 1)
             per = rows(xs.reshape(-1, n), ys.reshape(-1, n)).reshape(len(idx), -1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                values.append(np.nanmean(per, axis=1))
+            # a model column constant in this resample counts 0, as in the value
+            flat = (xs == xs[:, :, :1]).all(axis=2) & ~(ys == ys[:, :, :1]).all(axis=2)
+            values.append(np.where(flat, 0.0, per).mean(axis=1))
         lo, hi = percentile_interval(np.concatenate(values), ci)
-    return Correlation(method, r, n, dropped, float("nan"), lo, hi)
+    return Correlation(method, r, n, dropped, float("nan"), lo, hi, n_constant=int(constant.sum()))

@@ -28,7 +28,8 @@ class Difference:
         ci_low: lower bound of the percentile interval (NaN without bootstrap).
         ci_high: upper bound.
         p: two-sided bootstrap p of a zero difference: twice the smaller share of
-            resampled differences on either side of zero (NaN without bootstrap).
+            resampled differences on either side of zero, never below 1 / (B + 1) for B
+            resamples (B draws cannot tell a p below that; NaN without bootstrap).
         n: items compared.
     """
 
@@ -83,6 +84,7 @@ def paired_differences(statistics: dict[str, Statistic], pairs: list[tuple[str, 
         boots = draws[a] - draws[b]
         boots = boots[np.isfinite(boots)]
         lo, hi = percentile_interval(boots, ci)
-        p = min(1.0, 2.0 * min(np.mean(boots <= 0.0), np.mean(boots >= 0.0))) if boots.size else float("nan")
+        p = (min(1.0, max(1.0 / (boots.size + 1), 2.0 * min(np.mean(boots <= 0.0), np.mean(boots >= 0.0))))
+             if boots.size else float("nan"))
         out[(a, b)] = Difference(full[a] - full[b], lo, hi, float(p), n)
     return out

@@ -10,7 +10,6 @@ Lancaster vocabulary (788M pairs) fits in memory; subsampling happens only when 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -214,32 +213,23 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, n: int, comparison, observed: f
     return (hits + 1) / (n_perm + 1)
 
 
-@functools.lru_cache(maxsize=4)
-def _upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of every pair i < j, in condensed order: built once per size, not per
-    bootstrap draw (at 1,000 concepts, two arrays of 499,500)."""
-    rows, cols = np.triu_indices(n, 1)
-    rows.flags.writeable = cols.flags.writeable = False
-    return rows, cols
-
-
 def resampled_rsa(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, idx: np.ndarray) -> float:
     """RSA over the concepts ``idx`` (a bootstrap resample, drawn with replacement): the
-    features standardised over the resample, pairs of a concept with its own copy left out
-    (their zero distance is an artefact of resampling). ``idx`` = every concept once gives
-    :func:`rsa`'s value on complete rows."""
-    iu = _upper_pairs(len(idx))
-    ma, pa, _ = _prepare(model[idx], recipe)
-    mb, pb, _ = _prepare(human[idx], recipe)
-    distinct = idx[iu[0]] != idx[iu[1]]
-    return get_comparison(recipe.compare).dense(_condensed(pa, ma)[distinct], _condensed(pb, mb)[distinct])
+    RDMs of all concepts, each pair weighted by how often the resample holds both of its
+    concepts; pairs of a concept with its own copy left out (their zero distance is an
+    artefact of resampling). ``idx`` = every concept once gives :func:`rsa`'s value on
+    complete rows. For many resamples of the same concepts build one
+    :class:`~embodiment.metrics.rsa_bootstrap.ResampledRSA` and call it per resample."""
+    from embodiment.metrics.rsa_bootstrap import ResampledRSA
+
+    return ResampledRSA(model, human, recipe)(idx)
 
 
 def _bootstrap(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, n_boot: int, rng, ci: float = 0.95) -> tuple[float, float]:
-    """Percentile CI over concepts resampled with replacement; pairs of a concept with its
-    own copy are left out (their zero distance is an artefact of resampling)."""
-    n = len(model)
-    return percentile_interval([resampled_rsa(model, human, recipe, rng.integers(0, n, size=n)) for _ in range(n_boot)], ci)
+    """Percentile CI over concepts resampled with replacement (see :mod:`embodiment.metrics.rsa_bootstrap`)."""
+    from embodiment.metrics.rsa_bootstrap import ResampledRSA
+
+    return percentile_interval(ResampledRSA(model, human, recipe).draws(n_boot, rng), ci)
 
 
 def rsa_by_subset(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str],

@@ -13,6 +13,7 @@ import numpy as np
 
 from embodiment.errors import InputError
 from embodiment.metrics.correlation import CORRELATIONS
+from embodiment.metrics.multiple import holm
 from embodiment.metrics.steiger import steiger_z
 
 
@@ -30,7 +31,8 @@ def transfer_rows(ratings: Mapping[str, np.ndarray], human: np.ndarray, dimensio
 
     Returns:
         One dict per (condition, dimension): eval_set, condition, base, dimension, method,
-        value, base_value, delta, r_between (condition vs base), z, p, n.
+        value, base_value, delta, r_between (condition vs base), z, p (two-sided), p_holm
+        (Holm-adjusted over the condition's dimensions: one family per condition), n.
     """
     if base not in ratings:
         raise InputError(f"no base condition {base!r} among the conditions {sorted(ratings)}; name the baseline with --base",
@@ -40,6 +42,7 @@ def transfer_rows(ratings: Mapping[str, np.ndarray], human: np.ndarray, dimensio
     for condition, values in ratings.items():
         if condition == base:
             continue
+        family = []
         for j, dim in enumerate(dimensions):
             x, b, h = values[:, j], ratings[base][:, j], human[:, j]
             keep = ~(np.isnan(x) | np.isnan(b) | np.isnan(h))
@@ -50,7 +53,10 @@ def transfer_rows(ratings: Mapping[str, np.ndarray], human: np.ndarray, dimensio
             else:
                 r_xh = r_bh = r_xb = float("nan")
             test = steiger_z(r_xh, r_bh, r_xb, n)
-            rows.append({"eval_set": eval_set, "condition": condition, "base": base, "dimension": dim, "method": method,
-                         "value": float(r_xh), "base_value": float(r_bh), "delta": float(r_xh - r_bh),
-                         "r_between": float(r_xb), "z": test.z, "p": test.p, "n": n})
+            family.append({"eval_set": eval_set, "condition": condition, "base": base, "dimension": dim, "method": method,
+                           "value": float(r_xh), "base_value": float(r_bh), "delta": float(r_xh - r_bh),
+                           "r_between": float(r_xb), "z": test.z, "p": test.p, "n": n})
+        for row, adjusted in zip(family, holm([r["p"] for r in family])):
+            row["p_holm"] = float(adjusted)
+        rows += family
     return rows

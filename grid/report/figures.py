@@ -511,9 +511,9 @@ def search(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
 def trials_on(res: Results) -> str:
     """Which concepts the trials were scored on: ``validation`` (set aside from the
     training split) or ``held-out`` (jobs without a validation split)."""
-    trials = res.table("trials")
-    on = trials["eval_on"].dropna().unique().tolist() if "eval_on" in trials else []
-    return on[0] if len(on) == 1 else "held-out"
+    from grid.aggregate import chosen_on
+
+    return chosen_on(res.table("trials"))
 
 
 @figure("objectives")
