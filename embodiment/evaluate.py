@@ -122,6 +122,14 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
             "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame()}
 
 
+def format_p(p: float | None) -> str:
+    """A p-value as printed: ``< .001`` below .001, else three decimals without the
+    leading zero (``.042``); an empty string where there is none."""
+    if p is None or not np.isfinite(p):
+        return ""
+    return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
+
+
 def significance_stars(p: float | None) -> str:
     """``***`` p < .001, ``**`` p < .01, ``*`` p < .05, else (or no p) an empty string."""
     if p is None or not np.isfinite(p):
@@ -139,9 +147,12 @@ def summary_text(tables: dict[str, pd.DataFrame], unmatched: Sequence[str] = ())
         lines += ["Per-dimension Spearman (model vs human):", pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
     tr = tables.get("transfer")
     if tr is not None and not tr.empty:
-        view = tr[["condition", "dimension", "base_value", "value", "delta", "z", "p", "n"]].copy()
-        view["sig"] = view["p"].map(significance_stars)
-        lines += [f"Steiger tests against {tr['base'].iloc[0]!r}:", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
+        view = tr[["condition", "dimension", "base_value", "value", "delta", "z", "p", "p_holm", "n"]].copy()
+        view["sig"] = view["p_holm"].map(significance_stars)
+        view["p"], view["p_holm"] = view["p"].map(format_p), view["p_holm"].map(format_p)
+        lines += [f"Steiger tests against {tr['base'].iloc[0]!r} (two-sided p; p_holm: Holm-adjusted over each "
+                  "condition's dimensions, which the stars follow):",
+                  view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
     rs = m[m["metric"] == "rsa"]
     if not rs.empty:
         recipe = rs["recipe"].iloc[0]

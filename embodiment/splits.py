@@ -139,7 +139,9 @@ def sample_rows(n_available: int, n_wanted: int, seed: int, name: str, *, key: s
 def sample_families(groups: Sequence[str], n_wanted: int, seed: int, name: str, *, key: str) -> np.ndarray:
     """Row indices of whole families drawn at random (stream ``name``) until they hold
     ``n_wanted`` rows: families in a random order, each taken whole where it still fits,
-    so no family is split between the sample and the rest. Sorted.
+    so no family is split between the sample and the rest; where the sizes cannot make
+    ``n_wanted`` exactly, the next families in that order are taken until they reach it
+    (a few rows over, never under). Sorted.
 
     Raises:
         InputError: more rows wanted than there are, naming ``key`` and both numbers.
@@ -150,13 +152,21 @@ def sample_families(groups: Sequence[str], n_wanted: int, seed: int, name: str, 
     for i, g in enumerate(groups):
         rows_of.setdefault(g, []).append(i)
     families = sorted(rows_of)
+    order = stream(seed, name).permutation(len(families))
     taken: list[int] = []
-    for j in stream(seed, name).permutation(len(families)):
+    used = set()
+    for j in order:
         if len(taken) == n_wanted:
             break
         rows = rows_of[families[j]]
         if len(taken) + len(rows) <= n_wanted:
             taken += rows
+            used.add(j)
+    for j in order:
+        if len(taken) >= n_wanted:
+            break
+        if j not in used:
+            taken += rows_of[families[j]]
     return np.sort(np.asarray(taken, dtype=int))
 
 

@@ -95,8 +95,12 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
     emb = tables.get("embeddings", pd.DataFrame())
     if len(emb) and len(ratings):
         say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
+        predictions: dict = {}
         metrics += _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, subsets=subsets, n_boot=n_boot,
-                                         seed=seed, train_norms=train_norms)
+                                         seed=seed, train_norms=train_norms, predictions=predictions)
+        metrics_so_far = pd.concat(metrics, ignore_index=True)
+        metrics.append(probe_differences(ratings, predictions, metrics_so_far, cond_of, rsa_recipe=rsa_recipe,
+                                         n_boot=n_boot, seed=seed, paired=paired))
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
         metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
@@ -139,11 +143,14 @@ def _readout_rows(metrics: pd.DataFrame, prefix: str, tag: dict, *, cond_of: dic
 
 
 def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dict, *, rsa_recipe: str, subsets,
-                          n_boot: int, seed: int, train_norms: dict | None) -> list[pd.DataFrame]:
+                          n_boot: int, seed: int, train_norms: dict | None,
+                          predictions: dict | None = None) -> list[pd.DataFrame]:
     """Per (model, trial, language, layer): RSA of the held-out concepts' hidden states
     (``rsa_hidden``), and where training concepts were embedded, the ridge probe fitted on
     them and scored on the held-out ones as any ratings are (``probe_spearman``,
-    ``probe_pearson`` per dimension, ``probe_rsa`` per subset, ``probe_wordwise_similarity``)."""
+    ``probe_pearson`` per dimension, ``probe_rsa`` per subset, ``probe_wordwise_similarity``).
+    ``predictions``, when given, receives each probe's held-out predictions under
+    (model, trial_id, language, layer): (concepts, dimensions, (n, d) array)."""
     from embodiment.probe import evaluate_probe
 
     split = _split_of(emb)
@@ -181,6 +188,8 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
         fitted = evaluate_probe(np.stack(train["vector"].map(np.asarray).to_list()), train_target, vectors, target,
                                 list(h.columns), recipe=rsa_recipe, subsets=subsets, n_boot=n_boot, seed=seed,
                                 eval_set=f"{language}/probe")
+        if predictions is not None:
+            predictions[(model, trial_id, language, int(layer))] = (list(test["concept"]), list(h.columns), fitted.predictions)
         method = f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"
         out.append(_readout_rows(fitted.metrics, "probe_", tag, method=method))
         # the layer a headline quotes is chosen by this, on training concepts only
@@ -188,6 +197,62 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
                                   "recipe": method, "value": fitted.probe.cv_error[fitted.probe.alpha],
                                   "n": len(train), "n_dropped": 0}]))
     return out
+
+
+#: trial minus probe, per measure: (metric name, what the statistic is)
+MINUS_PROBE = {"minus_probe_mean_spearman": "mean Spearman", "minus_probe_rsa": "rating RSA"}
+
+
+def probe_differences(ratings: pd.DataFrame, predictions: dict, metrics: pd.DataFrame, cond_of: dict, *,
+                      rsa_recipe: str = "wu2026", n_boot: int = 1000, seed: int = 0, paired: bool = True) -> pd.DataFrame:
+    """Is a fine-tuned model's prompted rating beyond the linear read-out of the frozen base?
+
+    For each trial, its ratings minus the base model's ridge probe (at the layer of least
+    cross-validated error, :func:`probe_layer`) on the same held-out concepts, resampled
+    together (:func:`embodiment.metrics.paired_differences`): mean Spearman over dimensions
+    and rating RSA, each with its 95 % CI and two-sided bootstrap p.
+
+    Returns:
+        metrics rows ``minus_probe_mean_spearman`` and ``minus_probe_rsa`` (layer: the
+        probe's), empty without a probe.
+    """
+    from embodiment.metrics import get_recipe, mean_correlation, paired_differences
+    from embodiment.metrics.rsa_bootstrap import ResampledRSA
+
+    rows = []
+    for (model, language), part in ratings.groupby(["model", "language"], sort=False):
+        layer = probe_layer(metrics[metrics["model"] == model] if "model" in metrics else metrics, language)
+        if layer is None or (model, BASE, language, layer) not in predictions:
+            continue
+        concepts, dims, pred = predictions[(model, BASE, language, layer)]
+        joined = _joined(part, model, language)
+        where = {c: i for i, c in enumerate(concepts)}
+        order = [joined.dimensions.index(d) for d in dims]
+        rows_of = [i for i, w in enumerate(joined.words) if w in where]
+        human = joined.human[rows_of][:, order]
+        probe = pred[[where[joined.words[i]] for i in rows_of]]
+        for trial_id, values in joined.model.items():
+            if trial_id == BASE:
+                continue
+            tuned = values[rows_of][:, order]
+            keep = ~(np.isnan(tuned).any(axis=1) | np.isnan(human).any(axis=1)) if paired else ~np.isnan(human).any(axis=1)
+            t, p, hm = tuned[keep], probe[keep], human[keep]
+            stats_of = {
+                "minus_probe_mean_spearman": ({"tuned": lambda idx, m=t: mean_correlation(m[idx], hm[idx]).r,
+                                               "probe": lambda idx: mean_correlation(p[idx], hm[idx]).r}),
+                "minus_probe_rsa": {"tuned": ResampledRSA(t, hm, get_recipe(rsa_recipe)),
+                                    "probe": ResampledRSA(p, hm, get_recipe(rsa_recipe))},
+            }
+            for metric, statistics in stats_of.items():
+                d = paired_differences(statistics, [("tuned", "probe")], int(keep.sum()), n_boot=n_boot,
+                                       seed=seed)[("tuned", "probe")]
+                rows.append({"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model,
+                             "language": language, "eval_set": f"{language}/rating", "metric": metric, "subset": "all",
+                             "layer": layer, "recipe": rsa_recipe if metric.endswith("rsa") else None,
+                             "value": d.value, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p,
+                             "alternative": "two-sided", "n": d.n, "n_dropped": int((~keep).sum()),
+                             "note": f"paired bootstrap: the trial's prompted ratings minus the base probe (layer {layer})"})
+    return pd.DataFrame(rows)
 
 
 def probe_layer(metrics: pd.DataFrame, language: str, trial_id: str = BASE) -> int | None:

@@ -50,6 +50,8 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
     base = args.base if args.base in joined.model else None
     if args.base and base is None and len(joined.model) > 1:
         say(f"no condition named {args.base!r}: no transfer table (name the baseline with --base)")
+    if not args.unpaired and len(joined.model) > 1:
+        _check_paired_words(joined, say, source=args.ratings)
     options = EvaluationOptions(base=base, n_boot=args.n_boot, rsa_recipe=args.rsa_recipe, rsa_perm=args.rsa_perm,
                                 rsa_boot=args.rsa_boot, seed=args.seed, eval_set=args.eval_set, paired=not args.unpaired)
     tables = evaluate_joined(joined, options, progress=say)
@@ -63,6 +65,26 @@ def cmd_evaluate_ratings(args: argparse.Namespace) -> int:
     for path in written:
         print(f"  {path}")
     return 0
+
+
+#: fewest words the paired-word rule may leave before evaluate-ratings stops
+MIN_PAIRED_WORDS = 10
+
+
+def _check_paired_words(joined, say, *, source) -> None:
+    """Say how many words every condition rated (what the paired-word rule keeps), and
+    stop before writing tables of NaN where too few are left."""
+    import numpy as np
+
+    rated_by_all = np.ones(len(joined.words), dtype=bool)
+    for values in joined.model.values():
+        rated_by_all &= ~np.isnan(values).all(axis=1)
+    n = int(rated_by_all.sum())
+    say(f"paired-word rule: {n:,} of {len(joined.words):,} words rated by all {len(joined.model)} conditions")
+    if n < MIN_PAIRED_WORDS:
+        raise InputError(f"the paired-word rule leaves {n} word(s) rated by all {len(joined.model)} conditions "
+                         f"(at least {MIN_PAIRED_WORDS} needed); conditions that rated different words need "
+                         "--unpaired (each condition's own complete cases)", source=source, key="--unpaired")
 
 
 def _check_writable(folder: Path, key: str) -> None:

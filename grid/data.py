@@ -31,10 +31,11 @@ class LanguageData:
     validation: Norms | None = None
 
 
-def _load(source: str, ns: dict, lang: str) -> tuple[Norms, dict[str, list[str]]]:
-    """One language's norms, deduplicated, and the words each row's family is made of
-    (a paired table's: both words of the translation pair, so a pair never straddles a
-    split; see :func:`embodiment.families.family_groups`)."""
+def _load(source: str, ns: dict, lang: str) -> tuple[Norms, list[int], dict[str, list[str]]]:
+    """One language's norms, deduplicated; the source rows kept; and the words of every
+    source row that families are made of (a paired table's: both words of each translation
+    pair, so a pair never straddles a split, and both languages of one table get the same
+    families; see :func:`embodiment.families.family_groups`)."""
     source = str(resolve_source(source))  # wu2026:train -> its table; paths and "embedded" unchanged
     if ns["paired"]:
         en, nl = load_paired(source)
@@ -46,8 +47,7 @@ def _load(source: str, ns: dict, lang: str) -> tuple[Norms, dict[str, list[str]]
         norms = load_norms(source, ns["format"])
         columns = {lang: norms.words}
     rows = _first_rows(norms.words)
-    columns = {k: [v[i] for i in rows] for k, v in columns.items()}
-    return (norms if len(rows) == len(norms) else norms.select([norms.words[i] for i in rows])), columns
+    return (norms if len(rows) == len(norms) else norms.select([norms.words[i] for i in rows])), rows, columns
 
 
 def _first_rows(words: list[str]) -> list[int]:
@@ -65,16 +65,18 @@ def _take(norms: Norms, groups: list[str], rows) -> tuple[Norms, list[str]]:
     return norms.select([norms.words[i] for i in rows]), [groups[i] for i in rows]
 
 
-def _fixed_split(full: Norms, columns: dict, ns: dict, lang: str, wanted) -> tuple[Norms, list[str], Norms]:
+def _fixed_split(full: Norms, rows: list[int], columns: dict, ns: dict, lang: str,
+                 wanted) -> tuple[Norms, list[str], Norms]:
     """A fixed held-out table: training keeps only words of families the test table lacks."""
-    test, test_columns = _load(ns["test_source"], ns, lang)
+    test, _, test_columns = _load(ns["test_source"], ns, lang)
     test = test.select(None, wanted)
     # families over both tables at once: a test word and a training word of one family
     # (or of one translation pair) get one label
+    n_source = len(next(iter(columns.values())))
     both = family_groups({k: [*columns[k], *test_columns[k]] for k in columns})
-    held = set(both[len(full):])
-    keep = [i for i, g in enumerate(both[: len(full)]) if g not in held]
-    train, train_groups = _take(full, both[: len(full)], keep)
+    held = set(both[n_source:])
+    groups = [both[i] for i in rows]
+    train, train_groups = _take(full, groups, [i for i, g in enumerate(groups) if g not in held])
     if len(train) == 0:
         raise InputError(f"every training word shares a family with a word of the test table ({len(full)} words "
                          "left out)", key=f"norms.{lang}.test_source")
@@ -85,14 +87,15 @@ def _fixed_split(full: Norms, columns: dict, ns: dict, lang: str, wanted) -> tup
 def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
     out = {}
     for lang, ns in json.loads(norms_json).items():
-        full, columns = _load(ns["source"], ns, lang)
+        full, rows, columns = _load(ns["source"], ns, lang)
         wanted = dims.subset(full.dimensions, ns["dimensions"]) if ns["dimensions"] != "all" else full.dimensions
         full = full.select(None, wanted)
         if ns.get("test_source"):
-            train, train_groups, test = _fixed_split(full, columns, ns, lang, wanted)
+            train, train_groups, test = _fixed_split(full, rows, columns, ns, lang, wanted)
             fraction, rule = float("nan"), "fixed test table; training words of its families left out"
         else:
-            groups = family_groups(columns)
+            every = family_groups(columns)
+            groups = [every[i] for i in rows]
             split = split_concepts(full.words, ns["test_fraction"], seed, groups=groups)
             index = {w: i for i, w in enumerate(full.words)}
             train, train_groups = _take(full, groups, [index[w] for w in split.train])

@@ -15,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from embodiment.errors import InputError, StorageError
+from embodiment.evaluate import format_p
 from grid import progress as progress_mode
 from grid.internals import is_tune_experiment_state
 from grid.location import RunLocation
@@ -398,9 +400,27 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
     if len(tr):
         tr = tr[tr["method"] == "spearman"] if "method" in tr else tr
         rose = int((tr["delta"] > 0).sum())
-        sig = int(((tr["delta"] > 0) & (tr["p"] < 0.05)).sum())
-        text += (f". Spearman rose on {rose} of {len(tr)} dimensions, significantly (Steiger p < .05) on {sig}")
+        p = tr["p_holm"] if "p_holm" in tr else tr["p"]
+        sig = int(((tr["delta"] > 0) & (p < 0.05)).sum())
+        text += (f". Spearman rose on {rose} of {len(tr)} dimensions, significantly (Steiger, Holm-adjusted p < .05) "
+                 f"on {sig}")
     return text + " (95 % bootstrap CIs)."
+
+
+def _minus_probe_lines(metrics: pd.DataFrame) -> list[str]:
+    """Each trial's prompted ratings minus the frozen base probe, paired on the same concepts."""
+    from grid.aggregate import MINUS_PROBE
+
+    rows = metrics[metrics["metric"].isin(list(MINUS_PROBE))] if len(metrics) else metrics
+    if rows.empty:
+        return []
+    view = pd.DataFrame({"language": rows["language"], "trial_id": rows["trial_id"],
+                         "measure": rows["metric"].map(MINUS_PROBE), "probe layer": rows["layer"],
+                         "fine-tuned - probe": [f"{r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" for r in rows.itertuples()],
+                         "p": rows["p"].map(format_p), "n": rows["n"]})
+    return ["Fine-tuned minus the frozen probe (the base model's ridge read-out at its layer of least cross-validated "
+            "error), paired bootstrap on the same held-out concepts, 95 % CI, two-sided p:",
+            view.to_string(index=False), ""]
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -444,10 +464,14 @@ def summary_lines(summary: dict) -> list[str]:
         if len(diffs):
             lines += ["Paired differences between objectives (a - b, same held-out concepts / questions resampled "
                       "together; * the 95 % CI excludes 0):", diffs.to_string(), ""]
+    lines += _minus_probe_lines(m)
     t = summary["transfer"]
     if len(t):
-        view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]]
-        lines += ["Transfer (delta against base, Steiger test):", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
+        view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]].copy()
+        view["p_holm"] = t["p_holm"] if "p_holm" in t else np.nan
+        view["p"], view["p_holm"] = view["p"].map(format_p), view["p_holm"].map(format_p)
+        lines += ["Transfer (delta against base; Steiger test, two-sided p, and p_holm adjusted over each trial's "
+                  "dimensions by Holm's method):", view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
     lines.append("Tables (Parquet folders; pandas.read_parquet / duckdb read_parquet('<folder>/*.parquet')):")
     lines += [f"  {name:<11} {path}" for name, path in summary["tables"].items()
               if RunLocation(path).exists()]  # a job without mcq has no choices table

@@ -25,6 +25,11 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "ratings": pa.schema([
         *_TAGS, ("language", _S), ("concept", _S), ("dimension", _S), ("human", _F), ("expected", _F),
         *[(f"p{k}", _F) for k in range(6)], ("digit_mass", _F)]),
+    # a trial's ratings of the validation concepts (set aside from the training split):
+    # what its eval_score, and so every choice among trials, was computed from
+    "validation_ratings": pa.schema([
+        *_TAGS, ("language", _S), ("concept", _S), ("dimension", _S), ("human", _F), ("expected", _F),
+        *[(f"p{k}", _F) for k in range(6)], ("digit_mass", _F)]),
     # a trial's held-out ratings read through its own trained head (formats with one)
     "head_ratings": pa.schema([
         *_TAGS, ("language", _S), ("concept", _S), ("dimension", _S), ("human", _F), ("expected", _F)]),

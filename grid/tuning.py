@@ -112,6 +112,8 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
     tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"]}
     for table, frame in evaluated.items():
         ray.get(actor.write.remote(table, f"trial:{trial_id}", frame.assign(**tag)))
+    if validation is not None:  # kept: the score below can be recomputed from the run's tables
+        ray.get(actor.write.remote("validation_ratings", f"trial:{trial_id}", validation.assign(**tag)))
     # the searcher's score: on validation concepts where the job sets some aside (a job
     # with one trial may have none: nothing is chosen, the score is only reported)
     score = summary_score({"ratings": validation} if validation is not None else evaluated)

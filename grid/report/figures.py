@@ -276,7 +276,8 @@ def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure |
     rows = _labels_of(tr)
     cols = list(dict.fromkeys(tr.sort_values(["eval_set"], kind="stable")["column"]))
     delta = tr.pivot_table(index="label", columns="column", values="delta", observed=True).reindex(index=rows, columns=cols)
-    pvals = tr.pivot_table(index="label", columns="column", values="p", observed=True).reindex(index=rows, columns=cols)
+    p_column = "p_holm" if "p_holm" in tr and tr["p_holm"].notna().any() else "p"  # tables before Holm: raw p
+    pvals = tr.pivot_table(index="label", columns="column", values=p_column, observed=True).reindex(index=rows, columns=cols)
     lim = float(np.nanmax(np.abs(delta.to_numpy()))) if np.isfinite(delta.to_numpy()).any() else 1.0
     fig, ax = plt.subplots(figsize=(min(18, 2.5 + 0.62 * len(cols)), 2.6 + 0.42 * len(rows)), layout="constrained")
     im = ax.imshow(delta.to_numpy(dtype=float), cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, aspect="auto")
@@ -291,12 +292,14 @@ def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure |
     ax.set_xlabel("evaluation set · dimension")
     ax.set_ylabel("fine-tuned on (condition)")
     fig.colorbar(im, ax=ax, label="Δ Spearman vs base", fraction=0.03)
-    ax.set_title("Δ Spearman against base (Steiger test: * p<.05, ** p<.01, *** p<.001)")
-    data = tr[["label", "eval_set", "dimension", "base_value", "value", "delta", "z", "p", "n"]]
+    which = "Holm-adjusted " if p_column == "p_holm" else ""
+    ax.set_title(f"Δ Spearman against base (Steiger test, {which}p: * <.05, ** <.01, *** <.001)")
+    data = tr[["label", "eval_set", "dimension", "base_value", "value", "delta", "z", "p",
+               *(["p_holm"] if "p_holm" in tr else []), "n"]]
     return Figure("transfer_matrix", "Transfer matrix",
                   "Each cell: the change of the per-dimension Spearman correlation of a fine-tuned condition against "
                   "the base model on one evaluation set, marked where Steiger's test for dependent correlations "
-                  "rejects equality. Cells off the trained language or format show transfer.", fig,
+                  "rejects equality (p Holm-adjusted over each condition's dimensions). Cells off the trained language or format show transfer.", fig,
                   data.sort_values(["label", "eval_set", "dimension"]).reset_index(drop=True))
 
 

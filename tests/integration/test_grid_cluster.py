@@ -116,8 +116,17 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
         assert row.value == pytest.approx(rsa(pred, data.means, spec.evaluation.rsa_recipe).value, abs=1e-9)
         assert row.ci_low <= row.value <= row.ci_high
     assert len(metrics[metrics["metric"] == "probe_spearman"]) == 2 * len(data.dimensions)
-    # trials are scored for the searcher on the validation concepts, never the held-out ones
+    # trials are scored for the searcher on the validation concepts, never the held-out ones:
+    # each eval_score is the mean Spearman of its stored validation ratings, recomputed here
     assert set(trials["eval_on"]) == {"validation"}
+    validation = pd.read_parquet(run_dir / "tables" / "validation_ratings")
+    held_back = set(prepare_norms(spec.norms, spec.seed)["en"].validation.words)
+    assert set(validation["concept"]) == held_back and not held_back & set(data.words)
+    for row in trials.itertuples():
+        own = validation[validation["trial_id"] == row.trial_id]
+        rho = [stats.spearmanr(g["expected"], g["human"]).statistic if g["expected"].nunique() > 1 else 0.0
+               for _, g in own.groupby("dimension")]  # a collapsed dimension counts 0
+        assert row.eval_score == pytest.approx(np.mean(rho), abs=1e-12)
 
     # evaluation.best_only: the colour questions for the base and the best trial alone,
     # each question once per model; its accuracy is the table's share of correct answers.

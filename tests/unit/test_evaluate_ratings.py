@@ -109,3 +109,25 @@ def test_paired_word_rule_drops_a_concept_missing_in_any_condition_from_all(tmp_
     assert base_visual["n"] == 400 and base_visual["value"] == pytest.approx(oracle("base", "Visual", set())[0], abs=1e-12)
     rsa_n = metrics.query("metric == 'rsa' and subset == 'all'").set_index("condition")["n"]
     assert rsa_n["base"] == 400 and rsa_n["tuned"] == 400 - 40
+
+
+def test_conditions_that_rated_different_words_stop_with_one_line_naming_unpaired(tmp_path, ratings_table, capsys):
+    """A few-shot design: each condition rated its own words, so none is common to all."""
+    path, norms, rows, _ = ratings_table
+    words = sorted(set(rows["word"]) - {"notaword"})
+    own = rows[rows["condition"] == "base"].copy()
+    parts = []
+    for k in range(4):  # four conditions, disjoint words
+        part = own[own["word"].isin(words[k::4])].assign(condition=f"shot{k}")
+        parts.append(part)
+    table = tmp_path / "fewshot.csv"
+    pd.concat(parts).to_csv(table, index=False)
+    out = tmp_path / "out"
+    assert main(["evaluate-ratings", str(table), "--norms", str(norms), "--out", str(out), "--n-boot", "0"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("egrid: error:")]
+    assert len(errors) == 1 and "--unpaired" in errors[0] and "leaves 0 word(s)" in errors[0]
+    assert not (out / "metrics.parquet").exists()
+    assert main(["evaluate-ratings", str(table), "--norms", str(norms), "--out", str(out), "--n-boot", "0",
+                 "--unpaired"]) == 0
+    metrics = pq.read_table(out / "metrics.parquet").to_pandas()
+    assert metrics.query("metric == 'spearman'")["value"].notna().all()

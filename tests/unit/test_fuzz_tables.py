@@ -15,7 +15,7 @@ from hypothesis.control import currently_in_test_context
 from grid.cli import main
 
 DIMS = ["Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory", "Visual"]
-WORDS = ["apple", "thunder", "idea", "rose", "stone", "soup"]
+WORDS = ["apple", "thunder", "idea", "rose", "stone", "soup", "bell", "grass", "honey", "smoke", "velvet", "lemon"]
 _counter = itertools.count()
 
 cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-10, 10),

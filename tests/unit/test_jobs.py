@@ -103,6 +103,7 @@ def test_a_conditions_own_training_options_override_the_jobs_for_its_trials_only
     from grid.tuning import worker_config
 
     job = {"name": "x", "models": ["m"], "training": {"steps": 40, "learning_rate": 1.0e-3},
+           "norms": {"en": {"source": "embedded", "validation": 50}},
            "conditions": [{"name": "long"}, {"name": "short", "training": {"steps": 7, "batch_size": 3}}]}
     spec = parse_job(job)
     trains = {c: worker_config(spec, {"condition": c, "model": "m"})["train"] for c in ("long", "short")}
@@ -234,10 +235,12 @@ def test_validation_concepts_come_from_the_training_split_and_are_never_trained_
         return parse_job({"name": "v", "models": ["m"], "norms": norms}, "job.yaml").norms
 
     held = prepare_norms(data(validation=15), 0)["en"]
-    plain = prepare_norms(data(max_train=65), 0)["en"]
+    plain = prepare_norms(data(), 0)["en"]
     assert len(held.validation) == 15 and len(held.train) == 50 and held.test.words == plain.test.words
-    # the first training-split concepts are set aside, the next ones trained on
-    assert held.validation.words == plain.train.words[:15] and held.train.words == plain.train.words[15:]
+    # validation is a draw of whole families from the training side, never trained on
+    assert not set(held.validation.words) & set(held.train.words)
+    full = prepare_norms(data(max_train=None), 0)["en"]
+    assert set(held.validation.words) <= set(full.train.words) and held.validation.words != full.train.words[:15]
     trained = training_data({"format": "rating", "languages": ["en"], "dimensions": "all"}, data(validation=15), 0, {})
     assert trained.norms["en"].words == held.train.words
 

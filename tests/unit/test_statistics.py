@@ -1,0 +1,109 @@
+"""The statistics say what they claim: resampled RSA against the written-out resample,
+Holm against a loop, p-values floored, collapsed dimensions counted, probe layer by CV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from embodiment.metrics import RECIPES, holm, mean_correlation, paired_difference
+from embodiment.metrics.rdm import condensed_rdm, get_standardiser
+from embodiment.metrics.rsa_bootstrap import ResampledRSA
+from grid.aggregate import probe_layer
+
+
+def _written_out(model, human, recipe, idx):
+    """The resample's distinct-concept pairs, one by one (a loop over resample positions)."""
+    square = []
+    for features, in ((model,), (human,)):
+        d = np.zeros((len(features),) * 2)
+        d[np.triu_indices(len(features), 1)] = condensed_rdm(get_standardiser(recipe.standardise)(features), recipe.rdm)
+        square.append(d + d.T)
+    a, b = [], []
+    for k in range(len(idx)):
+        for m in range(k + 1, len(idx)):
+            if idx[k] != idx[m]:
+                a.append(square[0][idx[k], idx[m]])
+                b.append(square[1][idx[k], idx[m]])
+    return np.array(a), np.array(b)
+
+
+SCIPY = {"spearman": lambda a, b: stats.spearmanr(a, b).statistic, "corr": lambda a, b: stats.pearsonr(a, b).statistic,
+         "cosine": lambda a, b: a @ b / np.sqrt((a @ a) * (b @ b))}
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.parametrize("ties", [False, True])
+def test_resampled_rsa_equals_the_written_out_resample(name, ties):
+    rng = np.random.default_rng(7)
+    model, human = rng.normal(size=(25, 4)), rng.normal(size=(25, 3))
+    if ties:  # tied distances: rounded features repeat vectors and distances
+        model, human = np.round(model), np.round(human * 2) / 2
+        defined = (model.std(axis=1) > 0) & (human.std(axis=1) > 0)  # what rsa() keeps
+        model, human = model[defined], human[defined]
+    recipe = RECIPES[name]
+    fast = ResampledRSA(model, human, recipe)
+    n = len(model)
+    for _ in range(4):
+        idx = rng.integers(0, n, size=n)
+        a, b = _written_out(model, human, recipe, idx)
+        assert fast(idx) == pytest.approx(SCIPY[recipe.compare](a, b), abs=1e-10)
+
+
+def test_resampled_draws_are_seeded_and_bracket_the_value():
+    rng = np.random.default_rng(3)
+    human = rng.normal(size=(200, 6))
+    model = human + rng.normal(scale=1.5, size=human.shape)
+    r = ResampledRSA(model, human, RECIPES["wu2026"])
+    one, two = r.draws(300, np.random.default_rng(1)), r.draws(300, np.random.default_rng(1))
+    assert np.array_equal(one, two)
+    value = r(np.arange(200))
+    assert np.quantile(one, 0.025) < value < np.quantile(one, 0.975)
+
+
+def _holm_loop(p):
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_holm_matches_a_loop_and_leaves_nan_out():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, size=11)
+        assert holm(p) == pytest.approx(_holm_loop(list(p)), abs=1e-15)
+    p = np.array([0.01, np.nan, 0.04, 0.03])
+    adjusted = holm(p)
+    assert np.isnan(adjusted[1]) and adjusted[[0, 2, 3]] == pytest.approx(_holm_loop([0.01, 0.04, 0.03]))
+
+
+def test_bootstrap_p_is_never_zero():
+    n = 300
+    x = np.linspace(0, 1, n)
+    far = paired_difference(lambda idx: float(x[idx].mean() + 10), lambda idx: float(x[idx].mean()), n, n_boot=200)
+    assert far.p == pytest.approx(1 / 201)
+
+
+def test_collapsed_dimension_counts_zero_in_mean_spearman():
+    rng = np.random.default_rng(2)
+    human = rng.normal(size=(100, 3))
+    model = human + rng.normal(scale=0.5, size=human.shape)
+    model[:, 1] = 2.0  # the model rates every concept 2 on this dimension
+    m = mean_correlation(model, human, n_boot=100)
+    rho = [stats.spearmanr(model[:, j], human[:, j]).statistic for j in (0, 2)]
+    assert m.r == pytest.approx(sum(rho) / 3) and m.n_constant == 1
+    assert m.ci_low < m.r < m.ci_high
+
+
+def test_probe_layer_is_chosen_by_cross_validated_error():
+    metrics = pd.DataFrame({
+        "metric": ["probe_cv_error", "probe_cv_error", "probe_rsa", "probe_rsa"],
+        "language": "en", "trial_id": "base", "layer": [8, 15, 8, 15],
+        "value": [0.70, 0.65, 0.40, 0.30]})  # layer 8 scores better held out, 15 fits better
+    assert probe_layer(metrics, "en") == 15
