@@ -207,7 +207,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     manifest = _manifest(args.run)
     spec = parse_job(manifest["job"], manifest.get("job_file", "<job>"))
     # the folder itself (its name holds the hash of the egrid version that started it)
-    summary = run_job(spec, address=args.address, resume=True, progress=args.progress, run_dir=args.run)
+    summary = run_job(spec, address=args.address, resume=True, progress=args.progress, run_dir=args.run,
+                      trust_tune_state=args.trust_tune_state)
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
         _write_report(summary["run_dir"], summary.get("differences"))
@@ -345,6 +346,9 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("run", help="the run folder")
     p.add_argument("--address", default=None)
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
+    p.add_argument("--trust-tune-state", action="store_true",
+                   help="let Tune read a tune/tuner.pkl whose digest egrid never recorded (runs from before it did); "
+                        "a pickle runs code when read: only for folders whose every writer you trust")
     _progress_option(p)
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser("aggregate", help="recompute a run's metrics and transfer tables from its stored tables "

@@ -21,7 +21,7 @@ import pandas as pd
 from embodiment.errors import InputError, StorageError
 from embodiment.evaluate import format_p
 from grid import progress as progress_mode
-from grid.internals import is_tune_experiment_state
+from grid.internals import TUNE_TUNER_FILE, is_tune_experiment_state
 from grid.location import RunLocation
 from grid.schema import TABLES
 from grid.results import ResultsActor, ResultsStore, _filesystem
@@ -101,7 +101,7 @@ def results_actor(run_dir: str, run_name: str):
 
 def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = None, resume: bool = False,
             num_cpus: int | None = None, dashboard_host: str = "127.0.0.1", say=progress_mode.say,
-            progress: str | None = None, run_dir: str | None = None) -> dict:
+            progress: str | None = None, run_dir: str | None = None, trust_tune_state: bool = False) -> dict:
     """Run (or finish) a job end to end.
 
     ``progress`` (``auto``, ``plain``, ``live``; see :mod:`grid.progress`) says how Ray Data,
@@ -112,7 +112,8 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     and how to resume; a :class:`StorageGuard` stops the Tune stage as soon as it happens.
 
     ``run_dir`` names the run folder itself (``egrid resume FOLDER``); by default it is
-    ``<storage>/<name>-<hash of the spec>``.
+    ``<storage>/<name>-<hash of the spec>``. ``trust_tune_state`` lets a resume read a
+    ``tuner.pkl`` whose digest egrid never recorded (see :func:`check_tune_state`).
 
     Returns:
         A summary dict: run_dir, tables (name -> folder), metrics frame, trials frame.
@@ -121,7 +122,7 @@ def run_job(spec: JobSpec, *, address: str | None = None, storage: str | None = 
     progress_env = progress_mode.apply(progress_mode.resolve(progress))
     try:
         return _run_job(spec, run_dir, address=address, resume=resume, num_cpus=num_cpus, dashboard_host=dashboard_host,
-                        say=say, progress_env=progress_env)
+                        say=say, progress_env=progress_env, trust_tune_state=trust_tune_state)
     except StorageError:
         raise
     except Exception as exc:
@@ -225,7 +226,7 @@ def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
 
 
 def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, num_cpus: int | None,
-             dashboard_host: str, say, progress_env: dict[str, str]) -> dict:
+             dashboard_host: str, say, progress_env: dict[str, str], trust_tune_state: bool = False) -> dict:
     import ray
 
     from grid.configure import configure
@@ -246,6 +247,9 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
                              source=spec.source)
     if resume:
         _repair_for_resume(run_dir, store, say)
+        # Tune unpickles tuner.pkl on restore: only the one this run wrote, checked before
+        # anything starts
+        check_tune_state(run_dir, manifest or {}, trust=trust_tune_state)
     configure(spec)  # data-dependent problems (empty splits, no examples) before Ray starts
     manifest = manifest or {"run_name": spec.run_name, "fingerprint": spec.fingerprint(), "job": spec.raw,
                             "job_file": spec.source, "created": dt.datetime.now(dt.timezone.utc).isoformat()}
@@ -268,6 +272,8 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     say("stage 2/3 tune: fine-tuning trials (Ray Tune -> Ray Train + DeepSpeed)")
     tune_started = time.time()
     tuner = build_tuner(spec, run_dir, actor_name, resume=resume)
+    manifest["tune_state_sha256"] = tune_state_digest(run_dir)  # Tune (re)wrote tuner.pkl building the Tuner
+    store.write_json("manifest.json", manifest)
     grid_result = tuner.fit()
     manifest["tune_seconds"] = round(time.time() - tune_started, 2)
     failed = [r for r in grid_result if r.error is not None]
@@ -293,6 +299,43 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
                     finished=dt.datetime.now(dt.timezone.utc).isoformat(), seconds=round(time.time() - started, 1))
     store.write_json("manifest.json", manifest)
     return _summary(run_dir, agg["metrics"], agg["transfer"], store.read("trials"))
+
+
+def tune_state_digest(run_dir: str) -> str | None:
+    """sha256 of the run's ``tune/tuner.pkl`` (None where Tune has not written one)."""
+    import hashlib
+
+    fs, base = _filesystem(run_dir)
+    try:
+        with fs.open_input_stream(f"{base}/tune/{TUNE_TUNER_FILE}") as src:
+            return hashlib.sha256(src.read()).hexdigest()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def check_tune_state(run_dir: str, manifest: dict, *, trust: bool = False) -> None:
+    """Refuse to let Tune unpickle a ``tuner.pkl`` that is not the one this run wrote.
+
+    A pickle runs code when it is read, and run folders live on shared storage: egrid
+    records the file's sha256 in the manifest each time Tune writes it, and ``resume``
+    compares before Tune reads it.
+
+    Raises:
+        InputError: the file differs from the recorded digest, or no digest was recorded
+            (a run started before egrid recorded them) and ``trust`` is not set.
+    """
+    found = tune_state_digest(run_dir)
+    if found is None or trust:
+        return
+    recorded = manifest.get("tune_state_sha256")
+    if recorded is None:
+        raise InputError(f"tune/{TUNE_TUNER_FILE} has no digest in manifest.json (a run started before egrid recorded "
+                         "one), so it cannot be checked before Tune unpickles it; if you trust every writer of this "
+                         "folder, resume with --trust-tune-state", source=run_dir, key="tune_state_sha256")
+    if found != recorded:
+        raise InputError(f"tune/{TUNE_TUNER_FILE} is not the file this run wrote (sha256 {found[:12]}..., recorded "
+                         f"{recorded[:12]}...); refusing to unpickle it. Restore the run folder from a copy you trust, "
+                         "or start the run over in a new folder", source=run_dir, key="tune_state_sha256")
 
 
 def aggregate_stage(spec: JobSpec, store: ResultsStore, data: dict, say, write) -> dict[str, pd.DataFrame]:
