@@ -303,7 +303,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     # a job's log is a file: plain lines unless asked otherwise
     shown = environment(args.progress, submitted=True)
     try:
-        submission = _submit(client, entry, shown, args)
+        submission = _submit(client, entry, shown, args, allow_download=spec.allow_download)
     except RuntimeError as exc:  # the job API answered with an error (e.g. its agent not up yet)
         raise InputError(f"the cluster did not take the job: {exc}; if it just started, try again in a few "
                          "seconds", source=args.address, key="--address") from None
@@ -311,15 +311,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _submit(client, entry: str, shown: dict, args: argparse.Namespace) -> str:
-    from grid.runner import WORKER_ENV
+def _submit(client, entry: str, shown: dict, args: argparse.Namespace, *, allow_download: bool = False) -> str:
+    from grid.runner import WORKER_ENV, hub_env
 
     return client.submit_job(entrypoint=entry, runtime_env={
         "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers",
                                          ".whl", ".gpu_assets"],
         # The driver of a submitted job inherits this runtime env (Ray refuses a second one
         # from its ray.init): it carries the workers' variables and the job's text.
-        "env_vars": {**WORKER_ENV, **shown, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
+        "env_vars": {**WORKER_ENV, **hub_env(allow_download), **shown, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
 
 
 def _progress_option(parser, default: str = "auto") -> None:

@@ -74,7 +74,7 @@ def _scored_in_blocks(spec: JobSpec, frame: pd.DataFrame, scorer: type, kwargs: 
     res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
            "num_gpus": spec.resources.gpus_per_scorer}
     return blocks(frame, rows_per_block).map_batches(
-        scorer, fn_constructor_kwargs={**kwargs, "trust_remote_code": spec.trust_remote_code},
+        scorer, fn_constructor_kwargs={**kwargs, "load_options": spec.load_options()},
         batch_size=rows_per_block, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
 
 

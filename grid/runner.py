@@ -31,8 +31,9 @@ from grid.storage_guard import probe, repair_state, state_files
 # One namespace for every egrid driver, so a resumed driver finds the run's detached
 # results actor by name instead of starting a second one.
 NAMESPACE = "egrid"
-WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-              "TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1"),
+#: the Hugging Face switches that keep a process off the network
+HUB_OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1"),
               # In a grid a trial's workers often wait for CPUs/GPUs that other trials'
               # training or evaluation hold: waiting is normal, not a failure.
               "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "3600")}
@@ -57,6 +58,14 @@ def versions() -> dict:
     except (OSError, subprocess.SubprocessError):
         out["git"] = None
     return out
+
+
+def hub_env(allow_download: bool) -> dict[str, str]:
+    """The workers' Hugging Face network switches: offline unless the job allows downloads
+    and the driver's own environment does not say offline (then each node downloads a hub
+    model once into its own cache)."""
+    offline = not allow_download or any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in HUB_OFFLINE)
+    return {k: "1" if offline else "0" for k in HUB_OFFLINE}
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboard_host: str = "127.0.0.1",
@@ -256,7 +265,8 @@ def _run_job(spec: JobSpec, run_dir: str, *, address: str | None, resume: bool, 
     manifest.update(versions=versions(), status="running", updated=dt.datetime.now(dt.timezone.utc).isoformat())
     store.write_json("manifest.json", manifest)
     started = time.time()
-    init_ray(address, num_cpus=num_cpus, dashboard_host=dashboard_host, extra_env=progress_env)
+    init_ray(address, num_cpus=num_cpus, dashboard_host=dashboard_host,
+             extra_env={**hub_env(spec.allow_download), **progress_env})
     actor, actor_name = results_actor(run_dir, spec.run_name)
     say(f"run {spec.run_name} -> {run_dir}")
 

@@ -38,17 +38,18 @@ class TorchThread:
 class _ModelActor:
     """A Ray Data actor holding one model (+ adapter), loaded on its own torch thread."""
 
-    def __init__(self, model: str, adapter: str | None, trust_remote_code: bool):
+    def __init__(self, model: str, adapter: str | None, load_options: dict | None):
         self.torch = TorchThread()
-        self.lm = self.torch.run(load_model, model, adapter=adapter, trust_remote_code=trust_remote_code)
+        # the job's model options (allow_download, trust_remote_code, allow_bin_weights), as trainers get them
+        self.lm = self.torch.run(load_model, model, adapter=adapter, **(load_options or {}))
 
 
 class RatingScorer(_ModelActor):
     """Ray Data actor: loads a model (+ adapter) once, scores concept batches on all dimensions."""
 
     def __init__(self, model: str, adapter: str | None, dimensions: dict[str, list[str]], batch_size: int = 32,
-                 trust_remote_code: bool = False):
-        super().__init__(model, adapter, trust_remote_code)
+                 load_options: dict | None = None):
+        super().__init__(model, adapter, load_options)
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.prefixes = PrefixStore()  # each (dimension, language) prefix runs once per actor, not once per block
@@ -71,8 +72,8 @@ class EmbeddingExtractor(_ModelActor):
     """Ray Data actor: pooled hidden states of every (chosen) layer for concept batches."""
 
     def __init__(self, model: str, adapter: str | None, layers: list[int] | None, batch_size: int = 32,
-                 trust_remote_code: bool = False):
-        super().__init__(model, adapter, trust_remote_code)
+                 load_options: dict | None = None):
+        super().__init__(model, adapter, load_options)
         self.layers = layers
         self.batch_size = batch_size
 
@@ -90,8 +91,8 @@ class EmbeddingExtractor(_ModelActor):
 class ChoiceScorer(_ModelActor):
     """Ray Data actor: per-option log-likelihoods of multiple-choice items."""
 
-    def __init__(self, model: str, adapter: str | None, batch_size: int = 16, trust_remote_code: bool = False):
-        super().__init__(model, adapter, trust_remote_code)
+    def __init__(self, model: str, adapter: str | None, batch_size: int = 16, load_options: dict | None = None):
+        super().__init__(model, adapter, load_options)
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -106,11 +107,11 @@ class HeadScorer(_ModelActor):
     training dimensions, in order, per language."""
 
     def __init__(self, model: str, adapter: str | None, head: str, format: str, dimensions: dict[str, list[str]],
-                 batch_size: int = 32, trust_remote_code: bool = False):
+                 batch_size: int = 32, load_options: dict | None = None):
         from embodiment.formats import get_format
         from embodiment.training import load_head
 
-        super().__init__(model, adapter, trust_remote_code)
+        super().__init__(model, adapter, load_options)
         outputs = len(next(iter(dimensions.values())))
         self.head = self.torch.run(load_head, head, self.lm.model.config.hidden_size, outputs)
         self.format = get_format(format)

@@ -234,6 +234,8 @@ class JobSpec(_Section):
     mcq: dict[Literal["train", "test"], NonEmpty] = Field(default_factory=dict)
     allow_download: bool = False
     trust_remote_code: bool = False
+    # a model folder holding only pickled .bin weights loads through torch.load: off unless asked
+    allow_bin_weights: bool = False
     _source: str = PrivateAttr("")
     _raw: dict = PrivateAttr(default_factory=dict)
 
@@ -248,6 +250,11 @@ class JobSpec(_Section):
                 raise FieldProblem(key, str(exc)) from None
         return out
 
+    def load_options(self) -> dict:
+        """How every process of the job loads its models (trainers and scorers alike)."""
+        return {"allow_download": self.allow_download, "trust_remote_code": self.trust_remote_code,
+                "allow_bin_weights": self.allow_bin_weights}
+
     @property
     def source(self) -> str:
         """The job file (or ``env:NAME``) this spec was read from."""
@@ -261,6 +268,8 @@ class JobSpec(_Section):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are stored)."""
         body = self.model_dump(mode="json", exclude={"storage"})
+        if not body["allow_bin_weights"]:
+            del body["allow_bin_weights"]  # jobs written before the option keep their hash
         for condition in body["conditions"]:
             if not condition["training"]:
                 del condition["training"]  # jobs written before per-condition options keep their hash

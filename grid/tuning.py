@@ -62,7 +62,7 @@ def worker_config(spec: JobSpec, config: dict) -> dict:
     train = train.model_copy(update={**searched, "format": condition.format, "seed": spec.seed})
     return {"train": train, "condition": condition.model_dump(), "norms": {k: v.model_dump() for k, v in spec.norms.items()},
             "seed": spec.seed, "mcq": spec.mcq, "model": config["model"], "use_gpu": spec.resources.gpus_per_worker > 0,
-            "allow_download": spec.allow_download, "trust_remote_code": spec.trust_remote_code}
+            "load_options": spec.load_options()}
 
 
 def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) -> None:

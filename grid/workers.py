@@ -22,7 +22,7 @@ def train_worker(config: dict) -> None:
     """Ray Train loop of one trial: fine-tune under DeepSpeed, report, checkpoint.
 
     ``config`` carries ``train`` (the trial's validated TrainConfig), ``condition``,
-    ``norms``, ``seed``, ``mcq``, ``model``, ``trust_remote_code``, ``allow_download``.
+    ``norms``, ``seed``, ``mcq``, ``model``, ``load_options`` (the job's model options).
     """
     import ray.train
 
@@ -31,7 +31,7 @@ def train_worker(config: dict) -> None:
     context = ray.train.get_context()
     rank = context.get_world_rank()
     lm = load_model(config["model"], device="cuda" if config.get("use_gpu") else "cpu", dtype=weight_dtype(cfg.precision),
-                    allow_download=config.get("allow_download", False), trust_remote_code=config.get("trust_remote_code", False))
+                    **config.get("load_options", {}))
     data = training_data(config["condition"], config["norms"], config["seed"], config.get("mcq", {}), config.get("max_mcq"))
     resume = None
     checkpoint = ray.train.get_checkpoint()

@@ -172,6 +172,10 @@ def locate(reference: str, *, allow_download: bool = False) -> tuple[Path, str]:
                      key="model")
 
 
+def _has_safetensors(folder: Path) -> bool:
+    return any(Path(folder).glob("*.safetensors")) or (Path(folder) / "model.safetensors.index.json").exists()
+
+
 def _kind_of(folder: Path) -> str:
     import json
 
@@ -183,7 +187,8 @@ def _kind_of(folder: Path) -> str:
 
 
 def load_model(reference: str, *, device: str | None = None, dtype: str | None = None, adapter: str | Path | None = None,
-               allow_download: bool = False, trust_remote_code: bool = False) -> LoadedModel:
+               allow_download: bool = False, trust_remote_code: bool = False,
+               allow_bin_weights: bool = False) -> LoadedModel:
     """Load a tokenizer and model from a reference (see module doc for what is tried).
 
     Args:
@@ -193,6 +198,8 @@ def load_model(reference: str, *, device: str | None = None, dtype: str | None =
         adapter: a LoRA adapter folder (safetensors) to apply on top.
         allow_download: permit fetching from the hub (off: runs stay offline).
         trust_remote_code: run the model repository's own code (off unless the job asks).
+        allow_bin_weights: load pickled ``.bin`` weights where a folder has no safetensors
+            (``torch.load`` of a pickle runs code: off unless the job asks).
 
     Returns:
         :class:`LoadedModel` in eval mode.
@@ -208,7 +215,12 @@ def load_model(reference: str, *, device: str | None = None, dtype: str | None =
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     cls = AutoModelForCausalLM if kind == "causal" else AutoModel
-    model = cls.from_pretrained(folder, dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=None)
+    safetensors = _has_safetensors(folder)
+    if not safetensors and not allow_bin_weights:
+        raise InputError("the model folder holds no .safetensors weights; its pickled .bin weights would be read with "
+                         "torch.load, which can run code. Convert them to safetensors, or set allow_bin_weights: true "
+                         "in the job if you trust the source", source=folder, key="allow_bin_weights")
+    model = cls.from_pretrained(folder, dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=safetensors)
     if adapter is not None:
         model = load_adapter(model, adapter)
     model.to(dev).eval()

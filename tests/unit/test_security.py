@@ -87,3 +87,38 @@ def test_yaml_tags_cannot_run_code(tmp_path):
     with pytest.raises(InputError, match="not valid YAML"):
         load_job(job)
     assert not marker.exists()
+
+
+def test_a_bin_only_model_folder_is_refused_unless_the_job_allows_it(tmp_path):
+    """Pickled .bin weights load through torch.load: refused with one error naming the key."""
+    import torch
+
+    from embodiment.models.tiny import save_tiny_model
+
+    path = Path(save_tiny_model(tmp_path / "m"))
+    reference = load_model(str(path)).model
+    # the same weights as a pickled pytorch_model.bin, the safetensors removed
+    torch.save(reference.state_dict(), path / "pytorch_model.bin")
+    for f in path.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(InputError, match="allow_bin_weights") as err:
+        load_model(str(path))
+    assert str(path) in str(err.value)
+    loaded = load_model(str(path), allow_bin_weights=True).model
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    from grid.spec import parse_job
+
+    assert parse_job({"name": "x", "models": ["m"]}).load_options()["allow_bin_weights"] is False
+    assert parse_job({"name": "x", "models": ["m"], "allow_bin_weights": True}).load_options()["allow_bin_weights"]
+
+
+def test_workers_go_online_only_when_the_job_allows_downloads_and_the_driver_is_not_offline(monkeypatch):
+    from grid.runner import HUB_OFFLINE, hub_env
+
+    for key in HUB_OFFLINE:
+        monkeypatch.delenv(key, raising=False)
+    assert set(hub_env(False).values()) == {"1"}
+    assert set(hub_env(True).values()) == {"0"}
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user's own word wins
+    assert set(hub_env(True).values()) == {"1"}
