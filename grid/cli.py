@@ -437,8 +437,53 @@ def _add_data(sub) -> None:
     q.set_defaults(func=cmd_data_fetch)
 
 
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    """The shipped jobs, each with what it is for."""
+    from grid.jobs_reference import describe, shipped_jobs
+
+    for name, path in shipped_jobs().items():
+        print(f"{name:<18} {describe(path)}")
+    print("\nstart from one: egrid jobs copy NAME [DEST]; every field: docs/jobs.md")
+    return 0
+
+
+def cmd_jobs_copy(args: argparse.Namespace) -> int:
+    """Copy a shipped job as a starting point."""
+    from grid.jobs_reference import copy_job
+
+    print(f"copied to {copy_job(args.name, args.dest)}; check it with: egrid validate {args.dest or args.name + '.yaml'}")
+    return 0
+
+
+def cmd_jobs_doc(args: argparse.Namespace) -> int:
+    """Write (or print) the job field reference."""
+    from grid.jobs_reference import render_job_reference
+
+    text = render_job_reference()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _add_jobs(sub) -> None:
+    p = sub.add_parser("jobs", help="the shipped jobs: list, copy one as a starting point, the field reference")
+    jobs = p.add_subparsers(dest="jobs_command", required=True)
+    q = jobs.add_parser("list", help="the shipped jobs and what each is for")
+    q.set_defaults(func=cmd_jobs_list)
+    q = jobs.add_parser("copy", help="copy a shipped job (never overwrites)")
+    q.add_argument("name", help="a shipped job's name (egrid jobs list)")
+    q.add_argument("dest", nargs="?", default=None, help="a file or folder (default ./NAME.yaml)")
+    q.set_defaults(func=cmd_jobs_copy)
+    q = jobs.add_parser("doc", help="every job field with its type, default and meaning (docs/jobs.md)")
+    q.add_argument("--out", default=None, help="write it to this file (default: print)")
+    q.set_defaults(func=cmd_jobs_doc)
+
+
 #: Subcommand registrars; each adds its parser and sets ``func``.
-COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report, _add_data]
+COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report, _add_data, _add_jobs]
 
 
 def build_parser() -> argparse.ArgumentParser:

