@@ -46,7 +46,7 @@ def _joined(ratings: pd.DataFrame, model: str, language: str) -> JoinedRatings:
 
 def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", subsets=("all", "sensory", "motor"),
               n_boot: int = 1000, seed: int = 0, train_norms: dict | None = None, progress=None,
-              paired: bool = True) -> dict[str, pd.DataFrame]:
+              paired: bool = True, trained: dict | None = None) -> dict[str, pd.DataFrame]:
     """Metrics and transfer tables from the ratings, embeddings and choices tables.
 
     Args:
@@ -61,6 +61,9 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         progress: called with a line of text as each part starts.
         paired: the paired-word rule across the models compared (base and trials of one
             model and language); see :class:`~embodiment.evaluate.EvaluationOptions`.
+        trained: condition -> what it trained on (:func:`trained_on`); with it, transfer rows
+            say whether their dimension, language and format were trained, and the metrics
+            gain each group's mean delta with a paired bootstrap CI (``transfer_delta``).
 
     Returns:
         ``metrics`` and ``transfer`` frames, each with ``model`` and ``trial_id`` columns
@@ -83,7 +86,11 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
             metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of)))
             if len(out["transfer"]):
                 t = out["transfer"].rename(columns={"condition": "trial_id"})
-                transfer.append(t.assign(model=model, language=language, condition=t["trial_id"].map(cond_of)))
+                t = t.assign(model=model, language=language, condition=t["trial_id"].map(cond_of))
+                if trained:
+                    t = _with_training_flags(t, trained)
+                    metrics.append(transfer_groups(joined, t, n_boot=n_boot, seed=seed, paired=paired))
+                transfer.append(t)
     heads = tables.get("head_ratings", pd.DataFrame())
     for (model, language), _ in (heads.groupby(["model", "language"], sort=False) if len(heads) else []):
         # a trial's ratings through its own head: the same metrics under head_<metric>
@@ -110,6 +117,78 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         for col in ("n", "n_dropped"):
             metrics_df[col] = metrics_df[col].astype("Int64")
     return {"metrics": metrics_df, "transfer": pd.concat(transfer, ignore_index=True) if transfer else pd.DataFrame()}
+
+
+def trained_on(conditions, train_dimensions: dict[str, list[str]]) -> dict[str, dict]:
+    """What each condition trained on: its format, languages and, per language, the
+    dimensions (none for a format that trains on questions, not norms).
+
+    Args:
+        conditions: the job's conditions (``name``, ``format``, ``languages``, ``dimensions``).
+        train_dimensions: language -> the dimensions of its training norms.
+    """
+    from embodiment import dimensions as dims
+    from embodiment.formats import FORMATS
+
+    out = {}
+    for c in conditions:
+        on_norms = FORMATS[c.format].trains_on == "norms"
+        out[c.name] = {"format": c.format, "languages": list(c.languages),
+                       "dimensions": {lang: (dims.subset(train_dimensions[lang], c.dimensions) if on_norms else [])
+                                      for lang in c.languages if lang in train_dimensions}}
+    return out
+
+
+def _with_training_flags(transfer: pd.DataFrame, trained: dict, eval_format: str = "rating") -> pd.DataFrame:
+    """Transfer rows with ``dimension_trained`` (the dimension, or its equivalent in a
+    trained language, was trained), ``language_trained`` and ``format_trained``."""
+    from embodiment import dimensions as dims
+
+    flags = []
+    for r in transfer.itertuples():
+        what = trained.get(r.condition)
+        if what is None:
+            flags.append((None, None, None))
+            continue
+        same = {lang: dims.equivalent(r.dimension, lang) or r.dimension for lang in what["dimensions"]}
+        dim = any(same[lang] in names for lang, names in what["dimensions"].items())
+        flags.append((dim, r.language in what["languages"], what["format"] == eval_format))
+    frame = pd.DataFrame(flags, columns=["dimension_trained", "language_trained", "format_trained"], index=transfer.index)
+    return pd.concat([transfer, frame.astype("boolean")], axis=1)
+
+
+def group_label(dimension_trained, language_trained, format_trained) -> str:
+    """A transfer group in words: trained or untrained dimensions, same or other language and format."""
+    return (f"{'trained' if dimension_trained else 'untrained'} dimensions · "
+            f"{'same' if language_trained else 'other'} language · {'same' if format_trained else 'other'} format")
+
+
+def transfer_groups(joined, transfer: pd.DataFrame, *, n_boot: int, seed: int, paired: bool = True) -> pd.DataFrame:
+    """Each trial's mean Spearman delta against the base over each group of dimensions
+    (trained / untrained; the language and format flags are one value per trial and
+    language here), with a paired bootstrap CI: both models on the same resample of concepts."""
+    from embodiment.evaluate import paired_ratings
+    from embodiment.metrics import mean_correlation, paired_differences
+
+    models = paired_ratings(joined.model) if paired else joined.model
+    rows = []
+    flagged = transfer.dropna(subset=["dimension_trained"])
+    for (trial_id, group), part in flagged.groupby(["trial_id", "dimension_trained"], sort=False):
+        cols = [joined.dimensions.index(d) for d in part["dimension"]]
+        tuned, base = models[trial_id][:, cols], models[BASE][:, cols]
+        keep = ~(np.isnan(tuned).any(axis=1) | np.isnan(base).any(axis=1) | np.isnan(joined.human[:, cols]).any(axis=1))
+        t, b, h = tuned[keep], base[keep], joined.human[keep][:, cols]
+        d = paired_differences({"tuned": lambda idx: mean_correlation(t[idx], h[idx]).r,
+                                "base": lambda idx: mean_correlation(b[idx], h[idx]).r},
+                               [("tuned", "base")], int(keep.sum()), n_boot=n_boot, seed=seed)[("tuned", "base")]
+        first = part.iloc[0]
+        rows.append({"trial_id": trial_id, "condition": first["condition"], "model": first["model"],
+                     "language": first["language"], "eval_set": first["eval_set"], "metric": "transfer_delta",
+                     "subset": group_label(group, first["language_trained"], first["format_trained"]),
+                     "value": d.value, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p, "alternative": "two-sided",
+                     "n": d.n, "n_dropped": int((~keep).sum()),
+                     "note": f"mean Spearman delta over {len(cols)} dimension(s): {', '.join(part['dimension'])}"})
+    return pd.DataFrame(rows)
 
 
 def _accuracy_rows(choices: pd.DataFrame, cond_of: dict, *, n_boot: int, seed: int) -> pd.DataFrame:

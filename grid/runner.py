@@ -352,13 +352,14 @@ def aggregate_stage(spec: JobSpec, store: ResultsStore, data: dict, say, write) 
     """The metrics and transfer tables from the run's stored tables (no Ray, no model):
     the last stage of a run, and all of ``egrid aggregate``. ``write(table, frame)``
     stores each non-empty table under the key ``aggregate``."""
-    from grid.aggregate import aggregate
+    from grid.aggregate import aggregate, trained_on
 
     tables = {t: store.read(t) for t in ("ratings", "head_ratings", "embeddings", "choices", "trials")}
     agg = aggregate(tables, rsa_recipe=spec.evaluation.rsa_recipe, subsets=tuple(spec.evaluation.subsets),
                     n_boot=spec.evaluation.n_boot, seed=spec.seed,
                     train_norms={lang: d.train for lang, d in data.items()}, progress=say,
-                    paired=spec.evaluation.paired)
+                    paired=spec.evaluation.paired,
+                    trained=trained_on(spec.conditions, {lang: list(d.train.dimensions) for lang, d in data.items()}))
     for table, frame in agg.items():
         if len(frame):
             write(table, frame)
@@ -460,6 +461,19 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
     return text + " (95 % bootstrap CIs)."
 
 
+def _transfer_group_lines(metrics: pd.DataFrame) -> list[str]:
+    """Each trial's mean delta against the base, by group of dimensions, with paired CIs."""
+    rows = metrics[metrics["metric"] == "transfer_delta"] if len(metrics) else metrics
+    if rows.empty:
+        return []
+    view = pd.DataFrame({"language": rows["language"], "trial_id": rows["trial_id"], "group": rows["subset"],
+                         "mean delta Spearman": [f"{r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+                                                 for r in rows.itertuples()],
+                         "p": rows["p"].map(format_p), "concepts": rows["n"]})
+    return ["Transfer by group (what the trial trained on: dimensions, language, format), mean Spearman delta "
+            "against the base, paired bootstrap 95 % CI:", view.to_string(index=False), ""]
+
+
 def _minus_probe_lines(metrics: pd.DataFrame) -> list[str]:
     """Each trial's prompted ratings minus the frozen base probe, paired on the same concepts."""
     from grid.aggregate import MINUS_PROBE
@@ -518,6 +532,7 @@ def summary_lines(summary: dict) -> list[str]:
             lines += ["Paired differences between objectives (a - b, same held-out concepts / questions resampled "
                       "together; * the 95 % CI excludes 0):", diffs.to_string(), ""]
     lines += _minus_probe_lines(m)
+    lines += _transfer_group_lines(m)
     t = summary["transfer"]
     if len(t):
         view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]].copy()

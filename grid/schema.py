@@ -46,7 +46,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "transfer": pa.schema([
         *_TAGS, ("language", _S), ("eval_set", _S), ("base", _S), ("dimension", _S), ("method", _S),
         ("base_value", _F), ("value", _F), ("delta", _F), ("r_between", _F), ("z", _F), ("p", _F), ("p_holm", _F),
-        ("n", _I)]),
+        ("n", _I), ("dimension_trained", pa.bool_()), ("language_trained", pa.bool_()), ("format_trained", pa.bool_())]),
 }
 #: every table of a run folder, in the order they are listed
 TABLES = tuple(TABLE_SCHEMAS)

@@ -149,9 +149,15 @@ def test_egrid_aggregate_recomputes_a_runs_metrics_from_its_tables_and_keeps_its
     printed = capsys.readouterr().out
     assert "Best trial per objective" in printed and "Paired differences" in printed
     written = store.read("metrics")
+    from embodiment.norms import load_norms
+    from grid.aggregate import trained_on
+    from grid.spec import parse_job
+
+    trained = trained_on(parse_job(job).conditions, {"en": list(load_norms("embedded").dimensions)})
     expected = aggregate({"ratings": store.read("ratings"), "choices": choices, "trials": store.read("trials")},
-                         subsets=("all",), n_boot=40, seed=3)["metrics"]
-    key = ["trial_id", "metric", "dimension"]
+                         subsets=("all",), n_boot=40, seed=3, trained=trained)["metrics"]
+    assert (expected["metric"] == "transfer_delta").any()
+    key = ["trial_id", "metric", "dimension", "subset"]
     got = written.sort_values(key).reset_index(drop=True)
     want = expected.sort_values(key).reset_index(drop=True)
     assert len(got) == len(want) and np.allclose(got["value"], want["value"], equal_nan=True)

@@ -18,3 +18,11 @@ def test_no_function_in_grid_or_embodiment_is_over_80_lines():
                 if lines > MAX_LINES:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, "split these into named stages: " + "; ".join(long)
+
+
+def test_architecture_page_names_every_module():
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [str(p.relative_to(REPO)) for p in sorted([*REPO.joinpath("grid").rglob("*.py"),
+                                                         *REPO.joinpath("embodiment").rglob("*.py")])
+               if p.name != "__init__.py" and f"{p.name}" not in page]
+    assert not missing, "docs/architecture.md names no row for: " + ", ".join(missing)
