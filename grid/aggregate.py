@@ -4,6 +4,8 @@ computed from the stored tables, so it can rerun at any time (e.g. on a partial 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -112,11 +114,16 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
     if len(choices):
         metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
     metrics_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame()
+    seed_of = dict(zip(trials["trial_id"], trials["seed"])) if {"trial_id", "seed"} <= set(trials.columns) else {}
     if len(metrics_df):
         metrics_df["layer"] = metrics_df["layer"].astype("Int64")
         for col in ("n", "n_dropped"):
             metrics_df[col] = metrics_df[col].astype("Int64")
-    return {"metrics": metrics_df, "transfer": pd.concat(transfer, ignore_index=True) if transfer else pd.DataFrame()}
+        metrics_df["seed"] = metrics_df["trial_id"].map(seed_of).astype("Int64")
+    transfer_df = pd.concat(transfer, ignore_index=True) if transfer else pd.DataFrame()
+    if len(transfer_df):
+        transfer_df["seed"] = transfer_df["trial_id"].map(seed_of).astype("Int64")
+    return {"metrics": metrics_df, "transfer": transfer_df}
 
 
 def trained_on(conditions, train_dimensions: dict[str, list[str]]) -> dict[str, dict]:
@@ -352,12 +359,64 @@ def chosen_on(trials: pd.DataFrame) -> str:
     return " and ".join(on) if on else "unrecorded"
 
 
+def _configuration(config: str) -> str:
+    """A trial's configuration without its training seed: what a job's seeds repeat."""
+    values = json.loads(config) if isinstance(config, str) else {}
+    values.pop("seed", None)
+    return json.dumps(values, sort_keys=True)
+
+
 def best_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The best trial (highest eval_score) per learning objective (format)."""
+    """The best trial per learning objective (format): the configuration with the highest
+    mean eval_score over its training seeds (validation concepts), represented by its
+    lowest seed's trial; ``mean_eval_score`` and ``n_seeds`` say what was averaged."""
     if trials.empty or "eval_score" not in trials:
         return trials
     done = trials.dropna(subset=["eval_score"])
-    return done.loc[done.groupby("format")["eval_score"].idxmax()].reset_index(drop=True)
+    if done.empty:
+        return done
+    # a trial without a recorded configuration is its own group
+    config = done["config"] if "config" in done else pd.Series(None, index=done.index, dtype=object)
+    key = [_configuration(c) if isinstance(c, str) else f"trial {t}" for c, t in zip(config, done["trial_id"])]
+    done = done.assign(_group=done["format"].astype(str) + "|" + key)
+    grouped = done.groupby("_group")
+    done = done.assign(mean_eval_score=grouped["eval_score"].transform("mean"),
+                       n_seeds=grouped["trial_id"].transform("size"))
+    best = done.loc[done.groupby("format")["mean_eval_score"].idxmax(), "_group"]
+    order = ["seed", "trial_id"] if "seed" in done else ["trial_id"]
+    chosen = done[done["_group"].isin(set(best))].sort_values(order).drop_duplicates("_group")
+    return chosen.drop(columns="_group").sort_values("format").reset_index(drop=True)
+
+
+def seed_table(metrics: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """Each best configuration run with several training seeds: every seed's held-out mean
+    Spearman and rating RSA (all dimensions, first language), then their mean and the
+    spread (standard deviation) across seeds, beside which the bootstrap CIs are read."""
+    if metrics.empty or trials.empty or "seed" not in trials or "config" not in trials:
+        return pd.DataFrame()
+    best = best_trials(trials)
+    rows = []
+    for b in best[best["n_seeds"] > 1].itertuples():
+        same = trials[(trials["format"] == b.format) & (trials["config"].fillna("{}").map(_configuration)
+                                                        == _configuration(b.config))]
+        for t in same.sort_values("seed").itertuples():
+            m = metrics[metrics["trial_id"] == t.trial_id]
+            language = m["language"].dropna().iloc[0] if m["language"].notna().any() else None
+            m = m[(m["language"] == language) & (m["eval_set"] == f"{language}/rating")]
+            value = {name: m[(m["metric"] == metric) & (m["subset"].fillna("all") == "all")]["value"]
+                     for name, metric in (("mean Spearman", "mean_spearman"), ("rating RSA", "rsa"))}
+            rows.append({"objective": b.format, "seed": t.seed, "trial_id": t.trial_id, "validation": t.eval_score,
+                         **{k: float(v.iloc[0]) if len(v) else np.nan for k, v in value.items()}})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    summary = []
+    for objective, part in out.groupby("objective", sort=False):
+        summary.append(part)
+        numbers = part[["validation", "mean Spearman", "rating RSA"]]
+        summary.append(pd.DataFrame([{"objective": objective, "seed": "mean", **numbers.mean().to_dict()},
+                                     {"objective": objective, "seed": "spread (SD)", **numbers.std(ddof=1).to_dict()}]))
+    return pd.concat(summary, ignore_index=True)
 
 
 #: What the objective table shows per model (base and each objective's best trial):

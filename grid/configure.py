@@ -45,10 +45,10 @@ def _selection_problems(spec: JobSpec) -> list[str]:
     headline's best condition) must choose on validation concepts, never on held-out ones."""
     from grid.tuning import expected_trials
 
-    n = expected_trials(spec)
+    n = expected_trials(spec) // len(spec.training_seeds())  # a config's seeds are averaged, not chosen among
     if n < 2:
         return []
-    return [f"norms.{lang}.validation: this job runs {n} trials and picks the best among them; set aside "
+    return [f"norms.{lang}.validation: this job runs {n} trial configurations and picks the best among them; set aside "
             "training concepts to pick on (e.g. validation: 100), so no choice is made on held-out concepts"
             for lang in spec.evaluation.languages if not spec.norms[lang].validation]
 

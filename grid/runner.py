@@ -217,7 +217,7 @@ def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor,
         evaluated = evaluate_model(spec, model, adapter, data, embeddings=False, formats=spec.evaluation.best_only)
         for table, frame in evaluated.items():
             ray.get(actor.write.remote(table, key, frame.assign(trial_id=row.trial_id, condition=row.condition,
-                                                              model=row.model)))
+                                                              model=row.model, seed=getattr(row, "seed", None))))
 
 
 def _repair_for_resume(run_dir: str, store: ResultsStore, say) -> None:
@@ -492,7 +492,8 @@ def _minus_probe_lines(metrics: pd.DataFrame) -> list[str]:
 
 def summary_lines(summary: dict) -> list[str]:
     """Base vs fine-tuned per-dimension Spearman and RSA, best trials, where the tables are."""
-    from grid.aggregate import chosen_on, differences_text, objective_table, objective_text, several_objectives
+    from grid.aggregate import (chosen_on, differences_text, objective_table, objective_text, seed_table,
+                                several_objectives)
 
     lines = []
     m = summary["metrics"]
@@ -519,7 +520,7 @@ def summary_lines(summary: dict) -> list[str]:
         lines += [sentence, ""]
     trials = summary["trials"]
     if len(trials) and "eval_score" in trials:
-        cols = [c for c in ("trial_id", "condition", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]
+        cols = [c for c in ("trial_id", "condition", "seed", "format", "eval_score", "loss_first", "loss_last", "steps", "seconds") if c in trials]
         lines += ["Trials:", trials[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
     if several_objectives(trials):
         table = objective_text(objective_table(m, trials))
@@ -533,6 +534,10 @@ def summary_lines(summary: dict) -> list[str]:
                       "together; * the 95 % CI excludes 0):", diffs.to_string(), ""]
     lines += _minus_probe_lines(m)
     lines += _transfer_group_lines(m)
+    seeds = seed_table(m, trials) if len(trials) else pd.DataFrame()
+    if len(seeds):
+        lines += ["Training seeds of each best configuration (held-out figures per seed, their mean and spread; "
+                  "read the spread beside the bootstrap CIs):", seeds.to_string(index=False, float_format=lambda v: f"{v:.3f}"), ""]
     t = summary["transfer"]
     if len(t):
         view = t[["language", "trial_id", "dimension", "base_value", "value", "delta", "p"]].copy()

@@ -14,11 +14,12 @@ import pyarrow as pa
 
 _S, _F, _I = pa.large_string(), pa.float64(), pa.int64()
 #: what every row of a model's evaluation is tagged with
-_TAGS = [("trial_id", _S), ("condition", _S), ("model", _S)]
+#: (``seed``: the trial's training seed; null for the untrained base model)
+_TAGS = [("trial_id", _S), ("condition", _S), ("model", _S), ("seed", _I)]
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "trials": pa.schema([
-        ("trial_id", _S), ("condition", _S), ("model", _S), ("format", _S), ("config", _S), ("status", _S),
+        ("trial_id", _S), ("condition", _S), ("model", _S), ("seed", _I), ("format", _S), ("config", _S), ("status", _S),
         ("eval_score", _F), ("eval_on", _S), ("steps", _I), ("loss_first", _F), ("loss_last", _F), ("adapter", _S),
         ("seconds", _F), ("train_seconds", _F), ("workers", _I), ("worker_nodes", _S), ("trial_node", _S),
         ("error", _S)]),

@@ -292,7 +292,10 @@ class JobSpec(_Section):
         evaluation: the evaluation suite.
         resources: what one trial gets.
         storage: where run folders go: a path every node reaches, or a URI.
-        seed: seeds the splits, the samples, training and every bootstrap.
+        seed: seeds the splits, the samples, every bootstrap, and training where ``seeds`` is unset.
+        seeds: training seeds: every trial runs once per seed (data order, LoRA initialisation;
+            the splits keep ``seed``); the best trial is chosen on its seeds' mean validation
+            score, and the summary gives each seed's figures, their mean and spread.
         mcq: the colour questions: ``{train: ..., test: ...}`` (files or ``wu2026:mcq-train``).
         allow_download: fetch hub models (off: every node uses its own cache only).
         trust_remote_code: run a model repository's own Python code.
@@ -310,6 +313,8 @@ class JobSpec(_Section):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     storage: NonEmpty = "egrid_runs"
     seed: Count = 0
+    # training seeds: each trial runs once per seed (data order, LoRA initialisation)
+    seeds: Annotated[list[Count], Field(min_length=1)] | None = None
     mcq: dict[Literal["train", "test"], NonEmpty] = Field(default_factory=dict)
     allow_download: bool = False
     trust_remote_code: bool = False
@@ -329,6 +334,10 @@ class JobSpec(_Section):
                 raise FieldProblem(key, str(exc)) from None
         return out
 
+    def training_seeds(self) -> list[int]:
+        """The seeds each trial is repeated with (``seeds``, else ``[seed]``)."""
+        return list(dict.fromkeys(self.seeds)) if self.seeds else [self.seed]
+
     def load_options(self) -> dict:
         """How every process of the job loads its models (trainers and scorers alike)."""
         return {"allow_download": self.allow_download, "trust_remote_code": self.trust_remote_code,
@@ -347,8 +356,9 @@ class JobSpec(_Section):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are stored)."""
         body = self.model_dump(mode="json", exclude={"storage"})
-        if not body["allow_bin_weights"]:
-            del body["allow_bin_weights"]  # jobs written before the option keep their hash
+        for option in ("allow_bin_weights", "seeds"):  # jobs written before these options keep their hash
+            if not body[option]:
+                del body[option]
         for condition in body["conditions"]:
             if not condition["training"]:
                 del condition["training"]  # jobs written before per-condition options keep their hash

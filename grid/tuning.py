@@ -43,6 +43,9 @@ def param_space(spec: JobSpec) -> dict:
     space.setdefault("condition", tune.grid_search([c.name for c in spec.conditions]) if len(spec.conditions) > 1
                      else spec.conditions[0].name)
     space["model"] = tune.grid_search(list(spec.models)) if len(spec.models) > 1 else spec.models[0]
+    if spec.seeds:
+        seeds = spec.training_seeds()
+        space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
     return space
 
 
@@ -53,13 +56,14 @@ def worker_config(spec: JobSpec, config: dict) -> dict:
     and the data sources."""
     condition = next(c for c in spec.conditions if c.name == config["condition"])
     # Tune's samplers may hand numpy scalars; the values' ranges were checked with the spec
-    searched = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items() if k not in ("condition", "model")}
+    searched = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()
+                if k not in ("condition", "model", "seed")}
     # the job's training section, then the condition's own options (validated over it, as
     # the spec checked them), then the searched values (never the same keys: the spec says so)
     train = spec.training
     if condition.training:
         train = TrainConfig.model_validate({**train.model_dump(), **condition.training})
-    train = train.model_copy(update={**searched, "format": condition.format, "seed": spec.seed})
+    train = train.model_copy(update={**searched, "format": condition.format, "seed": int(config.get("seed", spec.seed))})
     return {"train": train, "condition": condition.model_dump(), "norms": {k: v.model_dump() for k, v in spec.norms.items()},
             "seed": spec.seed, "mcq": spec.mcq, "model": config["model"], "use_gpu": spec.resources.gpus_per_worker > 0,
             "load_options": spec.load_options()}
@@ -109,7 +113,8 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
                                head=_trial_head(spec, config, adapter_dir))
     validation = evaluated.pop("validation_ratings", None)
     actor = ray.get_actor(results_actor_name)
-    tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"]}
+    tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"],
+           "seed": int(config.get("seed", spec.seed))}
     for table, frame in evaluated.items():
         ray.get(actor.write.remote(table, f"trial:{trial_id}", frame.assign(**tag)))
     if validation is not None:  # kept: the score below can be recomputed from the run's tables
@@ -150,7 +155,7 @@ def expected_trials(spec: JobSpec) -> int:
     for value in spec.search.values():
         if isinstance(value, dict) and "grid" in value:
             n *= len(value["grid"])
-    return n * spec.tune.num_samples
+    return n * spec.tune.num_samples * len(spec.training_seeds())
 
 
 #: trial progress lines per trial while it trains (started and finished come on top)

@@ -116,7 +116,7 @@ def _job(**over):
 
 
 def test_a_job_that_picks_among_trials_needs_a_validation_split():
-    with pytest.raises(SpecError, match=r"norms.en.validation: this job runs 2 trials and picks the best"):
+    with pytest.raises(SpecError, match=r"norms.en.validation: this job runs 2 trial configurations and picks the best"):
         configure(_job())
     norms = {"en": {"source": "embedded", "max_train": 40, "max_test": 30, "validation": 20}}
     assert len(configure(_job(norms=norms))) == 2

@@ -1,0 +1,52 @@
+"""Training seeds: every trial once per seed; the best configuration by its seeds' mean."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from grid.aggregate import best_trials, seed_table
+from grid.spec import parse_job
+from grid.tuning import expected_trials, worker_config
+
+
+def _trials(scores: dict[tuple[float, int], float]) -> pd.DataFrame:
+    rows = []
+    for i, ((lr, seed), score) in enumerate(scores.items()):
+        rows.append({"trial_id": f"t{i}", "condition": "rating", "model": "m", "seed": seed, "format": "rating",
+                     "config": json.dumps({"condition": "rating", "model": "m", "learning_rate": lr, "seed": seed},
+                                          sort_keys=True), "eval_score": score})
+    return pd.DataFrame(rows)
+
+
+def test_best_configuration_is_chosen_on_its_seeds_mean_not_on_one_lucky_seed():
+    # lr 1e-3: one lucky seed (0.50) but a mean of 0.30; lr 2e-3: mean 0.40
+    trials = _trials({(1e-3, 0): 0.50, (1e-3, 1): 0.10, (2e-3, 0): 0.41, (2e-3, 1): 0.39})
+    best = best_trials(trials)
+    assert len(best) == 1
+    row = best.iloc[0]
+    assert json.loads(row["config"])["learning_rate"] == 2e-3 and row["seed"] == 0
+    assert row["mean_eval_score"] == pytest.approx(0.40) and row["n_seeds"] == 2
+
+
+def test_seed_table_gives_each_seed_then_mean_and_spread():
+    trials = _trials({(2e-3, 0): 0.41, (2e-3, 1): 0.39, (2e-3, 2): 0.45})
+    metrics = pd.DataFrame([{"trial_id": f"t{i}", "language": "en", "eval_set": "en/rating", "metric": metric,
+                             "subset": "all", "value": value}
+                            for i, (ms, rsa) in enumerate([(0.3, 0.2), (0.5, 0.4), (0.4, 0.3)])
+                            for metric, value in (("mean_spearman", ms), ("rsa", rsa))])
+    table = seed_table(metrics, trials)
+    assert list(table["seed"]) == [0, 1, 2, "mean", "spread (SD)"]
+    assert table.iloc[3]["mean Spearman"] == pytest.approx(0.4)
+    assert table.iloc[4]["rating RSA"] == pytest.approx(0.1)
+
+
+def test_seeds_repeat_each_trial_and_reach_the_training_config():
+    job = {"name": "s", "models": ["m"], "seeds": [0, 1, 2], "norms": {"en": {"source": "embedded"}}}
+    spec = parse_job(job, "s.yaml")
+    assert expected_trials(spec) == 3
+    assert worker_config(spec, {"condition": spec.conditions[0].name, "model": "m", "seed": 2})["train"].seed == 2
+    assert parse_job({**job, "seeds": None}, "s.yaml").run_name == parse_job({k: v for k, v in job.items()
+                                                                             if k != "seeds"}, "s.yaml").run_name
