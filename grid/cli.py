@@ -294,6 +294,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from grid.spec import load_job
 
     spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
+    storage = args.storage or spec.storage
+    if "://" not in storage and not Path(storage).is_absolute():
+        # on the cluster a relative path lands inside Ray's unpacked working dir of the head
+        raise InputError(f"storage {storage!r} is a relative path: a submitted job needs a URI (s3://, gs://, ...) or "
+                         "an absolute path that every node mounts (--storage or the job's storage)",
+                         source=args.job, key="storage")
     client = JobSubmissionClient(args.address)
     # The job's text travels in an environment variable, so any job file works, wherever
     # it lives; `python -m grid.cli` runs from the shipped working directory even where

@@ -258,3 +258,13 @@ def test_a_job_without_embeddings_has_no_probe():
     spec = parse_job({"name": "x", "models": ["m"], "evaluation": {"embeddings": False}}, "job.yaml")
     assert spec.evaluation.probe == "none"
     assert parse_job({"name": "x", "models": ["m"]}, "job.yaml").evaluation.probe == "base"
+
+
+def test_submit_refuses_a_relative_storage_path_in_one_line(tmp_path, capsys):
+    from grid.cli import main
+
+    job = tmp_path / "job.yaml"
+    job.write_text("name: x\nmodels: [smollm2-135m]\nstorage: egrid_runs\n")
+    assert main(["submit", str(job), "--address", "http://127.0.0.1:1"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("egrid: error:")]
+    assert len(errors) == 1 and "relative path" in errors[0] and "storage" in errors[0]
