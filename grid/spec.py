@@ -359,6 +359,8 @@ class JobSpec(_Section):
         for option in ("allow_bin_weights", "seeds"):  # jobs written before these options keep their hash
             if not body[option]:
                 del body[option]
+        if not body["training"]["gradient_checkpointing"]:
+            del body["training"]["gradient_checkpointing"]
         for condition in body["conditions"]:
             if not condition["training"]:
                 del condition["training"]  # jobs written before per-condition options keep their hash

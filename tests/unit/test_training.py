@@ -408,3 +408,49 @@ def test_lora_on_the_top_blocks_only_trains_those_blocks(tmp_path, rng):
     assert keys and all(f".layers.{last}." in k for k in keys)
     assert {k.split(f".layers.{last}.")[1].split(".")[1] for k in keys} == linears
     assert np.mean(result.losses[-4:]) < np.mean(result.losses[:4])
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(lora):
+    """Activations recomputed in the backward pass: the loss and every trainable gradient
+    equal those of the stored-activation pass, with and without LoRA (full prompts: a
+    checkpointed model returns no cache for shared prefixes, so training turns them off)."""
+    shared = False
+    from embodiment.formats.rating import RatingFormat
+    from embodiment.training import ObjectiveModel, _wrap_lora, enable_checkpointing
+
+    tok = tiny_tokenizer()
+    results = {}
+    for checkpointing in (False, True):
+        model = tiny_causal_lm(tok, seed=7, layers=3)
+        if checkpointing:
+            enable_checkpointing(model)
+        if lora:
+            model = _wrap_lora(model, TrainConfig(lora_rank=4))
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(len(name)))
+        model.train()
+        fmt = RatingFormat(shared_prefix=shared)
+        loss = ObjectiveModel(model, fmt.prepare(tok))(**fmt.collate(_rating_examples(), tok))
+        loss.backward()
+        results[checkpointing] = (float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        assert model.is_gradient_checkpointing == checkpointing if hasattr(model, "is_gradient_checkpointing") else True
+    (plain_loss, plain), (ckpt_loss, ckpt) = results[False], results[True]
+    assert ckpt_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert plain.keys() == ckpt.keys()
+    for name, grad in plain.items():
+        assert float(grad.norm()) > 0, name
+        torch.testing.assert_close(ckpt[name], grad, rtol=1e-5, atol=1e-6 * float(grad.abs().max()))
+
+
+def test_training_with_checkpointing_lowers_the_loss_on_full_prompts(tmp_path, rng):
+    from embodiment.training import train
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, seed=3)
+    cfg = TrainConfig(format="rating", lora=False, learning_rate=3e-3, steps=20, batch_size=8, engine="torch",
+                      gradient_checkpointing=True)
+    result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 40))}), tmp_path)
+    assert model.is_gradient_checkpointing
+    assert np.mean(result.losses[-5:]) < 0.8 * np.mean(result.losses[:5])
