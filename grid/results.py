@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -62,14 +63,30 @@ def key_name(key: str) -> str:
     return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.parquet"
 
 
+def _vectors(values) -> pa.Array:
+    """Embedding vectors as one Arrow list<float32> array built from a float32 buffer
+    (vectors of one length: one stacked array and its offsets; no Python float per value)."""
+    arrays = [None if v is None else np.asarray(v, dtype=np.float32).ravel() for v in values]
+    lengths = {len(a) for a in arrays if a is not None}
+    if len(lengths) == 1 and all(a is not None for a in arrays):
+        width = lengths.pop()
+        flat = np.concatenate(arrays) if arrays else np.empty(0, np.float32)
+        offsets = np.arange(0, len(arrays) * width + 1, width, dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.float32()))
+    return pa.array(arrays, type=pa.list_(pa.float32()))
+
+
 def _plain_arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
     """Arrow table without pandas metadata (so pandas, polars and DuckDB read it alike);
-    embedding vectors go in as plain lists (:func:`grid.schema.conform` gives their type)."""
+    embedding vectors go in as float32 lists (:func:`grid.schema.conform` gives their type)."""
     if isinstance(frame, pd.DataFrame):
         frame = frame.reset_index(drop=True)
         if "vector" in frame and len(frame):
-            frame = frame.assign(vector=[None if v is None else [float(x) for x in v] for v in frame["vector"]])
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+            vectors = _vectors(frame["vector"])
+            table = pa.Table.from_pandas(frame.drop(columns="vector"), preserve_index=False)
+            table = table.append_column("vector", vectors)
+        else:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
     else:
         table = frame
     return table.replace_schema_metadata(None)

@@ -84,7 +84,8 @@ class EmbeddingExtractor(_ModelActor):
         frame = frame[frame["pooling"] == "mean"].reset_index(drop=True)
         for column in ("language", "split"):
             frame[column] = frame["concept"].map(dict(zip(batch["concept"], batch[column])))
-        frame["vector"] = frame["vector"].map(lambda v: v.astype(np.float32).tolist())
+        # float32 arrays: Ray Data carries them as Arrow tensors, never as Python floats
+        frame["vector"] = [np.asarray(v, dtype=np.float32) for v in frame["vector"]]
         return frame
 
 

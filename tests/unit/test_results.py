@@ -164,3 +164,23 @@ def test_the_two_atomic_writers_leave_the_old_file_whole_when_a_write_fails(tmp_
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["manifest.json"]
     write("new", fail=False)
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_embedding_vectors_are_written_as_float32_lists_from_arrays(tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from grid.results import ResultsStore
+
+    rng = np.random.default_rng(0)
+    vectors = [rng.normal(size=7).astype(np.float32) for _ in range(5)]
+    frame = pd.DataFrame({"trial_id": "base", "condition": "base", "model": "m", "language": "en",
+                          "concept": [f"c{i}" for i in range(5)], "split": "test", "layer": 3, "pooling": "mean",
+                          "vector": vectors})
+    store = ResultsStore(str(tmp_path / "run"))
+    store.write("embeddings", "k", frame)
+    files = list((tmp_path / "run" / "tables" / "embeddings").glob("*.parquet"))
+    assert str(pq.read_schema(files[0]).field("vector").type) == "list<element: float>"
+    back = store.read("embeddings").set_index("concept").loc[[f"c{i}" for i in range(5)]]
+    for got, want in zip(back["vector"], vectors):
+        assert np.array_equal(np.asarray(got, dtype=np.float32), want)
