@@ -25,6 +25,7 @@ from pathlib import Path
 
 from embodiment.cache import cache_root
 from embodiment.errors import InputError, did_you_mean
+from embodiment.registry import lookup
 from embodiment.tables import atomic_path, write_text_atomic
 
 #: the environment variable naming a folder that holds datasets' source files (offline use)
@@ -76,10 +77,7 @@ def register(dataset: Dataset) -> Dataset:
 
 def get_dataset(name: str) -> Dataset:
     """The registered dataset ``name``; an unknown name is an InputError with suggestions."""
-    if name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}",
-                         key="dataset")
-    return DATASETS[name]
+    return lookup(DATASETS, name, what="dataset", key="dataset")
 
 
 def cache_dir(name: str) -> Path:

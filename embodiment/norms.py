@@ -18,6 +18,7 @@ import pandas as pd
 
 from embodiment import dimensions as dims
 from embodiment.errors import InputError, did_you_mean
+from embodiment.registry import lookup
 from embodiment.tables import numeric_column, read_table
 
 LANCASTER_DIMS = dims.LANCASTER_SENSORY + dims.LANCASTER_MOTOR
@@ -263,9 +264,7 @@ def load_norms(source: str | Path = "embedded", format: str = "auto", **options:
                              "for any other table give format 'csv' with word_column and columns",
                              source=source, key="header")
         return LOADERS[format](source, frame=frame, **options)
-    if format not in LOADERS:
-        raise InputError(f"unknown norms format {format!r}{did_you_mean(format, LOADERS)}; known: {', '.join(LOADERS)}", key="format")
-    return LOADERS[format](source, **options)
+    return lookup(LOADERS, format, what="norms format", key="format")(source, **options)
 
 
 def load_paired(path: str | Path, *, english_dimensions: Sequence[str] | None = None) -> tuple[Norms, Norms]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from embodiment.errors import InputError, did_you_mean
+from embodiment.registry import lookup
 
 
 @dataclass(frozen=True)
@@ -155,11 +155,7 @@ COMPARE_ALIASES = {"pearson": "corr", "kendall": "tau-b", "rho_a": "rho-a", "tau
 
 def get_comparison(name: str) -> Comparison:
     """Look up an RDM comparison by name or alias."""
-    key = COMPARE_ALIASES.get(name, name)
-    if key not in COMPARISONS:
-        known = list(COMPARISONS) + list(COMPARE_ALIASES)
-        raise InputError(f"unknown RDM comparison {name!r}{did_you_mean(name, known)}; known: {', '.join(COMPARISONS)}", key="compare")
-    return COMPARISONS[key]
+    return lookup(COMPARISONS, name, what="RDM comparison", key="compare", aliases=COMPARE_ALIASES)
 
 
 def compare(a: np.ndarray, b: np.ndarray, method: str = "spearman") -> float:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from embodiment.errors import InputError, did_you_mean
+from embodiment.errors import InputError
 from embodiment.metrics.bootstrap import percentile_interval
+from embodiment.registry import lookup
 
 
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -80,8 +81,7 @@ def correlate(model: Sequence[float] | np.ndarray, human: Sequence[float] | np.n
         A :class:`Correlation`; r equals ``scipy.stats.spearmanr``/``pearsonr`` on the
         concepts where both ratings exist.
     """
-    if method not in CORRELATIONS:
-        raise InputError(f"unknown correlation {method!r}{did_you_mean(method, CORRELATIONS)}; known: {', '.join(CORRELATIONS)}", key="method")
+    lookup(CORRELATIONS, method, what="correlation", key="method")
     x = np.asarray(model, dtype=np.float64)
     y = np.asarray(human, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:

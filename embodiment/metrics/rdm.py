@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embodiment.errors import InputError, did_you_mean
+from embodiment.registry import lookup
 
 # ----------------------------------------------------------------------- standardisation
 
@@ -112,19 +112,12 @@ RDM_ALIASES = {"corr": "correlation", "euclid": "euclidean", "manhattan": "cityb
 
 def get_rdm_method(name: str) -> RDMMethod:
     """Look up a distance method by name or alias."""
-    key = RDM_ALIASES.get(name, name)
-    if key not in RDM_METHODS:
-        known = list(RDM_METHODS) + list(RDM_ALIASES)
-        raise InputError(f"unknown RDM method {name!r}{did_you_mean(name, known)}; known: {', '.join(RDM_METHODS)}", key="rdm")
-    return RDM_METHODS[key]
+    return lookup(RDM_METHODS, name, what="RDM method", key="rdm", aliases=RDM_ALIASES)
 
 
 def get_standardiser(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """Look up a feature standardisation by name."""
-    if name not in STANDARDISERS:
-        raise InputError(f"unknown standardisation {name!r}{did_you_mean(name, STANDARDISERS)}; known: {', '.join(STANDARDISERS)}",
-                         key="standardise")
-    return STANDARDISERS[name]
+    return lookup(STANDARDISERS, name, what="standardisation", key="standardise")
 
 
 # ----------------------------------------------------------------------- condensed RDMs

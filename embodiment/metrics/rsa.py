@@ -20,6 +20,7 @@ from embodiment.metrics import streaming
 from embodiment.metrics.bootstrap import percentile_interval
 from embodiment.metrics.compare import average_ranks, get_comparison
 from embodiment.metrics.rdm import get_rdm_method, get_standardiser, iter_condensed, n_pairs
+from embodiment.registry import lookup
 
 #: Above this many pairs the streaming path is used (dense needs 8 bytes a pair per RDM).
 MAX_DENSE_PAIRS = 20_000_000
@@ -68,9 +69,7 @@ def get_recipe(name_or_recipe: str | RSARecipe | dict) -> RSARecipe:
             key = sorted(unknown)[0]
             raise InputError(f"unknown RSA option{did_you_mean(key, ['standardise', 'rdm', 'compare', 'name'])}", key=key)
         return replace(base, **name_or_recipe).validate()
-    if name_or_recipe not in RECIPES:
-        raise InputError(f"unknown RSA recipe {name_or_recipe!r}{did_you_mean(name_or_recipe, RECIPES)}; known: {', '.join(RECIPES)}", key="recipe")
-    return RECIPES[name_or_recipe]
+    return lookup(RECIPES, name_or_recipe, what="RSA recipe", key="recipe")
 
 
 @dataclass(frozen=True)
