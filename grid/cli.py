@@ -159,7 +159,8 @@ def _count_trials(spec) -> str:
 
 def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     """Run a job end to end (or finish it, with resume)."""
-    from grid.runner import run_job, summary_lines
+    from grid.console import summary_lines
+    from grid.runner import run_job
     from grid.spec import load_job
 
     spec = load_job(args.job)
@@ -201,7 +202,8 @@ def _manifest(run_dir: str) -> dict:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Finish an interrupted run from its folder: the job is read back from the manifest."""
-    from grid.runner import run_job, summary_lines
+    from grid.console import summary_lines
+    from grid.runner import run_job
     from grid.spec import parse_job
 
     manifest = _manifest(args.run)
@@ -217,7 +219,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     """Recompute a run's metrics and transfer tables from its stored tables (no Ray)."""
-    from grid.runner import reaggregate, summary_lines
+    from grid.console import summary_lines
+    from grid.runner import reaggregate
 
     summary = reaggregate(args.run)
     print("\n" + "\n".join(summary_lines(summary)))
@@ -239,7 +242,7 @@ def _status_text(run: str) -> tuple[str, str]:
     live = []
     tune_dir = Path(run) / "tune"
     if tune_dir.exists():
-        from grid.tuning import read_trial_states
+        from grid.internals import read_trial_states
 
         try:
             for t in read_trial_states(tune_dir):

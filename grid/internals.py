@@ -10,7 +10,8 @@ config names its handler classes in ``grid/ray_data_logging.yaml``.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import json
+from pathlib import Path, PurePosixPath
 
 #: Ray version these were checked against
 CHECKED_RAY = "2.60"
@@ -65,3 +66,38 @@ def train_report_logger():
     except ImportError:
         return None
     return logging.getLogger(context.__file__)
+
+
+def read_trial_states(tune_dir: str | Path) -> list[dict]:
+    """Each trial's id, state, config, failures and last reported result, read from Tune's
+    experiment-state JSON with ``json`` alone (``ExperimentAnalysis`` would unpickle
+    objects stored in the run folder, which may come from elsewhere).
+
+    Returns:
+        One dict per trial (empty while the run has not written its state yet); ``training``
+        is the last result that carried a step and loss (the final one holds the evaluation).
+    """
+    states = sorted(Path(tune_dir).glob(TUNE_STATE_GLOB), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return []
+    out = []
+    for trial_json, runtime_json in json.loads(states[-1].read_text(encoding="utf-8")).get("trial_data", []):
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        out.append({"trial_id": trial.get("trial_id"), "status": trial.get("status"), "config": trial.get("config", {}),
+                    "num_failures": runtime.get("num_failures", 0), "last_result": runtime.get("last_result") or {},
+                    "training": _last_training_result(Path(tune_dir) / str(trial.get("relative_logdir")) / "result.json")})
+    return out
+
+
+def _last_training_result(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    last = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # the line Tune is writing right now
+            continue
+        if "loss" in row and "step" in row:
+            last = row
+    return last

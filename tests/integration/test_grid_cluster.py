@@ -150,7 +150,7 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     out = capsys.readouterr().out
     assert "terminated 2" in out and "best per objective" in out
     # ... from Tune's JSON state alone: each trial's last training step and loss, and its score
-    from grid.tuning import read_trial_states
+    from grid.internals import read_trial_states
 
     states = {t["trial_id"]: t for t in read_trial_states(run_dir / "tune")}
     assert set(states) == set(trials["trial_id"])
