@@ -211,7 +211,7 @@ def _accuracy_rows(choices: pd.DataFrame, cond_of: dict, *, n_boot: int, seed: i
 
 
 def _split_of(emb: pd.DataFrame) -> pd.Series:
-    """Each embedding row's split; tables written before the probe existed hold test rows only."""
+    """Each embedding row's split (a frame without the column holds held-out rows only)."""
     return emb["split"].fillna("test") if "split" in emb else pd.Series("test", index=emb.index)
 
 

@@ -356,14 +356,6 @@ class JobSpec(_Section):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where they are stored)."""
         body = self.model_dump(mode="json", exclude={"storage"})
-        for option in ("allow_bin_weights", "seeds"):  # jobs written before these options keep their hash
-            if not body[option]:
-                del body[option]
-        if not body["training"]["gradient_checkpointing"]:
-            del body["training"]["gradient_checkpointing"]
-        for condition in body["conditions"]:
-            if not condition["training"]:
-                del condition["training"]  # jobs written before per-condition options keep their hash
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
     @property

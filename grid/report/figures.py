@@ -321,7 +321,7 @@ def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | No
         if "mcq" in formats:  # asked for and not there yet; otherwise the figure does not apply
             missing.append("colour multiple-choice accuracy: the job evaluates mcq but no 'accuracy' rows exist yet")
         return None
-    # the aggregate's bootstrap CI over questions; Wilson's for tables written before it had one
+    # the aggregate's bootstrap CI over questions; Wilson's for accuracy rows that carry none
     bootstrap = "ci_low" in acc and acc["ci_low"].notna().all() and acc["ci_high"].notna().all()
     if not bootstrap:
         bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
