@@ -102,8 +102,8 @@ class PrefixStore:
     """Prompt-prefix KV caches kept across :func:`score_ratings` calls on one model.
 
     A Ray Data scorer sees the concepts in blocks; without a store every block would run
-    each dimension's ~60-token prefix again (measured: ~12 % of the scoring time at 64
-    concepts a block). Only the one-row cache is kept (a few MB per dimension); batches
+    each dimension's ~60-token prefix again (a measurable share of the scoring time:
+    docs/performance.md). Only the one-row cache is kept (a few MB per dimension); batches
     expand their own copy. The store belongs to one model and forgets everything when
     that model's weights change, so a stale prefix is never scored against.
     """
@@ -202,9 +202,8 @@ def packed_batch(suffixes: list[list[int]], prefix_length: int, per_row: int, pa
     return ids, pos, mask, last
 
 
-#: suffixes packed into a row by default: on the 2-core AVX2 EPYC, 8 a row scored 11 % more
-#: prompts a second than 1 a row (96 concepts x 6 dimensions, batch 32, 2026-12-03; 5-8 % at
-#: 48 concepts): the prefix's keys and values are copied per row, and no suffix is padded
+#: suffixes packed into a row by default: fewer rows to copy the prefix's keys and values
+#: into, and no suffix padded (docs/performance.md has the measurement behind 8)
 PACKED_SUFFIXES = 8
 
 #: attention implementations that take a custom 4-D mask (flash kernels do not)

@@ -248,8 +248,8 @@ def _free_port() -> int:
 def _skip_cpu_shm_comm_build() -> None:
     """Keep DeepSpeed from JIT-compiling its CPU shared-memory all-reduce op.
 
-    On the CPU accelerator every ``deepspeed.initialize`` compiles that op (~30 s on a fresh
-    machine) behind a lock file in ~/.cache/torch_extensions; a process killed mid-compile
+    On the CPU accelerator every ``deepspeed.initialize`` compiles that op (tens of seconds on
+    a fresh machine) behind a lock file in ~/.cache/torch_extensions; a process killed mid-compile
     (a fault test, a pre-empted worker) leaves the lock behind and every later run waits on
     it forever. The op only speeds up inference all-reduce, which training never calls, so
     torch.distributed (gloo) does the work instead.
@@ -285,7 +285,7 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
     """The DeepSpeed config of a run: micro-batch, accumulation, clipping, ZeRO stage, precision.
 
     The optimizer is a torch one passed to ``deepspeed.initialize`` (FusedAdam would
-    JIT-compile for ~30 s on every fresh worker), hence ``zero_allow_untested_optimizer``.
+    JIT-compile on every fresh worker), hence ``zero_allow_untested_optimizer``.
     """
     return {
         "train_micro_batch_size_per_gpu": cfg.batch_size,

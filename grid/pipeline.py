@@ -64,8 +64,7 @@ def _pool(spec: JobSpec, items: int):
     size = max(1, min(spec.resources.scorer_actors, items))
     # One block at a time per actor: a block is seconds of scoring, so queueing a second
     # one saves nothing, while the first actor up (Ray Data's default queues 4 at once)
-    # would take the blocks meant for actors still loading their model (2 actors, 2 blocks:
-    # 46 s instead of 29 s, measured).
+    # would take the blocks meant for actors still loading their model (docs/performance.md).
     return ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)
 
 

@@ -22,9 +22,9 @@ class TorchThread:
 
     Ray Data builds an actor on its main thread and calls it from a worker thread. Each
     thread that runs torch ops gets its own OpenMP team, and once a process holds more
-    OpenMP threads than cores, libgomp stops spin-waiting at its barriers: scoring on 2
-    cores ran 20-25 % slower after the model was loaded on another thread than the one
-    scoring (measured, same process, same blocks). Loading and scoring here keeps one team.
+    OpenMP threads than cores, libgomp stops spin-waiting at its barriers, and scoring
+    slows down (docs/performance.md, "Figures behind code decisions"). Loading and scoring
+    here keeps one team.
     """
 
     def __init__(self) -> None:

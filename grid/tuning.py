@@ -279,7 +279,7 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
         search_alg = OptunaSearch(metric="eval_score", mode="max", seed=spec.seed)
     concurrent = spec.resources.max_concurrent_trials
     # reuse_actors: a trial builds its own TorchTrainer, so a reused trial actor carries no
-    # state over; it saves each later trial a new process and ~2 s of imports.
+    # state over; it saves each later trial a new process and its imports.
     return tune.Tuner(
         trainable,
         param_space=param_space(spec),

@@ -11,7 +11,7 @@ from embodiment.scoring import encode_pair, score_mcq
 class MultipleChoiceFormat(TaskFormat):
     name = "mcq"
     trains_on = "mcq"
-    batch_by_length = True  # questions run from ~60 to ~200 tokens: 45 % of a random batch was padding
+    batch_by_length = True  # questions differ a lot in length: random batches are mostly padding
 
     def examples(self, data: TaskData) -> list[dict]:
         return [{"question": it["question"], "options": it["options"], "answer": it["correct_option"]} for it in data.mcq_items]

@@ -14,7 +14,7 @@ SCALE = 5.0  # targets are predicted on 0-1 and reported back on the 0-5 scale
 @register_format
 class RegressionHeadFormat(TaskFormat):
     name = "regression"
-    batch_by_length = True  # concepts of 1-5 tokens: 26 % of a random batch was padding
+    batch_by_length = True  # concepts of 1 to several tokens: random batches carry padding
 
     def configure(self, data: TaskData) -> "RegressionHeadFormat":
         sizes = {len(n.dimensions) for n in data.norms.values()}
