@@ -37,7 +37,8 @@ def main() -> None:
     from embodiment.models import load_model
     from embodiment.norms import load_embedded
     from embodiment.scoring import score_mcq
-    from embodiment.training import BatchPlan, ObjectiveModel, _micro_batch_indices
+    from embodiment.training import BatchPlan, ObjectiveModel
+    from embodiment.training.batching import _micro_batch_indices
 
     lm = load_model(args.model)
     model, tok = lm.model, lm.tokenizer

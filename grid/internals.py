@@ -4,7 +4,7 @@ Public APIs do not expose these, so each is a guess about one Ray version's layo
 upgrade that moves one breaks this file (and ``tests/unit/test_internals.py``, which
 names the version each was checked against), not the modules that use them. Checked
 against Ray 2.60.0 (Train V2). DeepSpeed's one internal (its CPU op table) is
-:func:`embodiment.training._skip_cpu_shm_comm_build`, below Ray's layer; Ray Data's logging
+:func:`embodiment.training.distributed._skip_cpu_shm_comm_build`, below Ray's layer; Ray Data's logging
 config names its handler classes in ``grid/ray_data_logging.yaml``.
 """
 

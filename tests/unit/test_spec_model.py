@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from embodiment.models.loading import load_model
 from embodiment.models.tiny import save_tiny_model
-from embodiment.training import _build
+from embodiment.training.loop import _build
 from grid.cli import main as egrid
 from grid.configure import configure, trial_values
 from grid.spec import SpecError, parse_job

@@ -14,8 +14,8 @@ from embodiment.models import tiny_causal_lm, tiny_tokenizer
 from embodiment.models.loading import load_adapter
 from embodiment.norms import Norms
 from embodiment.scoring import score_ratings
-from embodiment.training import (BatchPlan, TrainConfig, _epoch_order, _micro_batch_indices, learning_rate_at, load_head, train,
-                                 verify_adapter)
+from embodiment.training import BatchPlan, TrainConfig, learning_rate_at, load_head, train, verify_adapter
+from embodiment.training.batching import _epoch_order, _micro_batch_indices
 
 
 def _words(rng, n):
@@ -310,7 +310,8 @@ def test_shared_prefix_loss_and_every_gradient_equal_the_plain_batch(lora, loss_
     """Each distinct prompt prefix runs once and its keys and values serve every example;
     the loss and every trainable gradient equal the full-prompt batch's (1e-5 relative)."""
     from embodiment.formats.rating import RatingFormat
-    from embodiment.training import ObjectiveModel, _wrap_lora
+    from embodiment.training import ObjectiveModel
+    from embodiment.training.model import _wrap_lora
 
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=6)
@@ -417,7 +418,8 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(lora):
     checkpointed model returns no cache for shared prefixes, so training turns them off)."""
     shared = False
     from embodiment.formats.rating import RatingFormat
-    from embodiment.training import ObjectiveModel, _wrap_lora, enable_checkpointing
+    from embodiment.training import ObjectiveModel, enable_checkpointing
+    from embodiment.training.model import _wrap_lora
 
     tok = tiny_tokenizer()
     results = {}
