@@ -233,7 +233,7 @@ def _status_text(run: str) -> tuple[str, str]:
     """The status page of a run and its status word (running, finished, failed ...)."""
     import pandas as pd
 
-    from grid.aggregate import best_trials
+    from grid.objectives import best_trials
     from grid.results import ResultsStore
 
     manifest = _manifest(run)

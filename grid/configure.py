@@ -16,7 +16,8 @@ from itertools import product
 from embodiment.errors import InputError
 from embodiment.formats import TaskFormat, get_format
 from embodiment.training import TrainConfig, batch_plan
-from grid.spec import JobSpec, SpecError, search_candidates
+from grid.spec import JobSpec, SpecError
+from grid.spec_checks import search_candidates
 
 
 @dataclass

@@ -25,7 +25,8 @@ def headline(metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame
     with more than one trial must set some aside); RSA is over all dimensions of the first
     language, with 95 % bootstrap CIs over held-out concepts.
     """
-    from grid.aggregate import best_trials, probe_layer
+    from grid.aggregate import probe_layer
+    from grid.objectives import best_trials
 
     if metrics is None or metrics.empty or trials is None or trials.empty or "eval_score" not in trials:
         return None
@@ -92,8 +93,8 @@ def _minus_probe_lines(metrics: pd.DataFrame) -> list[str]:
 
 def summary_lines(summary: dict) -> list[str]:
     """Base vs fine-tuned per-dimension Spearman and RSA, best trials, where the tables are."""
-    from grid.aggregate import (chosen_on, differences_text, objective_table, objective_text, seed_table,
-                                several_objectives)
+    from grid.objectives import (chosen_on, differences_text, objective_table, objective_text, seed_table,
+                                 several_objectives)
 
     lines = []
     m = summary["metrics"]

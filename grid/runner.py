@@ -199,7 +199,7 @@ def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor,
     validation score), once the search is over; a resumed run skips what is written."""
     import ray
 
-    from grid.aggregate import best_trials
+    from grid.objectives import best_trials
     from grid.pipeline import evaluate_model
 
     if not spec.evaluation.best_only:
@@ -396,7 +396,7 @@ def reaggregate(run_dir: str, say=print) -> dict:
 
 
 def _summary(run_dir: str, metrics: pd.DataFrame, transfer: pd.DataFrame, trials: pd.DataFrame) -> dict:
-    from grid.aggregate import best_trials, job_differences, several_objectives
+    from grid.objectives import best_trials, job_differences, several_objectives
 
     differences = pd.DataFrame()
     if several_objectives(trials):  # the paired bootstraps, once: the summary prints them, the report shows them

@@ -75,8 +75,8 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     Raises:
         InputError: the folder holds no results, or a table cannot be read.
     """
-    from grid.aggregate import (best_trials, differences_text, job_differences, objective_table, objective_text,
-                                several_objectives)
+    from grid.objectives import (best_trials, differences_text, job_differences, objective_table, objective_text,
+                                 several_objectives)
     from grid.report.page import render_page
 
     res = load_results(folder)

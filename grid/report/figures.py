@@ -514,14 +514,14 @@ def search(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
 def trials_on(res: Results) -> str:
     """Which concepts the trials were scored on: ``validation`` (set aside from the
     training split) or ``held-out`` (jobs without a validation split)."""
-    from grid.aggregate import chosen_on
+    from grid.objectives import chosen_on
 
     return chosen_on(res.table("trials"))
 
 
 @figure("objectives")
 def objectives(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
-    from grid.aggregate import OBJECTIVE_MEASURES, objective_table, several_objectives
+    from grid.objectives import OBJECTIVE_MEASURES, objective_table, several_objectives
 
     trials = res.table("trials")
     if not several_objectives(trials):

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grid.aggregate import aggregate, objective_table, objective_text
+from grid.aggregate import aggregate
+from grid.objectives import objective_table, objective_text
 
 pytestmark = pytest.mark.unit
 
@@ -110,7 +111,7 @@ def test_paired_differences_equal_a_naive_loop_over_the_same_draws(rng):
 
 
 def test_objective_differences_pair_the_best_trials_on_the_same_concepts_and_questions(rng):
-    from grid.aggregate import objective_differences
+    from grid.objectives import objective_differences
 
     ratings, trials, choices = _run(rng)
     tables = {"ratings": ratings, "trials": trials, "choices": choices}

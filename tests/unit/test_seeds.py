@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from grid.aggregate import best_trials, seed_table
+from grid.objectives import best_trials, seed_table
 from grid.spec import parse_job
 from grid.tuning import expected_trials, worker_config
 
