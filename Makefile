@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S ?= 0.2
 
-.PHONY: setup demo test test-unit test-integration bench clean browser
+.PHONY: setup demo test test-unit test-integration bench clean browser lint
 
 setup: $(STAMP)
 
@@ -39,9 +39,12 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
 	  else echo "note: no Chromium; the report page test will skip (Debian: sudo apt-get install chromium)"; fi
 
-# unit tests first: the quick ones report before the cluster tests start.
-test: $(STAMP) browser
+# lint first (seconds), then unit tests: the quick ones report before the cluster tests start.
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest tests/unit tests/gpu tests/integration -q --durations=12
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m unit

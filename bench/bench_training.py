@@ -98,7 +98,6 @@ def run(mode: str, method: str, args, device: str) -> dict:
            "loss": float(loss), "flops_per_token": flops_per_token(cfg, n_matmul, args.seq, method == "lora"),
            "params_m": n_matmul / 1e6,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")}
-    del model, optimizer, params
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()

@@ -86,7 +86,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     lm = load_model("smollm2-135m")
     model, tokenizer = lm.model, lm.tokenizer
-    rows, resume, train_seconds = [], None, 0.0
+    rows = []
     if args.probe:  # before training: LoRA is injected into ``model`` in place
         for row in probe_figures(model.eval(), tokenizer, norms.select(train_words), test_norms,
                                  [int(x) for x in args.probe.split(",")]):
@@ -119,7 +119,7 @@ def main() -> None:
         state["t"] = time.perf_counter()
 
     result = train(cfg, model, tokenizer, TaskData(norms={"en": norms.select(train_words)}, seed=args.seed), work,
-                   report=lambda s, l, c: at_step(s, l, c))
+                   report=lambda step, loss, ckpt: at_step(step, loss, ckpt))
     head = load_head(result.head_path, model.config.hidden_size, 6) if result.head_path else None
     if head is not None:
         rows.append({"tag": args.tag, "step": total, "split": "validation", "train_seconds": round(result.seconds, 1),

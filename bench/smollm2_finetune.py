@@ -51,7 +51,7 @@ def main() -> None:
     cfg = TrainConfig(format="rating", lora=True, lora_rank=8, lora_alpha=16, learning_rate=args.lr, steps=args.steps,
                       batch_size=args.batch_size, seed=0, engine="deepspeed", zero_stage=0)
     result = train(cfg, lm.model, lm.tokenizer, TaskData(norms={"en": train_norms}), args.out,
-                   progress=lambda s, l: print(f"  step {s}/{args.steps} loss {l:.3f}", flush=True) if s % 25 == 0 else None)
+                   progress=lambda step, loss: print(f"  step {step}/{args.steps} loss {loss:.3f}", flush=True) if step % 25 == 0 else None)
     tuned_model = load_adapter(load_model("smollm2-135m").model, result.adapter_dir).eval()
     tuned, tuned_rsa, tuned_mass = evaluate(tuned_model, lm.tokenizer, test_norms)
     print(f"\nheld-out words: {len(test_norms)}, train words: {len(train_norms)}, steps: {result.steps}, "

@@ -119,7 +119,7 @@ def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str =
         hidden = torch.stack(out.hidden_states).float()  # (L+1, b, t, h)
         if chosen is None:
             total = hidden.shape[0]
-            chosen = list(range(total)) if layers is None else sorted({l % total for l in layers})
+            chosen = list(range(total)) if layers is None else sorted({layer % total for layer in layers})
         hidden = hidden[chosen]
         span_mask = torch.zeros((len(chunk), width), device=hidden.device)
         last_idx = torch.empty(len(chunk), dtype=torch.long, device=hidden.device)

@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     thread.start()
     finished = True
     try:
-        summary = run_job(spec, num_cpus=2, say=lambda m: print(f"[egrid] {m}", flush=True))
+        run_job(spec, num_cpus=2, say=lambda m: print(f"[egrid] {m}", flush=True))
     except Exception as exc:  # the run did not survive
         print(f"run failed: {type(exc).__name__}: {exc}")
         finished = False

@@ -1,6 +1,5 @@
 """`egrid evaluate-ratings` on a table built from the shared norms: numbers equal scipy's."""
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest

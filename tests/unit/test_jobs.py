@@ -13,7 +13,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embodiment.errors import InputError
 from grid.cli import main as egrid
 from grid.spec import SpecError, load_job, parse_job
 

@@ -1,10 +1,9 @@
-import numpy as np
 import pandas as pd
 import pytest
 
 from embodiment import dimensions as dims
 from embodiment.errors import InputError
-from embodiment.norms import load_dutch, load_lancaster, load_mapped_csv, load_norms, load_paired
+from embodiment.norms import load_mapped_csv, load_norms, load_paired
 from embodiment.splits import Split, split_concepts
 
 LANC_HEADER = ["Word"] + [f"{d}.mean" for d in ("Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory", "Visual",
