@@ -10,7 +10,7 @@ import pytest
 
 from embodiment.errors import InputError
 from grid.cli import main
-from grid.runner import check_tune_state, tune_state_digest
+from grid.tune_state import check_tune_state, tune_state_digest
 
 
 def _run_folder(tmp_path, pickled: bytes, recorded: str | None):
