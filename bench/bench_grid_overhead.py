@@ -27,7 +27,7 @@ def main() -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     from embodiment.models.tiny import save_tiny_model
     from grid.runner import run_job
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     work = Path(tempfile.mkdtemp(prefix="egrid-bench-grid-"))
     model = save_tiny_model(work / "tiny", hidden=64, layers=2)

@@ -36,7 +36,7 @@ def main() -> None:
     from embodiment.formats import FORMATS, TaskData
     from embodiment.models import load_model
     from embodiment.norms import load_embedded
-    from embodiment.scoring import score_mcq
+    from embodiment.choices import score_mcq
     from embodiment.training import BatchPlan, ObjectiveModel
     from embodiment.training.batching import _micro_batch_indices
 

@@ -59,7 +59,7 @@ def _workloads(args, lm):
     from embodiment.embeddings import extract_embeddings
     from embodiment.formats import FORMATS, TaskData
     from embodiment.norms import load_embedded
-    from embodiment.scoring import score_mcq
+    from embodiment.choices import score_mcq
     from embodiment.training import ObjectiveModel
 
     model, tok = lm.model, lm.tokenizer

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     from embodiment.models.tiny import save_tiny_model
     from grid.data import prepare_norms
     from grid.runner import run_job
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     work = Path(tempfile.mkdtemp(prefix="egrid-chaos-"))
     job = {"name": "chaos", "models": [save_tiny_model(work / "tiny", hidden=48, layers=2)],

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a job file without running anything."""
     from grid.configure import configure
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     for path in args.jobs:
         spec = load_job(path)
@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     """Run a job end to end (or finish it, with resume)."""
     from grid.console import summary_lines
     from grid.runner import run_job
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     spec = load_job(args.job)
     summary = run_job(spec, address=args.address, storage=args.storage, resume=resume or args.resume, num_cpus=args.num_cpus,
@@ -178,7 +178,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from ray.job_submission import JobSubmissionClient
 
     from grid.progress import environment
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     spec = load_job(args.job)  # validate here: a mistyped job costs seconds, not a cluster slot
     storage = args.storage or spec.storage

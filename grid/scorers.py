@@ -14,7 +14,8 @@ import pandas as pd
 
 from embodiment.embeddings import extract_embeddings
 from embodiment.models import load_model
-from embodiment.scoring import PrefixStore, score_mcq, score_ratings
+from embodiment.choices import score_mcq
+from embodiment.scoring import PrefixStore, score_ratings
 
 
 class TorchThread:

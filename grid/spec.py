@@ -16,15 +16,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from embodiment.errors import InputError, did_you_mean
+from embodiment.errors import InputError
+from grid.job_sources import data_source as _data_source
 from embodiment.metrics.rsa import RECIPES
 from embodiment.norms import LOADERS
 from embodiment.training import Count, FormatName, NonNegative, PositiveCount, TrainConfig
@@ -58,30 +56,6 @@ class SpecError(InputError):
 class _Section(BaseModel):
     # strict: YAML's own types; unknown keys are errors (with "did you mean")
     model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _data_source(value: str | None, info: ValidationInfo) -> str | None:
-    """A registered dataset's table (``wu2026:train``, kept as written) or a file, made
-    absolute (relative to the job file, then the working directory)."""
-    from embodiment import datasets
-
-    if value is None or value == "embedded":
-        return value
-    source = (info.context or {}).get("source", "<job>")
-    if datasets.is_reference(value):
-        name, table = value.split(datasets.SEPARATOR, 1)
-        known = datasets.DATASETS[name].tables
-        if table not in known:
-            raise ValueError(f"dataset {name} has no table {table!r}{did_you_mean(table, known)}; its tables: {', '.join(known)}")
-        return value
-    path = _resolve_path(value, source)
-    head = value.split(datasets.SEPARATOR, 1)[0]
-    if datasets.SEPARATOR in value and head.isidentifier() and len(head) > 1 and not path.exists():
-        raise ValueError(f"unknown dataset {head!r}{did_you_mean(head, datasets.DATASETS)}; known: "
-                         f"{', '.join(datasets.DATASETS)} (egrid data list), or give a file path")
-    if (info.context or {}).get("check_files", True) and not path.exists():
-        raise ValueError(f"file not found: {path}")
-    return str(path.resolve())
 
 
 class NormsSpec(_Section):
@@ -399,42 +373,3 @@ def parse_job(raw: Any, source: str = "<job>", *, check_files: bool = True) -> J
         raise SpecError(source, found)
     spec._source, spec._raw = str(source), raw
     return spec
-
-
-def _resolve_path(path: str, source: str) -> Path:
-    """Paths in a job are relative to the job file's folder, then to the working directory."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    beside = Path(source).parent / p if source != "<job>" else p
-    return beside if beside.exists() else p
-
-
-ENV_PREFIX = "env:"  # `env:NAME`: the job's YAML text is in environment variable NAME (egrid submit)
-
-
-def load_job(path: str | Path, *, check_files: bool = True) -> JobSpec:
-    """Read and validate a job YAML file (or ``env:NAME``, the text of one in a variable)."""
-    if str(path).startswith(ENV_PREFIX):
-        name = str(path)[len(ENV_PREFIX):]
-        if name not in os.environ:
-            raise InputError(f"environment variable {name} holds no job", source=path)
-        return _parse_text(os.environ[name], str(path), check_files)
-    path = Path(path)
-    if not path.exists():
-        raise InputError("job file not found", source=path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", source=path) from None
-    return _parse_text(text, str(path), check_files)
-
-
-def _parse_text(text: str, path: str, check_files: bool) -> JobSpec:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {str(exc).splitlines()[0]} ({getattr(exc, 'problem_mark', '')})".strip(), source=path) from None
-    if raw is None:
-        raise InputError("job file is empty", source=path)
-    return parse_job(raw, str(path), check_files=check_files)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id, register_format
 from embodiment.prompts import mcq_context
-from embodiment.scoring import encode_pair, score_mcq
+from embodiment.choices import encode_pair, score_mcq
 
 
 @register_format

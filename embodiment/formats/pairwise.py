@@ -8,7 +8,7 @@ from scipy import stats
 
 from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id, register_format
 from embodiment.prompts import pairwise_prompt
-from embodiment.scoring import encode_pair, loglikelihoods
+from embodiment.choices import encode_pair, loglikelihoods
 
 MIN_GAP = 0.5  # pairs closer than this on the dimension are too ambiguous to label
 

@@ -25,7 +25,7 @@ import torch
 from ray_processes import session_of_driver, stop_ray_under
 
 from grid.runner import run_job
-from grid.spec import load_job
+from grid.job_file import load_job
 
 FAULT_JOB = {"norms": {"en": {"source": "embedded", "max_train": 32, "max_test": 16}},
              "training": {"steps": 12, "checkpoint_every": 3},

@@ -17,7 +17,7 @@ from embodiment.metrics.rsa import STUDY_RECIPE, rsa
 from grid.cli import main as egrid
 from grid.data import prepare_norms
 from grid.runner import run_job
-from grid.spec import load_job
+from grid.job_file import load_job
 
 TABLES = ("trials", "ratings", "metrics", "transfer", "embeddings")
 

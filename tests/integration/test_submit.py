@@ -16,7 +16,7 @@ from ray_processes import latest_session, stop_ray_under
 
 
 from grid.cli import main as egrid
-from grid.spec import load_job
+from grid.job_file import load_job
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ def test_mlflow_gets_one_run_per_trial_with_its_score(job_file, tmp_path):
     import ray
 
     from grid.runner import run_job
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     spec = load_job(job_file(training={"steps": 3}, tune={"mlflow": "run"},
                              resources={"workers": 1, "max_concurrent_trials": 1}, evaluation={"layers": [2]}))

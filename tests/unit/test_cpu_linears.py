@@ -9,7 +9,8 @@ from embodiment.cpu_linears import BACKENDS, chosen_backend, inference_linears
 from embodiment.embeddings import extract_embeddings
 from embodiment.errors import InputError
 from embodiment.models import tiny_causal_lm, tiny_tokenizer
-from embodiment.scoring import loglikelihoods, score_ratings
+from embodiment.choices import loglikelihoods
+from embodiment.scoring import score_ratings
 
 CONCEPTS = ["apple", "thunder", "a cappella", "idea", "x", "ice cream cone"]
 needs_onednn = pytest.mark.skipif(cpu_linears._onednn_op() is None, reason="this torch build has no oneDNN linear")

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grid.cli import main as egrid
-from grid.spec import SpecError, load_job, parse_job
+from grid.job_file import load_job
+from grid.spec import SpecError, parse_job
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = sorted((REPO / "jobs").glob("*.yaml"))

@@ -8,7 +8,7 @@ import yaml
 
 from grid.cli import main
 from grid.jobs_reference import _sections, render_job_reference
-from grid.spec import load_job
+from grid.job_file import load_job
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,8 @@ import torch
 
 from embodiment.models import tiny_causal_lm, tiny_tokenizer
 from embodiment.prompts import rating_prompt
-from embodiment.scoring import (encode_pair, loglikelihoods, parse_rating, score_mcq, score_ratings, soft_digit_target)
+from embodiment.choices import encode_pair, loglikelihoods, score_mcq
+from embodiment.scoring import parse_rating, score_ratings, soft_digit_target
 
 CONCEPTS = ["apple", "thunder", "a cappella", "idea", "x", "ice cream cone"]
 

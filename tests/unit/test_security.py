@@ -79,7 +79,7 @@ def test_dashboard_binds_localhost_unless_asked(monkeypatch, capsys):
 
 
 def test_yaml_tags_cannot_run_code(tmp_path):
-    from grid.spec import load_job
+    from grid.job_file import load_job
 
     marker = tmp_path / "pwned"
     job = tmp_path / "job.yaml"
