@@ -340,7 +340,7 @@ def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | No
 
 # the geometry, search and objectives figures register themselves after the ones above, in
 # the report's order
-from grid.report import figures_geometry, figures_search  # noqa: E402,F401
+from grid.report import figures_geometry, figures_probe, figures_search  # noqa: E402,F401
 
 
 def build_figures(res: Results, opt: FigureOptions | None = None) -> tuple[list[Figure], list[str]]:

@@ -61,3 +61,27 @@ def test_without_training_norms_or_training_rows_there_is_no_probe(rng):
     metrics = aggregate({"ratings": ratings, "embeddings": old}, subsets=("all",), n_boot=0,
                         train_norms={"en": train_norms})["metrics"]
     assert not metrics["metric"].str.startswith("probe").any() and (metrics["metric"] == "rsa_hidden").sum() == 2
+
+
+def test_a_trial_minus_the_probe_is_paired_on_the_same_concepts_at_the_cv_layer(rng):
+    """minus_probe rows: the trial's ratings against the probe's predictions at the layer of
+    least cross-validated error, scored by hand with scipy and the same RSA."""
+    from embodiment.metrics import mean_correlation
+    from grid.aggregate import probe_layer
+
+    words, human, vectors, ratings, emb, train_norms = _tables(rng)
+    tuned = ratings.assign(trial_id="t1", expected=ratings["human"] + 0.3 * rng.normal(size=len(ratings)))
+    metrics = aggregate({"ratings": pd.concat([ratings, tuned]), "embeddings": emb}, subsets=("all",), n_boot=200,
+                        seed=2, train_norms={"en": train_norms})["metrics"]
+    layer = probe_layer(metrics, "en")
+    cv = metrics[metrics["metric"] == "probe_cv_error"].set_index("layer")["value"]
+    assert layer == cv.idxmin()
+    x = vectors * (layer + 1)
+    pred = fit_ridge(x[:60], human[:60], seed=2).predict(x[60:])
+    mine = tuned.pivot(index="concept", columns="dimension", values="expected").loc[words[60:], DIMS].to_numpy()
+    for metric, stat in (("minus_probe_mean_spearman", lambda m: mean_correlation(m, human[60:]).r),
+                         ("minus_probe_rsa", lambda m: rsa(m, human[60:], "wu2026").value)):
+        row = metrics[(metrics["metric"] == metric) & (metrics["trial_id"] == "t1")].iloc[0]
+        assert row["layer"] == layer and row["n"] == 30
+        assert row["value"] == pytest.approx(stat(mine) - stat(pred), abs=1e-12)
+        assert row["ci_low"] < row["value"] < row["ci_high"] and row["alternative"] == "two-sided"
