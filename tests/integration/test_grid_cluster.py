@@ -171,11 +171,14 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     figures = run_dir / "report" / "figures"
     assert {p.stem for p in figures.glob("*.svg")} == {"spearman_by_dimension", "rsa_by_subset", "rsa_by_layer",
                                                         "transfer_matrix", "rdm_heatmaps", "wordwise_similarity", "search",
-                                                        "mcq_accuracy"}
+                                                        "mcq_accuracy", "against_probe"}
     best = tables["trials"].loc[tables["trials"]["eval_score"].idxmax()]
     hidden = metrics[(metrics["metric"] == "rsa_hidden") & metrics["trial_id"].isin(["base", best["trial_id"]])]
     assert len(hidden) == 2 * 2 and {f"{v:.2f}" for v in hidden["value"]} <= set(svg_texts(figures / "rsa_by_layer.svg"))
     assert f"best {best['eval_score']:.3f}" in svg_texts(figures / "search.svg")
+    # the trial against the frozen probe: the paired difference the metrics table holds, drawn
+    diff = metrics[(metrics["metric"] == "minus_probe_rsa") & (metrics["trial_id"] == best["trial_id"])]["value"]
+    assert len(diff) == 1 and f"{diff.iloc[0]:+.2f}" in svg_texts(figures / "against_probe.svg")
 
     # docs/analysis.md works as written on this run: every snippet, in order.
     _check_analysis_guide(run_dir, tables, capsys)
