@@ -76,9 +76,10 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
     trials = tables.get("trials", pd.DataFrame())
     cond_of = dict(zip(trials.get("trial_id", []), trials.get("condition", [])))
     cond_of[BASE] = BASE
+    joined_of = {}  # (model, language) -> the aligned ratings, built once for every use below
     if len(ratings):
         for (model, language), _ in ratings.groupby(["model", "language"], sort=False):
-            joined = _joined(ratings, model, language)
+            joined = joined_of[(model, language)] = _joined(ratings, model, language)
             options = EvaluationOptions(base=BASE if BASE in joined.model else None, n_boot=n_boot, rsa_recipe=rsa_recipe,
                                         rsa_subsets=subsets, rsa_boot=n_boot, seed=seed, eval_set=f"{language}/rating",
                                         paired=paired)
@@ -104,11 +105,12 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
     if len(emb) and len(ratings):
         say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
         predictions: dict = {}
-        metrics += _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, subsets=subsets, n_boot=n_boot,
-                                         seed=seed, train_norms=train_norms, predictions=predictions)
-        metrics_so_far = pd.concat(metrics, ignore_index=True)
-        metrics.append(probe_differences(ratings, predictions, metrics_so_far, cond_of, rsa_recipe=rsa_recipe,
-                                         n_boot=n_boot, seed=seed, paired=paired))
+        hidden = _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, subsets=subsets, n_boot=n_boot,
+                                       seed=seed, train_norms=train_norms, predictions=predictions)
+        metrics += hidden
+        if hidden:  # the probe's cv_error rows are among them: what picks its layer
+            metrics.append(probe_differences(joined_of, predictions, pd.concat(hidden, ignore_index=True), cond_of,
+                                             rsa_recipe=rsa_recipe, n_boot=n_boot, seed=seed, paired=paired))
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
         metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
@@ -174,7 +176,7 @@ def transfer_groups(joined, transfer: pd.DataFrame, *, n_boot: int, seed: int, p
     (trained / untrained; the language and format flags are one value per trial and
     language here), with a paired bootstrap CI: both models on the same resample of concepts."""
     from embodiment.evaluate import paired_ratings
-    from embodiment.metrics import mean_correlation, paired_differences
+    from embodiment.metrics import mean_spearman_of, paired_differences
 
     models = paired_ratings(joined.model) if paired else joined.model
     rows = []
@@ -184,8 +186,7 @@ def transfer_groups(joined, transfer: pd.DataFrame, *, n_boot: int, seed: int, p
         tuned, base = models[trial_id][:, cols], models[BASE][:, cols]
         keep = ~(np.isnan(tuned).any(axis=1) | np.isnan(base).any(axis=1) | np.isnan(joined.human[:, cols]).any(axis=1))
         t, b, h = tuned[keep], base[keep], joined.human[keep][:, cols]
-        d = paired_differences({"tuned": lambda idx: mean_correlation(t[idx], h[idx]).r,
-                                "base": lambda idx: mean_correlation(b[idx], h[idx]).r},
+        d = paired_differences({"tuned": mean_spearman_of(t, h), "base": mean_spearman_of(b, h)},
                                [("tuned", "base")], int(keep.sum()), n_boot=n_boot, seed=seed)[("tuned", "base")]
         first = part.iloc[0]
         rows.append({"trial_id": trial_id, "condition": first["condition"], "model": first["model"],
@@ -288,7 +289,7 @@ def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dic
 MINUS_PROBE = {"minus_probe_mean_spearman": "mean Spearman", "minus_probe_rsa": "rating RSA"}
 
 
-def probe_differences(ratings: pd.DataFrame, predictions: dict, metrics: pd.DataFrame, cond_of: dict, *,
+def probe_differences(joined_of: dict, predictions: dict, metrics: pd.DataFrame, cond_of: dict, *,
                       rsa_recipe: str = "wu2026", n_boot: int = 1000, seed: int = 0, paired: bool = True) -> pd.DataFrame:
     """Is a fine-tuned model's prompted rating beyond the linear read-out of the frozen base?
 
@@ -297,20 +298,25 @@ def probe_differences(ratings: pd.DataFrame, predictions: dict, metrics: pd.Data
     together (:func:`embodiment.metrics.paired_differences`): mean Spearman over dimensions
     and rating RSA, each with its 95 % CI and two-sided bootstrap p.
 
+    Args:
+        joined_of: (model, language) -> the aligned ratings (base and trials).
+        predictions: the probes' held-out predictions (:func:`_hidden_state_metrics`).
+        metrics: rows holding ``probe_cv_error`` (what picks the probe's layer).
+        cond_of: trial -> condition.
+
     Returns:
         metrics rows ``minus_probe_mean_spearman`` and ``minus_probe_rsa`` (layer: the
         probe's), empty without a probe.
     """
-    from embodiment.metrics import get_recipe, mean_correlation, paired_differences
-    from embodiment.metrics.rsa_bootstrap import ResampledRSA
+    from embodiment.metrics import ResampledRSA, get_recipe, mean_spearman_of, paired_differences
 
+    recipe = get_recipe(rsa_recipe)
     rows = []
-    for (model, language), part in ratings.groupby(["model", "language"], sort=False):
+    for (model, language), joined in joined_of.items():
         layer = probe_layer(metrics[metrics["model"] == model] if "model" in metrics else metrics, language)
         if layer is None or (model, BASE, language, layer) not in predictions:
             continue
         concepts, dims, pred = predictions[(model, BASE, language, layer)]
-        joined = _joined(part, model, language)
         where = {c: i for i, c in enumerate(concepts)}
         order = [joined.dimensions.index(d) for d in dims]
         rows_of = [i for i, w in enumerate(joined.words) if w in where]
@@ -323,10 +329,8 @@ def probe_differences(ratings: pd.DataFrame, predictions: dict, metrics: pd.Data
             keep = ~(np.isnan(tuned).any(axis=1) | np.isnan(human).any(axis=1)) if paired else ~np.isnan(human).any(axis=1)
             t, p, hm = tuned[keep], probe[keep], human[keep]
             stats_of = {
-                "minus_probe_mean_spearman": ({"tuned": lambda idx, m=t: mean_correlation(m[idx], hm[idx]).r,
-                                               "probe": lambda idx: mean_correlation(p[idx], hm[idx]).r}),
-                "minus_probe_rsa": {"tuned": ResampledRSA(t, hm, get_recipe(rsa_recipe)),
-                                    "probe": ResampledRSA(p, hm, get_recipe(rsa_recipe))},
+                "minus_probe_mean_spearman": {"tuned": mean_spearman_of(t, hm), "probe": mean_spearman_of(p, hm)},
+                "minus_probe_rsa": {"tuned": ResampledRSA.of(t, hm, recipe), "probe": ResampledRSA.of(p, hm, recipe)},
             }
             for metric, statistics in stats_of.items():
                 d = paired_differences(statistics, [("tuned", "probe")], int(keep.sum()), n_boot=n_boot,

@@ -178,7 +178,7 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
         One row per measure and pair: measure, a, b (objectives; ``a - b``), a_trial,
         b_trial, value, ci_low, ci_high, p, n.
     """
-    from embodiment.metrics import get_recipe, mean_correlation, paired_differences, resampled_rsa
+    from embodiment.metrics import ResampledRSA, get_recipe, mean_spearman_of, paired_differences
 
     ratings, trials = tables.get("ratings", pd.DataFrame()), tables.get("trials", pd.DataFrame())
     if ratings.empty or trials.empty or "eval_score" not in trials:
@@ -201,15 +201,11 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
         human = joined.human[keep]
         mats = {names[t]: v[keep] for t, v in joined.model.items()}
 
-        def mean_spearman_of(m):
-            return lambda idx: mean_correlation(m[idx], human[idx], "spearman").r
-
-        def rsa_of(m):
-            return lambda idx: resampled_rsa(m, human, recipe, idx)
-
-        for measure, stat in (("mean Spearman", mean_spearman_of), ("rating RSA", rsa_of)):
-            diffs = paired_differences({o: stat(m) for o, m in mats.items()}, pairs, int(keep.sum()),
-                                       n_boot=n_boot, seed=seed)
+        # each model's RDMs built once, not once per draw
+        statistics = {"mean Spearman": {o: mean_spearman_of(m, human) for o, m in mats.items()},
+                      "rating RSA": {o: ResampledRSA.of(m, human, recipe) for o, m in mats.items()}}
+        for measure, stats_of in statistics.items():
+            diffs = paired_differences(stats_of, pairs, int(keep.sum()), n_boot=n_boot, seed=seed)
             rows += [_difference_row(measure, pair, names, d) for pair, d in diffs.items()]
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):

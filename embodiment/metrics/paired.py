@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodiment.metrics.bootstrap import percentile_interval
+from embodiment.metrics.correlation import mean_correlation
 
 #: a statistic of the items ``idx`` (a resample of row indices, with repeats)
 Statistic = Callable[[np.ndarray], float]
@@ -38,6 +39,12 @@ class Difference:
     ci_high: float
     p: float
     n: int
+
+
+def mean_spearman_of(model: np.ndarray, human: np.ndarray) -> Statistic:
+    """A model's mean Spearman over dimensions on the rows ``idx`` of its (n, d) ratings and
+    the humans': the statistic the paired comparisons of ratings resample."""
+    return lambda idx: mean_correlation(model[idx], human[idx], "spearman").r
 
 
 def paired_difference(a: Statistic, b: Statistic, n: int, *, n_boot: int = 1000, ci: float = 0.95,

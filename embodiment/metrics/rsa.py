@@ -170,7 +170,7 @@ def rsa(model: np.ndarray, human: np.ndarray, recipe: str | RSARecipe | dict = S
         if n_perm:
             result = replace(result, p_perm=_permutation_p(a, b, n, comparison, value, n_perm, rng), n_perm=n_perm)
         if n_boot:
-            lo, hi = _bootstrap(model, human, recipe, n_boot, rng)
+            lo, hi = _bootstrap(a, b, n, comparison, n_boot, rng)
             result = replace(result, ci_low=lo, ci_high=hi, n_boot=n_boot)
         return result
     if comparison.from_moments is None:
@@ -212,23 +212,13 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, n: int, comparison, observed: f
     return (hits + 1) / (n_perm + 1)
 
 
-def resampled_rsa(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, idx: np.ndarray) -> float:
-    """RSA over the concepts ``idx`` (a bootstrap resample, drawn with replacement): the
-    RDMs of all concepts, each pair weighted by how often the resample holds both of its
-    concepts; pairs of a concept with its own copy left out (their zero distance is an
-    artefact of resampling). ``idx`` = every concept once gives :func:`rsa`'s value on
-    complete rows. For many resamples of the same concepts build one
-    :class:`~embodiment.metrics.rsa_bootstrap.ResampledRSA` and call it per resample."""
+def _bootstrap(a: np.ndarray, b: np.ndarray, n: int, comparison, n_boot: int, rng,
+               ci: float = 0.95) -> tuple[float, float]:
+    """Percentile CI over concepts resampled with replacement, on the RDMs already built
+    (see :mod:`embodiment.metrics.rsa_bootstrap`)."""
     from embodiment.metrics.rsa_bootstrap import ResampledRSA
 
-    return ResampledRSA(model, human, recipe)(idx)
-
-
-def _bootstrap(model: np.ndarray, human: np.ndarray, recipe: RSARecipe, n_boot: int, rng, ci: float = 0.95) -> tuple[float, float]:
-    """Percentile CI over concepts resampled with replacement (see :mod:`embodiment.metrics.rsa_bootstrap`)."""
-    from embodiment.metrics.rsa_bootstrap import ResampledRSA
-
-    return percentile_interval(ResampledRSA(model, human, recipe).draws(n_boot, rng), ci)
+    return percentile_interval(ResampledRSA(a, b, n, comparison).draws(n_boot, rng), ci)
 
 
 def rsa_by_subset(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str],

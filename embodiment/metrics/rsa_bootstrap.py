@@ -25,17 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from embodiment.metrics.compare import get_comparison
-from embodiment.metrics.rdm import get_rdm_method, get_standardiser, iter_condensed, n_pairs
-
-
-def _condensed(features: np.ndarray, recipe) -> np.ndarray:
-    method = get_rdm_method(recipe.rdm)
-    prepared, _ = method.prepare(get_standardiser(recipe.standardise)(features))
-    out = np.empty(n_pairs(len(prepared)))
-    for offset, values in iter_condensed(prepared, method):
-        out[offset: offset + values.size] = values
-    return out
+from embodiment.metrics.compare import Comparison, get_comparison
 
 
 class _RankedSide:
@@ -77,23 +67,25 @@ def _weighted_pearson(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 class ResampledRSA:
-    """RSA of two feature sets over resamples of their concepts.
+    """RSA of two fixed condensed RDMs over resamples of their concepts.
 
     Args:
-        model: (n, d_model) features per concept (complete rows, defined distances:
-            what :func:`embodiment.metrics.rsa` keeps).
-        human: (n, d_human) human ratings of the same concepts.
-        recipe: an :class:`~embodiment.metrics.rsa.RSARecipe`.
+        a: the model's condensed RDM (scipy ``pdist`` order) over n concepts.
+        b: the humans' condensed RDM over the same concepts.
+        n: the number of concepts.
+        comparison: how the RDMs are compared (a name or a
+            :class:`~embodiment.metrics.compare.Comparison`).
 
     Calling it with ``idx`` (row indices drawn with replacement) gives the RSA of that
-    resample; ``idx`` = every concept once gives the RSA of all concepts.
+    resample; ``idx`` = every concept once gives the RSA of all concepts. :meth:`of`
+    builds one from features, as :func:`embodiment.metrics.rsa` builds its RDMs.
     """
 
-    def __init__(self, model: np.ndarray, human: np.ndarray, recipe):
-        self.n = len(model)
-        self.comparison = get_comparison(recipe.compare)
-        self.a = _condensed(np.asarray(model, dtype=np.float64), recipe)
-        self.b = _condensed(np.asarray(human, dtype=np.float64), recipe)
+    def __init__(self, a: np.ndarray, b: np.ndarray, n: int, comparison: str | Comparison):
+        self.n = int(n)
+        self.comparison = get_comparison(comparison) if isinstance(comparison, str) else comparison
+        self.a = np.asarray(a, dtype=np.float64)
+        self.b = np.asarray(b, dtype=np.float64)
         rows, cols = np.triu_indices(self.n, 1)
         small = np.int16 if self.n < 2**15 else np.int32  # narrower indices: less memory traffic a draw
         self.rows, self.cols = rows.astype(small), cols.astype(small)
@@ -105,6 +97,17 @@ class ResampledRSA:
             where_in_b[side_b.order] = np.arange(self.a.size)
             # position in b's sorted order of each pair of a's sorted order
             self._ranked = (side_a, side_b, where_in_b[side_a.order])
+
+    @classmethod
+    def of(cls, model: np.ndarray, human: np.ndarray, recipe) -> "ResampledRSA":
+        """From (n, d) features of complete rows with defined distances (what
+        :func:`embodiment.metrics.rsa` keeps): the recipe's RDMs of each, built once."""
+        from embodiment.metrics.rsa import _condensed, _prepare, get_recipe
+
+        recipe = get_recipe(recipe)
+        ma, pa, _ = _prepare(np.asarray(model, dtype=np.float64), recipe)
+        mb, pb, _ = _prepare(np.asarray(human, dtype=np.float64), recipe)
+        return cls(_condensed(pa, ma), _condensed(pb, mb), len(model), recipe.compare)
 
     def __call__(self, idx: np.ndarray) -> float:
         return self.from_counts(np.bincount(np.asarray(idx), minlength=self.n))

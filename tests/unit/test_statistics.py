@@ -44,7 +44,7 @@ def test_resampled_rsa_equals_the_written_out_resample(name, ties):
         defined = (model.std(axis=1) > 0) & (human.std(axis=1) > 0)  # what rsa() keeps
         model, human = model[defined], human[defined]
     recipe = RECIPES[name]
-    fast = ResampledRSA(model, human, recipe)
+    fast = ResampledRSA.of(model, human, recipe)
     n = len(model)
     for _ in range(4):
         idx = rng.integers(0, n, size=n)
@@ -56,7 +56,7 @@ def test_resampled_draws_are_seeded_and_bracket_the_value():
     rng = np.random.default_rng(3)
     human = rng.normal(size=(200, 6))
     model = human + rng.normal(scale=1.5, size=human.shape)
-    r = ResampledRSA(model, human, RECIPES["wu2026"])
+    r = ResampledRSA.of(model, human, RECIPES["wu2026"])
     one, two = r.draws(300, np.random.default_rng(1)), r.draws(300, np.random.default_rng(1))
     assert np.array_equal(one, two)
     value = r(np.arange(200))
