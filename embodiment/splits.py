@@ -170,12 +170,41 @@ def sample_families(groups: Sequence[str], n_wanted: int, seed: int, name: str, 
     return np.sort(np.asarray(taken, dtype=int))
 
 
+def cap_sides(train: Sequence[str], train_groups: Sequence[str], test: Sequence[str], *, seed: int,
+              n_validation: int = 0, n_train: int | None = None, n_test: int | None = None,
+              key_prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+    """A split's sides as a job uses them: validation as whole families of the training side,
+    then random samples of the training and held-out sides (each draw its own stream; a cap
+    of 0 or None takes the whole side).
+
+    Args:
+        train, train_groups: the training side's words and their family labels.
+        test: the held-out side's words.
+        seed: the job's seed.
+        n_validation, n_train, n_test: the caps.
+        key_prefix: prefixed to the cap's name in errors (``norms.en.``).
+
+    Returns:
+        (train, validation, test) word lists, each in source order.
+    """
+    train, test, validation = list(train), list(test), []
+    if n_validation:
+        picked = set(sample_families(train_groups, n_validation, seed, "validation",
+                                     key=f"{key_prefix}validation").tolist())
+        validation = [w for i, w in enumerate(train) if i in picked]
+        train = [w for i, w in enumerate(train) if i not in picked]
+    if n_train:
+        train = [train[i] for i in sample_rows(len(train), n_train, seed, "max_train", key=f"{key_prefix}max_train")]
+    if n_test:
+        test = [test[i] for i in sample_rows(len(test), n_test, seed, "max_test", key=f"{key_prefix}max_test")]
+    return train, validation, test
+
+
 def draw_sides(words: Sequence[str], *, test_fraction: float, seed: int, n_train: int | None = None,
                n_validation: int = 0, n_test: int | None = None,
                language: str = "en") -> tuple[list[str], list[str], list[str]]:
     """Train, validation and test words as a job draws them: families split at random
-    (:func:`split_concepts`), validation as whole families of the training side, then
-    random samples of each side's cap (each its own stream). For scripts outside a job.
+    (:func:`split_concepts`), then :func:`cap_sides`. For scripts outside a job.
 
     Returns:
         (train, validation, test) word lists, each in source order.
@@ -185,16 +214,5 @@ def draw_sides(words: Sequence[str], *, test_fraction: float, seed: int, n_train
     groups = family_groups({language: list(words)})
     split = split_concepts(words, test_fraction, seed, groups=groups)
     group_of = dict(zip(words, groups))
-    train = list(split.train)
-    validation: list[str] = []
-    if n_validation:
-        picked = set(sample_families([group_of[w] for w in train], n_validation, seed, "validation",
-                                     key="validation").tolist())
-        validation = [w for i, w in enumerate(train) if i in picked]
-        train = [w for i, w in enumerate(train) if i not in picked]
-    test = list(split.test)
-    if n_train is not None:
-        train = [train[i] for i in sample_rows(len(train), n_train, seed, "max_train", key="max_train")]
-    if n_test is not None:
-        test = [test[i] for i in sample_rows(len(test), n_test, seed, "max_test", key="max_test")]
-    return train, validation, test
+    return cap_sides(split.train, [group_of[w] for w in split.train], split.test, seed=seed,
+                     n_validation=n_validation, n_train=n_train, n_test=n_test)

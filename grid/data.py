@@ -17,7 +17,7 @@ from embodiment.formats import FORMATS, TaskData
 from embodiment.norms import Norms, load_norms, load_paired
 from embodiment.errors import InputError
 from embodiment.families import family_groups
-from embodiment.splits import Split, digest_of, sample_families, sample_rows, split_concepts
+from embodiment.splits import Split, cap_sides, digest_of, split_concepts
 
 
 @dataclass
@@ -101,21 +101,13 @@ def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
             train, train_groups = _take(full, groups, [index[w] for w in split.train])
             test = full.select(list(split.test))
             fraction, rule = split.test_fraction, split.rule
-        validation = None
-        if ns.get("validation"):
-            picked = set(sample_families(train_groups, ns["validation"], seed, "validation",
-                                         key=f"norms.{lang}.validation").tolist())
-            validation = _take(train, train_groups, sorted(picked))[0]
-            train, train_groups = _take(train, train_groups, [i for i in range(len(train)) if i not in picked])
-        if ns.get("max_train"):
-            train = train.select([train.words[i] for i in sample_rows(len(train), ns["max_train"], seed, "max_train",
-                                                                         key=f"norms.{lang}.max_train")])
-        if ns.get("max_test"):
-            test = test.select([test.words[i] for i in sample_rows(len(test), ns["max_test"], seed, "max_test",
-                                                                       key=f"norms.{lang}.max_test")])
-        val_words = tuple(validation.words) if validation is not None else ()
-        record = Split(tuple(train.words), tuple(test.words), int(seed), fraction,
-                       digest_of(train.words, test.words, val_words), val_words,
+        train_words, val_words, test_words = cap_sides(
+            train.words, train_groups, test.words, seed=seed, n_validation=ns.get("validation") or 0,
+            n_train=ns.get("max_train"), n_test=ns.get("max_test"), key_prefix=f"norms.{lang}.")
+        validation = train.select(val_words) if val_words else None
+        train, test = train.select(train_words), test.select(test_words)
+        record = Split(tuple(train_words), tuple(test_words), int(seed), fraction,
+                       digest_of(train_words, test_words, val_words), tuple(val_words),
                        f"{rule}; random samples: validation (whole families), max_train, max_test")
         out[lang] = LanguageData(train, test, record, validation)
     return out
