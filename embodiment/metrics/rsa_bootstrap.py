@@ -20,9 +20,6 @@ re-standardise. Tests compare every path with the written-out multiset and scipy
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from embodiment.metrics.compare import Comparison, get_comparison
@@ -139,13 +136,8 @@ class ResampledRSA:
         repeat = w.astype(np.int64)
         return self.comparison.dense(np.repeat(self.a, repeat), np.repeat(self.b, repeat))
 
-    def draws(self, n_boot: int, rng: np.random.Generator, threads: int | None = None) -> np.ndarray:
-        """``n_boot`` bootstrap values (concepts resampled with replacement). The resamples
-        are drawn first, in order, so the values do not depend on ``threads`` (default: one
-        per core, up to 4, for large RDMs: numpy's gathers and sums release the GIL)."""
-        counts = [np.bincount(rng.integers(0, self.n, size=self.n), minlength=self.n) for _ in range(n_boot)]
-        threads = threads or (min(4, os.cpu_count() or 1) if self.a.size >= 50_000 else 1)
-        if threads == 1 or n_boot < 2 * threads:
-            return np.array([self.from_counts(c) for c in counts])
-        with ThreadPoolExecutor(threads) as pool:
-            return np.array(list(pool.map(self.from_counts, counts)))
+    def draws(self, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+        """``n_boot`` bootstrap values (concepts resampled with replacement). One thread: a
+        draw is memory-bound, and two threads on two cores ran slower than one
+        (docs/performance.md)."""
+        return np.array([self(rng.integers(0, self.n, size=self.n)) for _ in range(n_boot)])
