@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from embodiment.errors import InputError, StorageError
 from grid.cli_evaluate import _add_evaluate_ratings
 from grid.cli_library import _add_data, _add_jobs
+from grid.location import RunLocation
+from grid.node_cache import exists
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,11 +62,6 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
 def _write_report(folder: str, differences: pd.DataFrame | None = None) -> None:
     """The run's figures and HTML page; a failure here never costs the run its tables.
     ``differences``: the paired differences the run's summary already computed."""
-    from grid.location import RunLocation
-
-    if RunLocation(str(folder)).remote:
-        print(f"(no report for remote storage: run `egrid report` on a copy of {folder})")
-        return
     from grid.report import build_report
 
     try:
@@ -73,6 +70,8 @@ def _write_report(folder: str, differences: pd.DataFrame | None = None) -> None:
         print(f"report not written ({type(exc).__name__}: {exc}); try: egrid report {folder}", file=sys.stderr)
         return
     print(f"Report:    {report.index} ({len(report.figures)} figures as PNG and SVG in {report.index.parent / 'figures'})")
+    if RunLocation(str(folder)).remote:
+        print(f"           (a copy in the run's storage: {RunLocation(str(folder)).child('report')})")
 
 
 def _manifest(run_dir: str) -> dict:
@@ -124,8 +123,8 @@ def _status_text(run: str) -> tuple[str, str]:
     trials = ResultsStore(run).read("trials")
     lines = [f"run {manifest['run_name']}: {manifest.get('status')} (updated {manifest.get('updated')})"]
     live = []
-    tune_dir = Path(run) / "tune"
-    if tune_dir.exists():
+    tune_dir = RunLocation.of(run).child("tune")
+    if exists(tune_dir):
         from grid.internals import read_trial_states
 
         try:

@@ -19,7 +19,6 @@ CHECKED_RAY = "2.60"
 #: Tune's experiment state, written in place in ``<run>/tune`` (the trial list and
 #: each trial's last result, as JSON)
 TUNE_STATE_PREFIX = "experiment_state-"
-TUNE_STATE_GLOB = TUNE_STATE_PREFIX + "*.json"
 #: Tune's pickled Tuner, written in place beside it (never unpickled by egrid)
 TUNE_TUNER_FILE = "tuner.pkl"
 #: each Ray Train run's checkpoint bookkeeping, rewritten in place
@@ -71,29 +70,47 @@ def train_report_logger():
 def read_trial_states(tune_dir: str | Path) -> list[dict]:
     """Each trial's id, state, config, failures and last reported result, read from Tune's
     experiment-state JSON with ``json`` alone (``ExperimentAnalysis`` would unpickle
-    objects stored in the run folder, which may come from elsewhere).
+    objects stored in the run folder, which may come from elsewhere). ``tune_dir``: a local
+    folder or a storage URI.
 
     Returns:
         One dict per trial (empty while the run has not written its state yet); ``training``
         is the last result that carried a step and loss (the final one holds the evaluation).
     """
-    states = sorted(Path(tune_dir).glob(TUNE_STATE_GLOB), key=lambda p: p.stat().st_mtime)
+    import pyarrow.fs as pafs
+
+    from grid.results import _filesystem
+
+    fs, base = _filesystem(str(tune_dir))
+    try:
+        listed = fs.get_file_info(pafs.FileSelector(base, recursive=False))
+    except (FileNotFoundError, OSError):
+        return []
+    states = sorted((f for f in listed if f.base_name.startswith(TUNE_STATE_PREFIX) and f.base_name.endswith(".json")),
+                    key=lambda f: (f.mtime_ns or 0, f.base_name))
     if not states:
         return []
     out = []
-    for trial_json, runtime_json in json.loads(states[-1].read_text(encoding="utf-8")).get("trial_data", []):
+    for trial_json, runtime_json in json.loads(_read_text(fs, states[-1].path)).get("trial_data", []):
         trial, runtime = json.loads(trial_json), json.loads(runtime_json)
         out.append({"trial_id": trial.get("trial_id"), "status": trial.get("status"), "config": trial.get("config", {}),
                     "num_failures": runtime.get("num_failures", 0), "last_result": runtime.get("last_result") or {},
-                    "training": _last_training_result(Path(tune_dir) / str(trial.get("relative_logdir")) / "result.json")})
+                    "training": _last_training_result(fs, f"{base}/{trial.get('relative_logdir')}/result.json")})
     return out
 
 
-def _last_training_result(path: Path) -> dict:
-    if not path.is_file():
+def _read_text(fs, path: str) -> str:
+    with fs.open_input_stream(path) as src:
+        return src.read().decode("utf-8")
+
+
+def _last_training_result(fs, path: str) -> dict:
+    try:
+        text = _read_text(fs, path)
+    except (FileNotFoundError, OSError):
         return {}
     last = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             row = json.loads(line)
         except ValueError:  # the line Tune is writing right now

@@ -36,8 +36,13 @@ class RunLocation:
         return "/".join([self.path.rstrip("/"), *parts])
 
     def exists(self, *parts: str) -> bool:
-        """Whether a local path inside it exists; always True for a URI (not checked here)."""
-        return self.remote or Path(self.child(*parts)).exists()
+        """Whether a path inside it exists (a URI's through its pyarrow filesystem)."""
+        if not self.remote:
+            return Path(self.child(*parts)).exists()
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(self.child(*parts).rstrip("/"))
+        return fs.get_file_info(base).type != pafs.FileType.NotFound
 
     def __str__(self) -> str:
         return self.path

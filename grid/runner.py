@@ -22,6 +22,7 @@ from grid import progress as progress_mode
 from grid.console import ci_text
 from grid.internals import is_tune_experiment_state
 from grid.location import RunLocation
+from grid.node_cache import exists
 from grid.schema import TABLES
 from grid.results import ResultsActor, ResultsStore, _filesystem
 from grid.spec import JobSpec
@@ -211,8 +212,8 @@ def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor,
         key = f"best:{row.trial_id}"
         if ray.get(actor.has.remote("choices", key)) or ray.get(actor.has.remote("ratings", key)):
             continue
-        weights = Path(str(row.adapter))  # a LoRA adapter folder, or a fully fine-tuned model's
-        model, adapter = (row.model, str(weights)) if (weights / "adapter_config.json").exists() else (str(weights), None)
+        weights = str(row.adapter)  # a LoRA adapter folder, or a fully fine-tuned model's (a path or a URI)
+        model, adapter = (row.model, weights) if exists(f"{weights}/adapter_config.json") else (weights, None)
         say(f"best {row.format} trial {row.trial_id}: {', '.join(spec.evaluation.best_only)}")
         evaluated = evaluate_model(spec, model, adapter, data, embeddings=False, formats=spec.evaluation.best_only)
         for table, frame in evaluated.items():

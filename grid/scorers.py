@@ -16,6 +16,7 @@ from embodiment.embeddings import extract_embeddings
 from embodiment.models import load_model
 from embodiment.choices import score_mcq
 from embodiment.scoring import PrefixStore, score_ratings
+from grid.node_cache import local_copy
 
 
 class TorchThread:
@@ -42,7 +43,9 @@ class _ModelActor:
     def __init__(self, model: str, adapter: str | None, load_options: dict | None):
         self.torch = TorchThread()
         # the job's model options (allow_download, trust_remote_code, allow_bin_weights), as trainers get them
-        self.lm = self.torch.run(load_model, model, adapter=adapter, **(load_options or {}))
+        # a model or adapter in object storage is read from this node's checked copy
+        self.lm = self.torch.run(load_model, local_copy(model), adapter=local_copy(adapter) if adapter else None,
+                                 **(load_options or {}))
 
 
 class RatingScorer(_ModelActor):
@@ -115,7 +118,7 @@ class HeadScorer(_ModelActor):
 
         super().__init__(model, adapter, load_options)
         outputs = len(next(iter(dimensions.values())))
-        self.head = self.torch.run(load_head, head, self.lm.model.config.hidden_size, outputs)
+        self.head = self.torch.run(load_head, local_copy(head), self.lm.model.config.hidden_size, outputs)
         self.format = get_format(format)
         self.dimensions = dimensions
         self.batch_size = batch_size

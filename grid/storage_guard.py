@@ -116,13 +116,25 @@ def state_files(fs: pafs.FileSystem, base: str) -> list[str]:
     return sorted(out)
 
 
+def moves_folders(fs: pafs.FileSystem) -> bool:
+    """Whether ``fs`` renames a folder in one step (local disks, NFS, HDFS).
+
+    Object stores (S3, GCS, Azure) do not, and need no copies: an object is replaced whole
+    by each PUT, so a full store never leaves a state file truncated.
+    """
+    return isinstance(fs, pafs.LocalFileSystem) or fs.type_name in ("local", "hdfs", "mock")
+
+
 def backup_state(run_dir: str, *, fs: pafs.FileSystem | None = None) -> bool:
-    """Copy the run's state files to ``.egrid-good/`` when all of them are whole.
+    """Copy the run's state files to ``.egrid-good/`` when all of them are whole (on a
+    filesystem that :func:`moves_folders`; elsewhere there is nothing to guard against).
 
     Returns:
         True when a new copy was taken.
     """
     fs, base = _located(run_dir, fs)
+    if not moves_folders(fs):
+        return False
     files = state_files(fs, base)
     if not files or not all(_whole(fs, f"{base}/{f}") for f in files):
         return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pandas as pd
 
 from embodiment.training import TrainConfig
 from grid.location import RunLocation
+from grid.node_cache import publish_folder
 from grid.progress import is_plain, say as _say  # module level: the callback is pickled with the Tuner
 from grid.spec import JobSpec
 
@@ -100,16 +101,19 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
                                        failure_config=ray.train.FailureConfig(max_failures=spec.tune.max_failures)),
     )
     result = trainer.fit()
-    adapter_dir = Path(run_dir) / "adapters" / trial_id
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)
-    result.checkpoint.to_directory(str(adapter_dir))
-    state = json.loads((adapter_dir / "train_state.json").read_text())
-    adapter = str(adapter_dir / "adapter") if (adapter_dir / "adapter").exists() else None
-    model = str(adapter_dir / "model") if adapter is None and (adapter_dir / "model").exists() else config["model"]
+    # The final checkpoint goes to the run's storage (a folder or a URI): scorer actors on
+    # any node read it from there (grid.node_cache), never from this node's disk.
+    adapter_dir = RunLocation.of(run_dir).child("adapters", trial_id)
+    with tempfile.TemporaryDirectory(prefix="egrid-trial-") as scratch:
+        local = Path(result.checkpoint.to_directory(scratch))
+        state = json.loads((local / "train_state.json").read_text())
+        publish_folder(local, adapter_dir)
+        adapter = f"{adapter_dir}/adapter" if (local / "adapter").exists() else None
+        model = f"{adapter_dir}/model" if adapter is None and (local / "model").exists() else config["model"]
+        head = _trial_head(spec, config, adapter_dir) if (local / HEAD_FILE).exists() else None
     data = prepare_norms(spec.norms, spec.seed)
     evaluated = evaluate_model(spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True,
-                               head=_trial_head(spec, config, adapter_dir))
+                               head=head)
     validation = evaluated.pop("validation_ratings", None)
     actor = ray.get_actor(results_actor_name)
     tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"],
@@ -135,14 +139,16 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
                  "evaluated": 1})
 
 
-def _trial_head(spec: JobSpec, config: dict, adapter_dir: Path):
-    """The trial's trained head, when its format has one: evaluated through it as well."""
+#: a trained head's file in a trial's checkpoint (formats with ``head_outputs``)
+HEAD_FILE = "head.safetensors"
+
+
+def _trial_head(spec: JobSpec, config: dict, adapter_dir: str):
+    """The trial's trained head (its format has one): evaluated through it as well."""
     from grid.data import training_data
     from grid.pipeline import TrialHead
 
-    path = adapter_dir / "head.safetensors"
-    if not path.exists():
-        return None
+    path = f"{adapter_dir}/{HEAD_FILE}"
     plain = worker_config(spec, config)
     task = training_data(plain["condition"], plain["norms"], spec.seed, spec.mcq)
     return TrialHead(str(path), plain["train"].format, {lang: list(n.dimensions) for lang, n in task.norms.items()})

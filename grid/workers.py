@@ -13,6 +13,7 @@ import numpy as np
 from embodiment.models import load_model
 from embodiment.training import TrainConfig, train, weight_dtype
 from grid.data import training_data
+from grid.node_cache import local_copy
 from grid.progress import quiet_train_worker
 
 REPORT_EVERY = 5
@@ -30,7 +31,7 @@ def train_worker(config: dict) -> None:
     cfg: TrainConfig = config["train"]  # validated with the job spec; searched values within its ranges
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    lm = load_model(config["model"], device="cuda" if config.get("use_gpu") else "cpu", dtype=weight_dtype(cfg.precision),
+    lm = load_model(local_copy(config["model"]), device="cuda" if config.get("use_gpu") else "cpu", dtype=weight_dtype(cfg.precision),
                     **config.get("load_options", {}))
     data = training_data(config["condition"], config["norms"], config["seed"], config.get("mcq", {}), config.get("max_mcq"))
     resume = None

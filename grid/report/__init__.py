@@ -47,6 +47,11 @@ class Report:
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+#: where the report of a run in object storage is written locally (it is also copied
+#: into the run's own ``report/`` folder in the store)
+REMOTE_REPORTS = "egrid_reports"
+
+
 def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
     import matplotlib.pyplot as plt
 
@@ -64,7 +69,9 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
 
     Args:
         folder: a run folder (``egrid run`` prints it) or an ``egrid evaluate-ratings --out`` folder.
-        out: where the report goes (default ``FOLDER/report``); only files in it are replaced.
+        out: where the report goes (default ``FOLDER/report``; for a run in object storage
+            ``egrid_reports/<run name>`` here, copied to ``FOLDER/report`` in the store);
+            only files in it are replaced.
         options: figure choices (concepts in the RDM heatmaps, seed).
         differences: the run's :func:`grid.aggregate.job_differences`, where the caller
             has them already (computed from the folder otherwise).
@@ -80,7 +87,8 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     from grid.report.page import render_page
 
     res = load_results(folder)
-    out = Path(out) if out is not None else res.root / "report"
+    remote = isinstance(res.root, str)  # a run in object storage: the report is written here, then copied there
+    out = Path(out) if out is not None else (Path(REMOTE_REPORTS) / res.name if remote else res.root / "report")
     try:
         (out / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -98,6 +106,10 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     missing = res.missing + missing
     index = out / "index.html"
     write_text_atomic(render_page(res, figures, missing, best, objectives, differences), index)
+    if remote:
+        from grid.node_cache import publish_folder
+
+        publish_folder(out, f"{res.root}/report")
     return Report(index, saved, missing, res, best, objectives, differences)
 
 

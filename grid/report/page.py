@@ -94,7 +94,7 @@ def render_page(res: Results, figures: list[Figure], missing: list[str], best: p
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>{html.escape(res.kind)} folder <code>{html.escape(str(res.root.resolve()))}</code>; report generated {generated}.</p>
+<p>{html.escape(res.kind)} folder <code>{html.escape(str(res.root if isinstance(res.root, str) else res.root.resolve()))}</code>; report generated {generated}.</p>
 {status}
 <p>Condition figures show:</p><ul>{shown}</ul>
 <nav>{nav}<a href="#provenance">Provenance</a></nav>

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from embodiment.errors import InputError
+from grid.node_cache import is_uri
 
 RUN_TABLES = ("trials", "metrics", "transfer", "ratings", "embeddings")
 EVALUATION_TABLES = ("metrics", "transfer", "wordwise", "ratings")
@@ -27,7 +28,7 @@ class Results:
     """One results folder, normalised.
 
     Attributes:
-        root: the folder.
+        root: the folder (a local path, or the URI of a run in object storage).
         kind: ``run`` (a grid run) or ``evaluation`` (``egrid evaluate-ratings`` output).
         provenance: the run manifest, or the evaluation's provenance record (may be empty).
         tables: table name -> frame; absent tables are empty frames.
@@ -35,7 +36,7 @@ class Results:
         missing: one line per thing a complete folder would have and this one lacks.
     """
 
-    root: Path
+    root: Path | str
     kind: str
     provenance: dict
     tables: dict[str, pd.DataFrame]
@@ -44,7 +45,7 @@ class Results:
 
     @property
     def name(self) -> str:
-        return str(self.provenance.get("run_name") or self.root.name)
+        return str(self.provenance.get("run_name") or str(self.root).rstrip("/").rsplit("/", 1)[-1])
 
     def table(self, name: str) -> pd.DataFrame:
         return self.tables.get(name, pd.DataFrame())
@@ -74,6 +75,10 @@ def load_results(root: str | Path) -> Results:
     Raises:
         InputError: the folder does not exist or holds neither kind of results.
     """
+    if is_uri(root):  # a run folder in object storage: read through its filesystem
+        res = _load_remote_run(str(root).rstrip("/"))
+        res.labels = _labels(res)
+        return res
     root = Path(root)
     if not root.is_dir():
         raise InputError("not a folder; give a run folder (egrid run) or an evaluate-ratings --out folder", source=root)
@@ -93,12 +98,26 @@ def _load_run(root: Path) -> Results:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"is not valid JSON ({exc})", source=root / "manifest.json") from None
-    tables, missing = {}, []
+    tables = {}
     for name in RUN_TABLES:
         path = root / "tables" / name
         tables[name] = _read_parquet(path) if path.exists() and any(path.rglob("*.parquet")) else pd.DataFrame()
-        if tables[name].empty:
-            missing.append(f"table {name!r}: not written yet")
+    return _run_results(root, manifest, tables)
+
+
+def _load_remote_run(uri: str) -> Results:
+    from grid.results import ResultsStore
+
+    store = ResultsStore(uri)
+    manifest = store.read_json("manifest.json")
+    if manifest is None:
+        raise InputError("holds no manifest.json: give the run folder `egrid run` printed", source=uri)
+    return _run_results(uri, manifest, {name: store.read(name) for name in RUN_TABLES})
+
+
+def _run_results(root: Path | str, manifest: dict, tables: dict[str, pd.DataFrame]) -> Results:
+    """A run's Results from its manifest and tables, with what a finished run would have and it lacks."""
+    missing = [f"table {name!r}: not written yet" for name in RUN_TABLES if tables[name].empty]
     status = manifest.get("status", "unknown")
     if status != "finished":
         missing.insert(0, f"the run's status is {status!r}, not 'finished': figures show what was written so far")
