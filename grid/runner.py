@@ -98,10 +98,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
 
 
 def results_actor(run_dir: str, run_name: str):
-    """The run's named results actor, created or found; restarts rebuild from disk."""
+    """The run's named results actor, created or found; restarts rebuild from disk.
+
+    Named by the run and its folder: the same job run into two storages on one cluster
+    (a reference run beside a rerun) gets two actors, each writing its own folder.
+    """
+    import hashlib
+
     import ray
 
-    name = f"egrid-results-{run_name}"
+    name = f"egrid-results-{run_name}-{hashlib.sha256(run_dir.encode()).hexdigest()[:10]}"
     cls = ray.remote(ResultsActor).options(name=name, get_if_exists=True, max_restarts=-1, max_task_retries=-1,
                                            num_cpus=0, lifetime="detached")
     actor = cls.remote(run_dir)

@@ -70,3 +70,14 @@ def two_node_cluster():
     cluster.shutdown()
 
 
+
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1, a bucket in it, and the standard AWS variables set."""
+    pytest.importorskip("moto", reason="moto[server] is in the test extras")
+    from object_store import s3_server_running
+
+    with s3_server_running(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint

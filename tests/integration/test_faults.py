@@ -139,6 +139,11 @@ def test_results_actor_killed_restarts_from_disk(tmp_path):
         ray.get(actor.write.remote("trials", "trial:b", frame.assign(trial_id="b")))
         table = ray.get(actor.read.remote("trials"))
         assert sorted(table.groupby("trial_id").size().items()) == [("a", 2), ("b", 2)]
+        # the same job run into another folder on this cluster gets its own actor and files
+        other, _ = results_actor(str(tmp_path / "elsewhere"), "actor-test")
+        assert not ray.get(other.has.remote("trials", "trial:a"))
+        ray.get(other.write.remote("trials", "trial:c", frame.assign(trial_id="c")))
+        assert set(ray.get(actor.read.remote("trials"))["trial_id"]) == {"a", "b"}
     finally:
         ray.shutdown()
 

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,51 +24,12 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
+from object_store import BUCKET, SECRET
+from doc_commands import doc_commands
+
 from grid.node_cache import RECORD, local_copy, publish_folder
 from grid.results import ResultsStore
 
-BUCKET = "egrid-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory):
-    """moto's S3 server on 127.0.0.1, a bucket in it, and the standard AWS variables set."""
-    pytest.importorskip("moto", reason="moto[server] is in the test extras")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=out, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, log.read_text()
-                time.sleep(0.2)
-        pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir(BUCKET)
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _store(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -159,6 +119,7 @@ def _checkpoints(run: str) -> list[str]:
 
 def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_store(three_nodes, tmp_path, make_job,
                                                                                     tiny_model_dir):
+    """docs/cluster.md's commands, in its order, on its placeholders put in."""
     cluster, scratch = three_nodes
     model = f"s3://{BUCKET}/models/tiny"
     publish_folder(tiny_model_dir, model)
@@ -177,9 +138,14 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
 
     run = load_job(job).run_dir()
     assert run.startswith(f"{storage}/")
+    doc = doc_commands({"s3://my-bucket/egrid_runs/paper-<hash>": run, "s3://my-bucket/egrid_runs": storage,
+                        "jobs/paper.yaml": job, "auto": cluster.address})
+    assert set(doc) == {"validate", "run", "status", "resume", "aggregate", "report", "submit"}
 
+    code, out = _finish(_egrid(driver_dir, *doc["validate"]))
+    assert code == 0, out[-3000:]
     # Stage 1: run, interrupted after the first checkpoint reached the store.
-    driver = _egrid(driver_dir, "run", job, "--address", cluster.address, "--no-report")
+    driver = _egrid(driver_dir, *doc["run"])
     deadline = time.time() + 400
     while not _checkpoints(run):
         assert driver.poll() is None, _finish(driver)[1][-4000:]
@@ -193,21 +159,23 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     assert code == 130, out[-4000:]
     assert f"egrid resume {run}" in out
     assert ResultsStore(run).read_json("manifest.json")["status"] == "interrupted"
+    code, out = _finish(_egrid(driver_dir, *doc["status"]))
+    assert code == 0 and "interrupted" in out, out[-3000:]
 
-    # Stage 2: resume from the store alone.
+    # Stage 2: resume from the store alone (its report made from the store too).
     _wipe(scratch)
-    code, out = _finish(_egrid(driver_dir, "resume", run, "--address", cluster.address, "--no-report"))
-    assert code == 0, out[-4000:]
+    code, printed = _finish(_egrid(driver_dir, *doc["resume"]))
+    assert code == 0, printed[-4000:]
     store = ResultsStore(run)
     assert store.read_json("manifest.json")["status"] == "finished"
     trials, ratings = store.read("trials"), store.read("ratings")
     assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
     assert set(trials["condition"]) == {"rating_en", "regression_en"}
     assert all(a.startswith(f"{run}/adapters/") for a in trials["adapter"])  # adapters live in the store
-    assert not ratings.duplicated(["trial_id", "concept", "dimension", "source"] if "source" in ratings else
-                                  ["trial_id", "concept", "dimension"]).any()
+    assert not ratings.duplicated(["trial_id", "concept", "dimension"]).any()
     per_model = ratings.groupby("trial_id")["concept"].nunique()
     assert set(per_model.index) == {"base", *trials["trial_id"]} and per_model.nunique() == 1
+    assert len(store.read("head_ratings"))  # the regression trial's head, read by scorers from the store
     metrics = store.read("metrics")
     assert set(metrics["trial_id"]) >= {"base", *trials["trial_id"]}
     assert np.isfinite(metrics.loc[metrics["metric"] == "rsa", "value"]).all()
@@ -216,18 +184,30 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     _wipe(scratch)
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    code, out = _finish(_egrid(fresh, "status", run))
-    assert code == 0 and "finished" in out and "TERMINATED" in out.upper(), out[-3000:]
-    before = metrics.sort_values(["trial_id", "metric", "subset", "dimension", "layer"]).reset_index(drop=True)
-    code, out = _finish(_egrid(fresh, "aggregate", run))
+    code, out = _finish(_egrid(fresh, *doc["status"]))
+    assert code == 0 and "finished" in out, out[-3000:]
+    printed += out
+    keys = ["trial_id", "metric", "subset", "dimension", "layer"]
+    before = metrics.sort_values(keys).reset_index(drop=True)
+    code, out = _finish(_egrid(fresh, *doc["aggregate"]))
     assert code == 0, out[-4000:]
-    after = ResultsStore(run).read("metrics").sort_values(["trial_id", "metric", "subset", "dimension", "layer"])
-    pd.testing.assert_series_equal(before["value"], after["value"].reset_index(drop=True), check_names=False)
+    printed += out
+    after = ResultsStore(run).read("metrics").sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_series_equal(before["value"], after["value"], check_names=False)
     fs, base = _store(run)
+    fs.delete_dir_contents(f"{base}/report")
+    code, out = _finish(_egrid(fresh, *doc["report"]))
+    assert code == 0, out[-4000:]
+    printed += out
     index = fs.get_file_info(f"{base}/report/index.html")
     assert index.type == pafs.FileType.File and index.size > 1000  # the report, copied into the store
-    local_index = fresh / "egrid_reports" / run.rsplit("/", 1)[-1] / "index.html"
-    assert local_index.exists()
+    assert (fresh / "egrid_reports" / run.rsplit("/", 1)[-1] / "index.html").exists()
+    # credentials never reach the run's files or what egrid printed
+    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+        if info.type == pafs.FileType.File and info.base_name.endswith((".json", ".yaml", ".html", ".txt", ".log")):
+            with fs.open_input_stream(info.path) as src:
+                assert SECRET.encode() not in src.read(), info.path
+    assert SECRET not in printed
     # nothing was written to a local folder named after the URI (the old `Path("s3://...")` bug)
     for folder in (driver_dir, fresh):
         assert not [p for p in folder.rglob("*") if p.name.startswith("s3:")]

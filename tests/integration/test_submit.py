@@ -10,13 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from doc_commands import doc_commands
+from object_store import BUCKET
 from ray_processes import latest_session, stop_ray_under
 
 
 from grid.cli import main as egrid
 from grid.job_file import load_job
+from grid.results import ResultsStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,14 +73,17 @@ def _wait_for_job_agent(url: str, timeout: float = 120) -> None:
             time.sleep(1)
 
 
-def test_submit_runs_the_job_on_the_cluster(job_file, ray_head, tmp_path, monkeypatch, capsys):
+def test_submit_runs_the_job_on_the_cluster(job_file, s3_server, ray_head, tmp_path, monkeypatch, capsys):
+    """docs/cluster.md's `egrid submit` line, its storage a bucket of the local S3 server."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     job = job_file(training={"steps": 4}, search={"learning_rate": 3.0e-3},
                    norms={"en": {"source": "embedded", "max_train": 24, "max_test": 8}}, evaluation={"embeddings": False},
                    resources={"workers": 1, "max_concurrent_trials": 1})
+    storage = f"s3://{BUCKET}/submitted"
+    doc = doc_commands({"jobs/paper.yaml": job, "http://127.0.0.1:8265": ray_head, "s3://my-bucket/egrid_runs": storage})
     monkeypatch.chdir(REPO)  # the working directory is what the job API ships
-    assert egrid(["submit", job, "--address", ray_head]) == 0
+    assert egrid(doc["submit"]) == 0
     out = capsys.readouterr().out
     submission = out.split(" as ")[1].split(";")[0]
     client = JobSubmissionClient(ray_head)
@@ -88,8 +93,7 @@ def test_submit_runs_the_job_on_the_cluster(job_file, ray_head, tmp_path, monkey
         time.sleep(2)
     assert client.get_job_status(submission) == JobStatus.SUCCEEDED, client.get_job_logs(submission)[-3000:]
     assert "Per-dimension Spearman" in client.get_job_logs(submission)
-    run_dir = Path(load_job(job).run_dir())
-    trials = pd.read_parquet(run_dir / "tables" / "trials")
+    trials = ResultsStore(load_job(job).run_dir(storage)).read("trials")
     assert trials["status"].tolist() == ["TERMINATED"] and trials["steps"].tolist() == [4], trials.get("error")
 
 
