@@ -45,6 +45,7 @@ test: $(STAMP) browser lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m unit

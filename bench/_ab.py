@@ -41,8 +41,12 @@ def colour_questions(count: int, *, spread_over_file: bool, bench: str) -> list[
     return items
 
 
-def alternate(ours: Callable[[], object], peer: Callable[[], object], rounds: int,
-              check: Callable[[object, object], None] | None = None):
+def alternate(
+    ours: Callable[[], object],
+    peer: Callable[[], object],
+    rounds: int,
+    check: Callable[[object, object], None] | None = None,
+):
     """Time ``ours`` and ``peer`` in alternating rounds after one warm-up call of ours
     (first-call allocations and kernel choice), so drift in the machine's speed hits both.
     ``check(ours_output, peer_output)``, where given, runs after every round.

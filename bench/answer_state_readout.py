@@ -40,7 +40,9 @@ def answer_states(model, tokenizer, concepts, dims, batch_size=32, feature="head
     captured: list[torch.Tensor] = []
     mlp: list[torch.Tensor] = []
     hook = model.lm_head.register_forward_hook(lambda m, inp, out: captured.append(inp[0][:, -1].detach().float()))
-    hook2 = model.model.layers[-1].mlp.down_proj.register_forward_hook(lambda m, inp, out: mlp.append(inp[0][:, -1].detach().float()))
+    hook2 = model.model.layers[-1].mlp.down_proj.register_forward_hook(
+        lambda m, inp, out: mlp.append(inp[0][:, -1].detach().float())
+    )
     try:
         score_ratings(model, tokenizer, concepts, dims, "en", batch_size=batch_size, reuse_prefix=True)
     finally:
@@ -52,12 +54,14 @@ def answer_states(model, tokenizer, concepts, dims, batch_size=32, feature="head
     out = np.empty((len(concepts), len(dims), hidden), dtype=np.float32)
     k = 0
     for j, dim in enumerate(dims):
-        suffixes = [tokenizer.encode(rating_prompt(tokenizer, c, dim, "en").suffix, add_special_tokens=False) for c in concepts]
+        suffixes = [
+            tokenizer.encode(rating_prompt(tokenizer, c, dim, "en").suffix, add_special_tokens=False) for c in concepts
+        ]
         order = sorted(range(len(concepts)), key=lambda i: len(suffixes[i]))
         # the prefix pass runs the head once (one row) before the batches
         k += 1
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             out[rows, j] = captured[k].numpy()
             k += 1
     assert k == len(captured), (k, len(captured))
@@ -71,8 +75,9 @@ def main() -> None:
     p.add_argument("--feature", default="head")
     args = p.parse_args()
     norms = load_norms("embedded")
-    train_words, val_words, _ = draw_sides(norms.words, test_fraction=0.4, seed=0, n_train=args.train_words,
-                                           n_validation=args.val_words)
+    train_words, val_words, _ = draw_sides(
+        norms.words, test_fraction=0.4, seed=0, n_train=args.train_words, n_validation=args.val_words
+    )
     tr, va = norms.select(train_words), norms.select(val_words)
     lm = load_model("smollm2-135m")
     model, tok = lm.model.eval(), lm.tokenizer
@@ -85,11 +90,15 @@ def main() -> None:
     probe = fit_ridge(xtr.reshape(-1, xtr.shape[-1]), tr.means.reshape(-1, 1))
     pred = probe.predict(xva.reshape(-1, xva.shape[-1])).reshape(len(va.words), nd)
     sp = [float(spearmanr(pred[:, j], va.means[:, j]).statistic) for j in range(nd)]
-    print("shared read-out: val mean Spearman %.3f RSA %.3f alpha %s" % (np.mean(sp), rsa(pred, va.means).value, probe.alpha), sp)
+    print(
+        "shared read-out: val mean Spearman %.3f RSA %.3f alpha %s"
+        % (np.mean(sp), rsa(pred, va.means).value, probe.alpha),
+        sp,
+    )
     # one read-out per dimension (upper bound for the shared one)
     pred2 = np.empty_like(pred)
     for j in range(nd):
-        pj = fit_ridge(xtr[:, j], tr.means[:, j:j + 1])
+        pj = fit_ridge(xtr[:, j], tr.means[:, j : j + 1])
         pred2[:, j] = pj.predict(xva[:, j]).ravel()
     sp2 = [float(spearmanr(pred2[:, j], va.means[:, j]).statistic) for j in range(nd)]
     print("per-dimension read-out: val mean Spearman %.3f RSA %.3f" % (np.mean(sp2), rsa(pred2, va.means).value), sp2)

@@ -22,8 +22,19 @@ import time
 import numpy as np
 import pandas as pd
 
-DIMS = ["Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory", "Visual", "Foot_leg", "Hand_arm", "Head",
-        "Mouth", "Torso"]
+DIMS = [
+    "Auditory",
+    "Gustatory",
+    "Haptic",
+    "Interoceptive",
+    "Olfactory",
+    "Visual",
+    "Foot_leg",
+    "Hand_arm",
+    "Head",
+    "Mouth",
+    "Torso",
+]
 LAYERS = (0, 8, 15, 22, 30)
 
 
@@ -38,22 +49,55 @@ def tables(n_test: int, n_train: int, seed: int):
     for k, trial in enumerate(["base", "t1", "t2"]):
         model = np.clip(human[:n_test] + rng.normal(scale=2.0 - 0.5 * k, size=(n_test, len(DIMS))), 0, 5)
         for j, d in enumerate(DIMS):
-            ratings.append(pd.DataFrame({"trial_id": trial, "condition": trial, "model": "m", "language": "en",
-                                         "concept": test, "dimension": d, "human": human[:n_test, j],
-                                         "expected": model[:, j]}))
+            ratings.append(
+                pd.DataFrame(
+                    {
+                        "trial_id": trial,
+                        "condition": trial,
+                        "model": "m",
+                        "language": "en",
+                        "concept": test,
+                        "dimension": d,
+                        "human": human[:n_test, j],
+                        "expected": model[:, j],
+                    }
+                )
+            )
         who = words if trial == "base" else test
         for layer in LAYERS:
             vectors = rng.normal(size=(len(who), 576)).astype(np.float32)
-            emb.append(pd.DataFrame({"trial_id": trial, "condition": trial, "model": "m", "language": "en",
-                                     "concept": who, "split": ["test"] * n_test + ["train"] * (len(who) - n_test),
-                                     "layer": layer, "pooling": "mean", "vector": list(vectors)}))
-    choices = pd.DataFrame([{"trial_id": t, "condition": t, "model": "m", "index": i, "is_correct": bool(rng.random() < 0.3)}
-                            for t in ("base", "t1") for i in range(560)])
-    trials = pd.DataFrame({"trial_id": ["t1", "t2"], "condition": ["t1", "t2"], "format": ["rating", "mcq"],
-                           "eval_score": [0.2, 0.1]})
+            emb.append(
+                pd.DataFrame(
+                    {
+                        "trial_id": trial,
+                        "condition": trial,
+                        "model": "m",
+                        "language": "en",
+                        "concept": who,
+                        "split": ["test"] * n_test + ["train"] * (len(who) - n_test),
+                        "layer": layer,
+                        "pooling": "mean",
+                        "vector": list(vectors),
+                    }
+                )
+            )
+    choices = pd.DataFrame(
+        [
+            {"trial_id": t, "condition": t, "model": "m", "index": i, "is_correct": bool(rng.random() < 0.3)}
+            for t in ("base", "t1")
+            for i in range(560)
+        ]
+    )
+    trials = pd.DataFrame(
+        {"trial_id": ["t1", "t2"], "condition": ["t1", "t2"], "format": ["rating", "mcq"], "eval_score": [0.2, 0.1]}
+    )
     norms = Norms(train, DIMS, human[n_test:], "en", "synthetic")
-    return {"ratings": pd.concat(ratings, ignore_index=True), "embeddings": pd.concat(emb, ignore_index=True),
-            "choices": choices, "trials": trials}, {"en": norms}
+    return {
+        "ratings": pd.concat(ratings, ignore_index=True),
+        "embeddings": pd.concat(emb, ignore_index=True),
+        "choices": choices,
+        "trials": trials,
+    }, {"en": norms}
 
 
 def main() -> None:
@@ -69,8 +113,17 @@ def main() -> None:
     started = time.perf_counter()
     out = aggregate(data, subsets=("all", "sensory", "motor"), n_boot=args.n_boot, seed=0, train_norms=train_norms)
     seconds = time.perf_counter() - started
-    print(json.dumps({"n_boot": args.n_boot, "concepts": args.concepts, "seconds": round(seconds, 1),
-                      "metrics_rows": len(out["metrics"]), "transfer_rows": len(out["transfer"])}))
+    print(
+        json.dumps(
+            {
+                "n_boot": args.n_boot,
+                "concepts": args.concepts,
+                "seconds": round(seconds, 1),
+                "metrics_rows": len(out["metrics"]),
+                "transfer_rows": len(out["transfer"]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,13 @@ import time
 
 
 def _job(args: argparse.Namespace, **extra) -> dict:
-    return {"name": "bench-extract", "models": [args.model],
-            "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": args.concepts}},
-            "evaluation": {"batch_size": args.batch, "embeddings": False}, **extra}
+    return {
+        "name": "bench-extract",
+        "models": [args.model],
+        "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": args.concepts}},
+        "evaluation": {"batch_size": args.batch, "embeddings": False},
+        **extra,
+    }
 
 
 def plain_loop(args: argparse.Namespace) -> None:
@@ -43,13 +47,25 @@ def plain_loop(args: argparse.Namespace) -> None:
 
     lm = load_model(args.model)
     score_ratings(lm.model, lm.tokenizer, test.words, test.dimensions, batch_size=args.batch)
-    print(json.dumps({"seconds": time.perf_counter() - start, "concepts": len(test.words),
-                      "dimensions": len(test.dimensions)}))
+    print(
+        json.dumps(
+            {"seconds": time.perf_counter() - start, "concepts": len(test.words), "dimensions": len(test.dimensions)}
+        )
+    )
 
 
 def _run_plain(args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--plain", "--model", args.model, "--concepts", str(args.concepts),
-           "--batch", str(args.batch)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--plain",
+        "--model",
+        args.model,
+        "--concepts",
+        str(args.concepts),
+        "--batch",
+        str(args.batch),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -58,8 +74,9 @@ def _start_cluster(actors: list[int]) -> None:
     import ray
     import ray.data
 
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, max(actors)), include_dashboard=False,
-             log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=max(os.cpu_count() or 1, max(actors)), include_dashboard=False, log_to_driver=False
+    )
     ray.data.range(8).map_batches(lambda batch: batch).take_all()  # Ray Data's once-per-cluster actors
     time.sleep(5)  # let the new cluster's daemons finish starting
 
@@ -107,13 +124,18 @@ def main() -> None:
             shape = _run_plain(args)
             plain.append(shape["seconds"])
             ray_runs.append(_run_ray(args, actors, data))
-            print(f"round {r + 1}: plain {plain[-1]:.2f} s; " + "; ".join(
-                f"Ray Data {k} actor(s) {s:.2f} s" for k, s in ray_runs[-1].items()), flush=True)
+            print(
+                f"round {r + 1}: plain {plain[-1]:.2f} s; "
+                + "; ".join(f"Ray Data {k} actor(s) {s:.2f} s" for k, s in ray_runs[-1].items()),
+                flush=True,
+            )
     finally:
         ray.shutdown()
     n = shape["concepts"]
-    print(f"model {args.model}; {n} concepts x {shape['dimensions']} dimensions; batch {args.batch}; "
-          f"{os.cpu_count()} cores; {args.rounds} rounds, medians")
+    print(
+        f"model {args.model}; {n} concepts x {shape['dimensions']} dimensions; batch {args.batch}; "
+        f"{os.cpu_count()} cores; {args.rounds} rounds, medians"
+    )
     print(f"{'method':<26} {'seconds':>8} {'concepts/s':>11}")
     rows = [("plain loop (1 process)", statistics.median(plain))]
     rows += [(f"Ray Data, {k} actor(s)", statistics.median(run[k] for run in ray_runs)) for k in actors]
@@ -121,7 +143,9 @@ def main() -> None:
         print(f"{label:<26} {t:8.2f} {n / t:11.2f}")
     ratios = [run[actors[0]] / p for run, p in zip(ray_runs, plain)]
     print(f"per-round ratios: {', '.join(f'{x:.2f}' for x in ratios)}")
-    print(f"ratio: Ray Data ({actors[0]} actor) / plain time = {statistics.median(ratios):.2f} (median; target <= 1.10)")
+    print(
+        f"ratio: Ray Data ({actors[0]} actor) / plain time = {statistics.median(ratios):.2f} (median; target <= 1.10)"
+    )
     if len(actors) > 1:
         print(f"ratio: {actors[-1]} actors vs {actors[0]} actor throughput = {rows[1][1] / rows[-1][1]:.2f}x")
         print(f"ratio: Ray Data ({actors[-1]} actors) / plain time = {rows[-1][1] / rows[0][1]:.2f}")

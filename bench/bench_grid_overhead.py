@@ -32,20 +32,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="egrid-bench-grid-"))
     model = save_tiny_model(work / "tiny", hidden=64, layers=2)
     lrs = [1e-3 * (i + 1) for i in range(args.trials)]
-    job = {"name": "bench-grid", "models": [model],
-           "norms": {"en": {"source": "embedded", "max_train": 200, "max_test": 40}},
-           "training": {"steps": args.steps, "batch_size": 8, "lora": True, "engine": "deepspeed"},
-           "search": {"learning_rate": {"grid": lrs}}, "evaluation": {"layers": [2], "n_boot": 10},
-           "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": args.slots},
-           "storage": str(work / "runs")}
+    job = {
+        "name": "bench-grid",
+        "models": [model],
+        "norms": {"en": {"source": "embedded", "max_train": 200, "max_test": 40}},
+        "training": {"steps": args.steps, "batch_size": 8, "lora": True, "engine": "deepspeed"},
+        "search": {"learning_rate": {"grid": lrs}},
+        "evaluation": {"layers": [2], "n_boot": 10},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": args.slots},
+        "storage": str(work / "runs"),
+    }
     (work / "job.yaml").write_text(yaml.safe_dump(job))
     summary = run_job(load_job(work / "job.yaml"), num_cpus=args.slots, say=lambda m: None)
     manifest = json.loads((Path(summary["run_dir"]) / "manifest.json").read_text())
     trials = summary["trials"]
     ideal = trials["seconds"].sum() / args.slots
     wall = manifest["tune_seconds"]
-    print(f"{len(trials)} trials, {args.slots} slots ({os.cpu_count()} cores); trial seconds: "
-          + ", ".join(f"{s:.1f}" for s in trials["seconds"]))
+    print(
+        f"{len(trials)} trials, {args.slots} slots ({os.cpu_count()} cores); trial seconds: "
+        + ", ".join(f"{s:.1f}" for s in trials["seconds"])
+    )
     print(f"{'':<30} {'seconds':>8}")
     print(f"{'ideal (sum / slots)':<30} {ideal:8.1f}")
     print(f"{'Tune stage wall time':<30} {wall:8.1f}")

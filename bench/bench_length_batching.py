@@ -20,7 +20,9 @@ from _ab import alternate, colour_questions, spread
 
 
 def _padding(batches: list[dict]) -> float:
-    return 1 - sum(float(b["attention_mask"].sum()) for b in batches) / sum(b["attention_mask"].numel() for b in batches)
+    return 1 - sum(float(b["attention_mask"].sum()) for b in batches) / sum(
+        b["attention_mask"].numel() for b in batches
+    )
 
 
 def main() -> None:
@@ -50,9 +52,18 @@ def main() -> None:
     steps = len(examples) // args.batch  # one epoch: both sides see every example once
 
     def epoch_batches(grouped: bool) -> list[dict]:
-        return [fmt.collate([examples[i] for i in _micro_batch_indices(len(examples), m, args.batch, 0, 1, 0,
-                                                                         BatchPlan(keys=lengths) if grouped else None)], tok)
-                for m in range(steps)]
+        return [
+            fmt.collate(
+                [
+                    examples[i]
+                    for i in _micro_batch_indices(
+                        len(examples), m, args.batch, 0, 1, 0, BatchPlan(keys=lengths) if grouped else None
+                    )
+                ],
+                tok,
+            )
+            for m in range(steps)
+        ]
 
     def train_epoch(batches):
         model.train()
@@ -79,13 +90,19 @@ def main() -> None:
     work = {
         "embeddings": ((lambda: embeddings(True)), (lambda: embeddings(False)), f"{len(words)} concepts", None),
         "mcq scoring": ((lambda: mcq(True)), (lambda: mcq(False)), f"{len(items)} items x 4 options", None),
-        "mcq training epoch": ((lambda: train_epoch(grouped)), (lambda: train_epoch(drawn)),
-                               f"{steps} steps of {args.batch}", (_padding(grouped), _padding(drawn))),
+        "mcq training epoch": (
+            (lambda: train_epoch(grouped)),
+            (lambda: train_epoch(drawn)),
+            f"{steps} steps of {args.batch}",
+            (_padding(grouped), _padding(drawn)),
+        ),
     }
     keys = {"embeddings": "embeddings", "scoring": "mcq scoring", "training": "mcq training epoch"}
     work = {keys[k]: work[keys[k]] for k in args.only.split(",")}
-    print(f"model {args.model}; {len(items)} colour questions, {lengths.min()}-{lengths.max()} tokens; "
-          f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians")
+    print(
+        f"model {args.model}; {len(items)} colour questions, {lengths.min()}-{lengths.max()} tokens; "
+        f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians"
+    )
     print(f"{'workload':<20} {'size':<22} {'ours (s)':>9} {'peer (s)':>9} {'ratio':>6}  padding ours / peer")
     for name, (ours_fn, peer_fn, size, padding) in work.items():
         o, p, a, b = alternate(ours_fn, peer_fn, args.rounds)

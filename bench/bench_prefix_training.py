@@ -27,10 +27,24 @@ def steps_per_second(shared: bool, batches: str, args, data) -> tuple[float, lis
 
     lm = load_model("smollm2-135m")
     stamps: list[float] = []
-    cfg = TrainConfig(format="rating", steps=args.steps + 1, batch_size=args.batch, learning_rate=1e-3, engine="deepspeed",
-                      shared_prefix=shared, rating_batches=batches, seed=0)
-    result = train(cfg, lm.model, lm.tokenizer, data, f"/tmp/bench_prefix_training/{shared}-{batches}",
-                   progress=lambda step, loss: stamps.append(time.perf_counter()))
+    cfg = TrainConfig(
+        format="rating",
+        steps=args.steps + 1,
+        batch_size=args.batch,
+        learning_rate=1e-3,
+        engine="deepspeed",
+        shared_prefix=shared,
+        rating_batches=batches,
+        seed=0,
+    )
+    result = train(
+        cfg,
+        lm.model,
+        lm.tokenizer,
+        data,
+        f"/tmp/bench_prefix_training/{shared}-{batches}",
+        progress=lambda step, loss: stamps.append(time.perf_counter()),
+    )
     return args.steps / (stamps[-1] - stamps[0]), result.losses
 
 
@@ -46,9 +60,13 @@ def main() -> None:
     from embodiment.norms import load_norms
 
     norms = load_norms("embedded")
-    data = TaskData(norms={"en": norms.select([norms.words[i] for i in sample_rows(len(norms), 200, 0, "max_train", key="words")])})
-    print(f"SmolLM2-135M, LoRA r8, DeepSpeed ZeRO-0 fp32, batch {args.batch} prompts, {args.steps} timed steps a run, "
-          f"{args.rounds} alternating rounds")
+    data = TaskData(
+        norms={"en": norms.select([norms.words[i] for i in sample_rows(len(norms), 200, 0, "max_train", key="words")])}
+    )
+    print(
+        f"SmolLM2-135M, LoRA r8, DeepSpeed ZeRO-0 fp32, batch {args.batch} prompts, {args.steps} timed steps a run, "
+        f"{args.rounds} alternating rounds"
+    )
     print(f"{'batches':<10}{'shared prefix':>16}{'full prompts':>16}{'ratio':>8}")
     for batches in args.batches.split(","):
         ours, peer = [], []
@@ -59,7 +77,10 @@ def main() -> None:
             ours.append(fast)
             peer.append(slow)
         ratio = statistics.median(o / p for o, p in zip(ours, peer))
-        print(f"{batches:<10}{statistics.median(ours):>11.3f} st/s{statistics.median(peer):>11.3f} st/s{ratio:>7.2f}x", flush=True)
+        print(
+            f"{batches:<10}{statistics.median(ours):>11.3f} st/s{statistics.median(peer):>11.3f} st/s{ratio:>7.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

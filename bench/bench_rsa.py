@@ -25,14 +25,20 @@ PEERS = HERE / ".peers"
 
 # (imports, timed statement) per method; imports are not timed.
 CODE = {
-    "ours": ("from embodiment.metrics.rsa import rsa",
-             'value = rsa(model, human, {"standardise": "zscore", "rdm": "correlation", "compare": "spearman", "name": "bench"}).value'),
-    "scipy": ("from scipy.spatial.distance import pdist\nfrom scipy.stats import spearmanr\n"
-              "z = lambda x: (x - x.mean(0)) / x.std(0)",
-              'value = spearmanr(pdist(z(model), "correlation"), pdist(z(human), "correlation")).statistic'),
-    "rsatoolbox": ("import rsatoolbox\nz = lambda x: (x - x.mean(0)) / x.std(0)",
-                   'rdms = [rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(z(x)), method="correlation") for x in (model, human)]\n'
-                   'value = float(rsatoolbox.rdm.compare(rdms[0], rdms[1], method="spearman")[0, 0])'),
+    "ours": (
+        "from embodiment.metrics.rsa import rsa",
+        'value = rsa(model, human, {"standardise": "zscore", "rdm": "correlation", "compare": "spearman", "name": "bench"}).value',
+    ),
+    "scipy": (
+        "from scipy.spatial.distance import pdist\nfrom scipy.stats import spearmanr\n"
+        "z = lambda x: (x - x.mean(0)) / x.std(0)",
+        'value = spearmanr(pdist(z(model), "correlation"), pdist(z(human), "correlation")).statistic',
+    ),
+    "rsatoolbox": (
+        "import rsatoolbox\nz = lambda x: (x - x.mean(0)) / x.std(0)",
+        'rdms = [rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(z(x)), method="correlation") for x in (model, human)]\n'
+        'value = float(rsatoolbox.rdm.compare(rdms[0], rdms[1], method="spearman")[0, 0])',
+    ),
 }
 
 SETUP = """
@@ -71,8 +77,14 @@ def measure(name: str, n: int, path: str, limit_gb: float, timeout: int) -> dict
 
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     start = time.perf_counter()
-    proc = subprocess.Popen([peer_python(name), "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=cap, env=env)
+    proc = subprocess.Popen(
+        [peer_python(name), "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=cap,
+        env=env,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -100,9 +112,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     path = "/tmp/egrid_bench_rsa.npz"
     np.savez(path, human=norms.means, model=norms.means + rng.normal(0, 0.5, norms.means.shape))
-    print(f"inputs: embedded norms ({len(norms.words)} words x {len(norms.dimensions)} dims) vs a noisy copy; "
-          f"correlation RDM, Spearman; address space capped at {args.memory_limit_gb:g} GiB per process; "
-          f"{os.cpu_count()} cores")
+    print(
+        f"inputs: embedded norms ({len(norms.words)} words x {len(norms.dimensions)} dims) vs a noisy copy; "
+        f"correlation RDM, Spearman; address space capped at {args.memory_limit_gb:g} GiB per process; "
+        f"{os.cpu_count()} cores"
+    )
     print(f"{'n':>7} {'method':<11} {'seconds':>9} {'peak GiB':>9} {'RSA':>10}  note")
     ratios = {}
     for n in (int(s) for s in args.sizes.split(",")):
@@ -113,7 +127,9 @@ def main() -> None:
             note = "" if r["ok"] else f"FAILED: {r['why']}"
             secs = r["seconds"] if r["ok"] else r["wall"]
             value = f"{r['value']:.6f}" if r["ok"] else "-"
-            print(f"{n:>7} {name:<11} {secs:9.2f} {r.get('peak_gb', float('nan')):9.2f} {value:>10}  {note}", flush=True)
+            print(
+                f"{n:>7} {name:<11} {secs:9.2f} {r.get('peak_gb', float('nan')):9.2f} {value:>10}  {note}", flush=True
+            )
         ok_peers = [results[p] for p in args.peers.split(",") if results[p]["ok"]]
         if results["ours"]["ok"] and ok_peers:
             best = min(ok_peers, key=lambda r: r["seconds"])

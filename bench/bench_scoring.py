@@ -36,8 +36,32 @@ from embodiment.cpu_linears import chosen_backend, inference_linears
 from embodiment.dimensions import LANCASTER_SENSORY
 from embodiment.scoring import PrefixStore, generate_ratings, score_ratings
 
-CONCEPTS = ["apple", "thunder", "velvet", "lemon", "kick", "fog", "whisper", "rose", "hammer", "honey", "siren", "ice",
-            "pepper", "silk", "smoke", "bell", "garlic", "feather", "sunset", "drum", "vinegar", "moss", "candle", "gravel"]
+CONCEPTS = [
+    "apple",
+    "thunder",
+    "velvet",
+    "lemon",
+    "kick",
+    "fog",
+    "whisper",
+    "rose",
+    "hammer",
+    "honey",
+    "siren",
+    "ice",
+    "pepper",
+    "silk",
+    "smoke",
+    "bell",
+    "garlic",
+    "feather",
+    "sunset",
+    "drum",
+    "vinegar",
+    "moss",
+    "candle",
+    "gravel",
+]
 
 
 def load(args):
@@ -112,8 +136,10 @@ def kernel_choice_under_load() -> None:
     finally:
         hog.kill()
     same = "same choice" if decide(idle) == decide(busy) else "FLIPPED"
-    print(f"kernel probe (oneDNN time / stock time, median of 15 interleaved pairs): idle {idle:.2f} -> "
-          f"{decide(idle)}; beside a CPU hog on one core {busy:.2f} -> {decide(busy)}: {same}")
+    print(
+        f"kernel probe (oneDNN time / stock time, median of 15 interleaved pairs): idle {idle:.2f} -> "
+        f"{decide(idle)}; beside a CPU hog on one core {busy:.2f} -> {decide(busy)}: {same}"
+    )
 
 
 def main() -> None:
@@ -131,14 +157,22 @@ def main() -> None:
     args = parser.parse_args()
     packs = [int(k) for k in args.pack.split(",")]
     model, tok = load(args)
-    concepts = [f"{CONCEPTS[i % len(CONCEPTS)]}{'' if i < len(CONCEPTS) else ' ' + str(i // len(CONCEPTS))}"
-                for i in range(args.concepts)]
+    concepts = [
+        f"{CONCEPTS[i % len(CONCEPTS)]}{'' if i < len(CONCEPTS) else ' ' + str(i // len(CONCEPTS))}"
+        for i in range(args.concepts)
+    ]
     dims = list(LANCASTER_SENSORY)[: args.dims]
     n = len(concepts) * len(dims)
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'cpu'} x{torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"{platform.processor() or 'cpu'} x{torch.get_num_threads()} threads"
+    )
     backend = chosen_backend() if args.device == "cpu" and args.dtype == "fp32" else "stock"
-    print(f"device: {name}; linears: {backend}; model {args.model}{' (random weights)' if args.random_weights else ''} {args.dtype}; "
-          f"{len(concepts)} concepts x {len(dims)} dimensions = {n} prompts; batch {args.batch}")
+    print(
+        f"device: {name}; linears: {backend}; model {args.model}{' (random weights)' if args.random_weights else ''} {args.dtype}; "
+        f"{len(concepts)} concepts x {len(dims)} dimensions = {n} prompts; batch {args.batch}"
+    )
     with torch.inference_mode():
         for k in packs:  # warm-up at the timed shapes (kernels, allocator)
             score_ratings(model, tok, concepts[: args.batch], dims[:1], batch_size=args.batch, suffixes_per_row=k)
@@ -146,48 +180,77 @@ def main() -> None:
         generate_ratings(model, tok, concepts[: args.batch], dims[:1], batch_size=args.batch, max_new_tokens=2)
         reused = {}
         for k in packs:
-            reused[k] = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch,
-                                                    suffixes_per_row=k), args.device)
+            reused[k] = timed(
+                lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch, suffixes_per_row=k),
+                args.device,
+            )
         store = PrefixStore()  # warm: every dimension's prefix computed before the clock starts
         score_ratings(model, tok, concepts[:1], dims, batch_size=args.batch, prefix_store=store)
         best = min(packs, key=lambda k: reused[k][1])
-        _, t_warm = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch,
-                                                suffixes_per_row=best, prefix_store=store), args.device)
-        plain, t_plain = timed(lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch, reuse_prefix=False), args.device)
-        generated, t_gen = timed(lambda: generate_ratings(model, tok, concepts, dims, batch_size=args.batch,
-                                                          max_new_tokens=args.max_new_tokens), args.device)
+        _, t_warm = timed(
+            lambda: score_ratings(
+                model, tok, concepts, dims, batch_size=args.batch, suffixes_per_row=best, prefix_store=store
+            ),
+            args.device,
+        )
+        plain, t_plain = timed(
+            lambda: score_ratings(model, tok, concepts, dims, batch_size=args.batch, reuse_prefix=False), args.device
+        )
+        generated, t_gen = timed(
+            lambda: generate_ratings(
+                model, tok, concepts, dims, batch_size=args.batch, max_new_tokens=args.max_new_tokens
+            ),
+            args.device,
+        )
         t_gen_ours = None
         if backend != "stock":
             with inference_linears(model, backend):
                 generate_ratings(model, tok, concepts[: args.batch], dims[:1], batch_size=args.batch, max_new_tokens=2)
-                _, t_gen_ours = timed(lambda: generate_ratings(model, tok, concepts, dims, batch_size=args.batch,
-                                                               max_new_tokens=args.max_new_tokens), args.device)
+                _, t_gen_ours = timed(
+                    lambda: generate_ratings(
+                        model, tok, concepts, dims, batch_size=args.batch, max_new_tokens=args.max_new_tokens
+                    ),
+                    args.device,
+                )
     total_tokens, suffix_tokens = prompt_tokens(tok, concepts, dims)
     t_reuse = reused[best][1]
-    diff = max(float(np.max(np.abs(r["expected"].to_numpy() - plain["expected"].to_numpy()))) for r, _ in reused.values())
+    diff = max(
+        float(np.max(np.abs(r["expected"].to_numpy() - plain["expected"].to_numpy()))) for r, _ in reused.values()
+    )
     parsed = float(generated["parsed"].notna().mean())
     print(f"{'method':<40} {'seconds':>8} {'prompts/s':>10} {'tokens/s':>9}")
-    rows = [(f"prefix KV reuse, {k} suffix{'es' if k > 1 else ''} a row (ours)", t, suffix_tokens)
-            for k, (_, t) in reused.items()]
-    rows += [(f"same, {best} a row, prefixes kept (warm)", t_warm, suffix_tokens),
-             ("one pass, no prefix reuse", t_plain, total_tokens),
-             (f"generate {args.max_new_tokens} tokens + parse (study)", t_gen, None),
-             (f"same, on {backend} linears", t_gen_ours, None)]
+    rows = [
+        (f"prefix KV reuse, {k} suffix{'es' if k > 1 else ''} a row (ours)", t, suffix_tokens)
+        for k, (_, t) in reused.items()
+    ]
+    rows += [
+        (f"same, {best} a row, prefixes kept (warm)", t_warm, suffix_tokens),
+        ("one pass, no prefix reuse", t_plain, total_tokens),
+        (f"generate {args.max_new_tokens} tokens + parse (study)", t_gen, None),
+        (f"same, on {backend} linears", t_gen_ours, None),
+    ]
     for label, t, tokens in rows:
         if t is not None:
             print(f"{label:<40} {t:8.2f} {n / t:10.1f} {'' if tokens is None else f'{tokens / t:9.0f}'}")
     print(f"prompt tokens: {total_tokens / n:.1f} a prompt, {suffix_tokens / n:.1f} after the shared prefix")
     print(f"max |reuse - plain| expected rating: {diff:.2e}; generated answers with a parsable number: {parsed:.0%}")
-    print(f"best reuse path ({best} a row): {t_gen / t_reuse:.1f}x generate-and-parse (target >= 10x); "
-          f"{t_plain / t_reuse:.1f}x from prefix reuse (target >= 2x); token rate "
-          f"{(suffix_tokens / t_reuse) / (total_tokens / t_plain):.0%} of the plain pass's (target >= 80 %)")
-    print(f"warm (prefixes kept across calls, the grid scorer's steady state): {t_gen / t_warm:.1f}x "
-          f"generate-and-parse; token rate {(suffix_tokens / t_warm) / (total_tokens / t_plain):.0%} of the plain pass's")
+    print(
+        f"best reuse path ({best} a row): {t_gen / t_reuse:.1f}x generate-and-parse (target >= 10x); "
+        f"{t_plain / t_reuse:.1f}x from prefix reuse (target >= 2x); token rate "
+        f"{(suffix_tokens / t_reuse) / (total_tokens / t_plain):.0%} of the plain pass's (target >= 80 %)"
+    )
+    print(
+        f"warm (prefixes kept across calls, the grid scorer's steady state): {t_gen / t_warm:.1f}x "
+        f"generate-and-parse; token rate {(suffix_tokens / t_warm) / (total_tokens / t_plain):.0%} of the plain pass's"
+    )
     if t_gen_ours is not None:
-        print(f"ratio vs generate-and-parse on the same {backend} linears: {t_gen_ours / t_reuse:.1f}x "
-              f"(the method's share; {t_gen / t_gen_ours:.2f}x of the stock time is the kernel's)")
+        print(
+            f"ratio vs generate-and-parse on the same {backend} linears: {t_gen_ours / t_reuse:.1f}x "
+            f"(the method's share; {t_gen / t_gen_ours:.2f}x of the stock time is the kernel's)"
+        )
     if args.hog and args.device == "cpu":
         kernel_choice_under_load()
+
 
 if __name__ == "__main__":
     main()

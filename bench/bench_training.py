@@ -27,11 +27,27 @@ def build_model(tiny: bool, device: str):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     if tiny:
-        cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                          num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, tie_word_embeddings=True)
+        cfg = Qwen2Config(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=1000,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        )
     else:  # the Qwen2-0.5B shape
-        cfg = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                          num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True)
+        cfg = Qwen2Config(
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
+        )
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     return Qwen2ForCausalLM(cfg).to(device), cfg
@@ -50,7 +66,9 @@ def run(mode: str, method: str, args, device: str) -> dict:
     model, cfg = build_model(args.tiny, device)
     n_matmul = sum(p.numel() for n, p in model.named_parameters() if "norm" not in n)  # tied head = embedding matrix
     if method == "lora":
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        )
     model.config.use_cache = False
     params = [p for p in model.parameters() if p.requires_grad]
     fused = device == "cuda"
@@ -94,10 +112,16 @@ def run(mode: str, method: str, args, device: str) -> dict:
     sync()
     seconds = time.perf_counter() - start
     tokens = args.steps * args.batch * args.seq
-    out = {"mode": mode, "method": method, "tokens_per_s": tokens / seconds, "step_s": seconds / args.steps,
-           "loss": float(loss), "flops_per_token": flops_per_token(cfg, n_matmul, args.seq, method == "lora"),
-           "params_m": n_matmul / 1e6,
-           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")}
+    out = {
+        "mode": mode,
+        "method": method,
+        "tokens_per_s": tokens / seconds,
+        "step_s": seconds / args.steps,
+        "loss": float(loss),
+        "flops_per_token": flops_per_token(cfg, n_matmul, args.seq, method == "lora"),
+        "params_m": n_matmul / 1e6,
+        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan"),
+    }
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -116,7 +140,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="small model on CPU: checks the script, no figures")
     args = parser.parse_args()
     if not torch.cuda.is_available() and not args.tiny:
-        print("bench_training: needs a CUDA GPU (claim 5 is about GPU training); skipped. --tiny checks the script on CPU.")
+        print(
+            "bench_training: needs a CUDA GPU (claim 5 is about GPU training); skipped. --tiny checks the script on CPU."
+        )
         return
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     if args.tiny:
@@ -132,16 +158,22 @@ def main() -> None:
             r = run(mode, method, args, device)
             r["mfu"] = r["tokens_per_s"] * r["flops_per_token"] / peak
             rows.append(r)
-    print(f"{'method':<6} {'loop':<13} {'params(M)':>9} {'tokens/s':>10} {'step (s)':>9} {'MFU':>6} {'mem GB':>7} {'loss':>7}")
+    print(
+        f"{'method':<6} {'loop':<13} {'params(M)':>9} {'tokens/s':>10} {'step (s)':>9} {'MFU':>6} {'mem GB':>7} {'loss':>7}"
+    )
     for r in rows:
-        print(f"{r['method']:<6} {r['mode']:<13} {r['params_m']:9.0f} {r['tokens_per_s']:10.0f} {r['step_s']:9.3f} "
-              f"{r['mfu']:6.1%} {r['peak_mem_gb']:7.1f} {r['loss']:7.3f}")
+        print(
+            f"{r['method']:<6} {r['mode']:<13} {r['params_m']:9.0f} {r['tokens_per_s']:10.0f} {r['step_s']:9.3f} "
+            f"{r['mfu']:6.1%} {r['peak_mem_gb']:7.1f} {r['loss']:7.3f}"
+        )
     for method in args.methods.split(","):
         bare = next(r for r in rows if r["method"] == method and r["mode"] == "bare")
         for mode in ("deepspeed", "deepspeed-amp"):
             ds = next(r for r in rows if r["method"] == method and r["mode"] == mode)
-            print(f"ratio {method}: {mode}/bare tokens/s = {ds['tokens_per_s'] / bare['tokens_per_s']:.3f} "
-                  f"(target >= 0.90); MFU {mode} {ds['mfu']:.1%}")
+            print(
+                f"ratio {method}: {mode}/bare tokens/s = {ds['tokens_per_s'] / bare['tokens_per_s']:.3f} "
+                f"(target >= 0.90); MFU {mode} {ds['mfu']:.1%}"
+            )
 
 
 if __name__ == "__main__":

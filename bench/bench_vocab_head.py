@@ -39,8 +39,10 @@ def head_on_every_position(model):
             out.logits = out.logits[:, -keep:]
         return out
 
-    hooks = [model.register_forward_pre_hook(before, with_kwargs=True),
-             model.register_forward_hook(after, with_kwargs=True)]
+    hooks = [
+        model.register_forward_pre_hook(before, with_kwargs=True),
+        model.register_forward_hook(after, with_kwargs=True),
+    ]
     try:
         yield
     finally:
@@ -52,6 +54,7 @@ def _with_full_head(fn, model):
     def peer():
         with head_on_every_position(model):
             return fn()
+
     return peer
 
 
@@ -72,7 +75,7 @@ def _workloads(args, lm):
     def train_steps(name):
         fmt = FORMATS[name]().configure(data)
         examples = fmt.examples(data)[: 4 * args.batch]
-        batches = [fmt.collate(examples[i: i + args.batch], tok) for i in range(0, len(examples), args.batch)]
+        batches = [fmt.collate(examples[i : i + args.batch], tok) for i in range(0, len(examples), args.batch)]
         module = ObjectiveModel(model, fmt.prepare(tok))
 
         def run():
@@ -86,12 +89,18 @@ def _workloads(args, lm):
             model.zero_grad(set_to_none=True)
             model.eval()
             return np.array(losses + [grad])
+
         return run, f"{len(batches)} steps of {args.batch}"
 
     loads = {
-        "embeddings": (lambda: extract_embeddings(model, tok, words, batch_size=32).vectors["mean"], f"{len(words)} concepts"),
-        "mcq scoring": (lambda: score_mcq(model, tok, items, batch_size=args.batch)["loglik"].to_numpy(),
-                        f"{len(items)} items x 4 options"),
+        "embeddings": (
+            lambda: extract_embeddings(model, tok, words, batch_size=32).vectors["mean"],
+            f"{len(words)} concepts",
+        ),
+        "mcq scoring": (
+            lambda: score_mcq(model, tok, items, batch_size=args.batch)["loglik"].to_numpy(),
+            f"{len(items)} items x 4 options",
+        ),
     }
     for name in ("mcq", "pairwise", "alignment"):
         loads[f"train {name} (fwd+bwd)"] = train_steps(name)
@@ -110,12 +119,20 @@ def main() -> None:
 
     lm = load_model(args.model)
     lm.model.eval()
-    print(f"model {args.model}; vocabulary {lm.model.get_output_embeddings().weight.shape[0]:,}; "
-          f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians")
+    print(
+        f"model {args.model}; vocabulary {lm.model.get_output_embeddings().weight.shape[0]:,}; "
+        f"{torch.get_num_threads()} threads; {args.rounds} rounds, medians"
+    )
     print(f"{'workload':<30} {'size':<22} {'ours (s)':>9} {'peer (s)':>9} {'ratio':>6}")
     for name, (fn, size) in _workloads(args, lm).items():
-        o, p, _, _ = alternate(fn, _with_full_head(fn, lm.model), args.rounds, check=lambda a, b, name=name: (
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"{name}: ours and the peer disagree")))
+        o, p, _, _ = alternate(
+            fn,
+            _with_full_head(fn, lm.model),
+            args.rounds,
+            check=lambda a, b, name=name: np.testing.assert_allclose(
+                a, b, rtol=1e-4, atol=1e-5, err_msg=f"{name}: ours and the peer disagree"
+            ),
+        )
         print(f"{name:<30} {size:<22} {o:9.2f} {p:9.2f} {p / o:5.2f}x", flush=True)
     print("ratio: peer / ours time per workload above (head on every position / head only where read)")
 

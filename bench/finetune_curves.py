@@ -47,8 +47,15 @@ def probe_figures(model, tokenizer, train_norms, test_norms, layers: list[int]) 
         m = res.metrics
         spear = m[m["metric"] == "mean_spearman"]["value"].iloc[0]
         r = m[m["metric"] == "rsa"].iloc[0]
-        out.append({"split": "probe", "layer": layer, "mean_spearman": float(spear), "rsa": float(r["value"]),
-                    "rsa_ci": [float(r["ci_low"]), float(r["ci_high"])]})
+        out.append(
+            {
+                "split": "probe",
+                "layer": layer,
+                "mean_spearman": float(spear),
+                "rsa": float(r["value"]),
+                "rsa_ci": [float(r["ci_low"]), float(r["ci_high"])],
+            }
+        )
     return out
 
 
@@ -76,9 +83,14 @@ def main() -> None:
     args = parser.parse_args()
     norms = load_norms("embedded")
     # random samples with word families kept on one side, as a job draws them
-    train_words, val_words, test_words = draw_sides(norms.words, test_fraction=0.4, seed=args.seed,
-                                                    n_train=args.train_words, n_validation=args.val_words,
-                                                    n_test=args.test_words)
+    train_words, val_words, test_words = draw_sides(
+        norms.words,
+        test_fraction=0.4,
+        seed=args.seed,
+        n_train=args.train_words,
+        n_validation=args.val_words,
+        n_test=args.test_words,
+    )
     test_norms = norms.select(test_words)
     val_norms = norms.select(val_words)
     values = {"format": args.objective, "seed": args.seed, "engine": "torch", **json.loads(args.config)}
@@ -88,8 +100,9 @@ def main() -> None:
     model, tokenizer = lm.model, lm.tokenizer
     rows = []
     if args.probe:  # before training: LoRA is injected into ``model`` in place
-        for row in probe_figures(model.eval(), tokenizer, norms.select(train_words), test_norms,
-                                 [int(x) for x in args.probe.split(",")]):
+        for row in probe_figures(
+            model.eval(), tokenizer, norms.select(train_words), test_norms, [int(x) for x in args.probe.split(",")]
+        ):
             rows.append({"tag": args.tag, **row})
             print(json.dumps(rows[-1]), flush=True)
     base = held_out_figures(model, tokenizer, val_norms, "rating") if args.objective == "rating" else {}
@@ -113,19 +126,49 @@ def main() -> None:
         with torch.no_grad():
             fig = held_out_figures(model, tokenizer, val_norms, args.objective)
         model.train()
-        rows.append({"tag": args.tag, "step": step, "split": "validation", "train_seconds": round(elapsed, 1),
-                     "loss": float(np.mean(losses[-20:])), **fig})
+        rows.append(
+            {
+                "tag": args.tag,
+                "step": step,
+                "split": "validation",
+                "train_seconds": round(elapsed, 1),
+                "loss": float(np.mean(losses[-20:])),
+                **fig,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         state["t"] = time.perf_counter()
 
-    result = train(cfg, model, tokenizer, TaskData(norms={"en": norms.select(train_words)}, seed=args.seed), work,
-                   report=lambda step, loss, ckpt: at_step(step, loss, ckpt))
+    result = train(
+        cfg,
+        model,
+        tokenizer,
+        TaskData(norms={"en": norms.select(train_words)}, seed=args.seed),
+        work,
+        report=lambda step, loss, ckpt: at_step(step, loss, ckpt),
+    )
     head = load_head(result.head_path, model.config.hidden_size, 6) if result.head_path else None
     if head is not None:
-        rows.append({"tag": args.tag, "step": total, "split": "validation", "train_seconds": round(result.seconds, 1),
-                     **held_out_figures(model.eval(), tokenizer, val_norms, args.objective, head)})
+        rows.append(
+            {
+                "tag": args.tag,
+                "step": total,
+                "split": "validation",
+                "train_seconds": round(result.seconds, 1),
+                **held_out_figures(model.eval(), tokenizer, val_norms, args.objective, head),
+            }
+        )
     test = held_out_figures(model.eval(), tokenizer, test_norms, args.objective, head)
-    rows.append({"tag": args.tag, "step": total, "split": "test", "config": values, "train_seconds": round(result.seconds, 1), **test})
+    rows.append(
+        {
+            "tag": args.tag,
+            "step": total,
+            "split": "test",
+            "config": values,
+            "train_seconds": round(result.seconds, 1),
+            **test,
+        }
+    )
     print(json.dumps(rows[-1]), flush=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 

@@ -34,8 +34,11 @@ def main() -> None:
         label = val[0].get("label", val[0]["tag"])
         for ax, key in zip(axes, ("mean_spearman", "rsa")):
             ax.plot([r["step"] for r in val], [r[key] for r in val], marker="o", label=label)
-    for ax, key, ref in zip(axes, ("mean Spearman (validation concepts)", "RSA, study recipe (validation concepts)"),
-                            (args.probe_spearman, args.probe_rsa)):
+    for ax, key, ref in zip(
+        axes,
+        ("mean Spearman (validation concepts)", "RSA, study recipe (validation concepts)"),
+        (args.probe_spearman, args.probe_rsa),
+    ):
         if ref is not None:
             ax.axhline(ref, color="black", linestyle="--", linewidth=1, label="frozen probe (best layer)")
         ax.set_xlabel("optimizer step")

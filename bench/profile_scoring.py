@@ -22,9 +22,12 @@ from embodiment.models import load_model
 from embodiment.scoring import score_ratings
 
 #: operator name fragments -> the kind of work they are
-KINDS = {"linear": ("linear", "addmm", "mm", "matmul", "mkldnn"), "attention": ("attention", "softmax", "bmm", "baddbmm"),
-         "cache copies": ("cat", "copy_", "index_select", "repeat_interleave", "expand", "clone", "contiguous", "slice"),
-         "elementwise": ("mul", "add", "silu", "rsqrt", "pow", "mean", "neg", "sin", "cos", "to", "where", "masked_fill")}
+KINDS = {
+    "linear": ("linear", "addmm", "mm", "matmul", "mkldnn"),
+    "attention": ("attention", "softmax", "bmm", "baddbmm"),
+    "cache copies": ("cat", "copy_", "index_select", "repeat_interleave", "expand", "clone", "contiguous", "slice"),
+    "elementwise": ("mul", "add", "silu", "rsqrt", "pow", "mean", "neg", "sin", "cos", "to", "where", "masked_fill"),
+}
 
 
 def kind_of(name: str) -> str:
@@ -49,8 +52,10 @@ def report(label: str, wall: float, events, top: int) -> None:
     by_kind: dict[str, float] = {}
     for e in ops:
         by_kind[kind_of(e.key)] = by_kind.get(kind_of(e.key), 0.0) + e.self_cpu_time_total / 1e6
-    print(f"\n== {label}: {wall:.2f} s wall, {total:.2f} s in operators ({total / wall:.0%}), "
-          f"{wall - total:.2f} s outside them (Python, dispatch, waits)")
+    print(
+        f"\n== {label}: {wall:.2f} s wall, {total:.2f} s in operators ({total / wall:.0%}), "
+        f"{wall - total:.2f} s outside them (Python, dispatch, waits)"
+    )
     for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"   {kind:<14} {seconds:6.2f} s  {seconds / wall:5.0%}")
     for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:top]:
@@ -70,8 +75,10 @@ def main() -> None:
     model, tok = lm.model.eval(), lm.tokenizer
     concepts = [f"thing {i}" for i in range(args.concepts)]
     dims = list(LANCASTER_SENSORY)[: args.dims]
-    print(f"linears: {chosen_backend()}; {args.concepts} concepts x {len(dims)} dims, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"linears: {chosen_backend()}; {args.concepts} concepts x {len(dims)} dims, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads"
+    )
     runs = {f"reuse, {k} a row": dict(suffixes_per_row=int(k)) for k in args.pack.split(",")}
     runs["plain (no reuse)"] = dict(reuse_prefix=False)
     with torch.inference_mode():

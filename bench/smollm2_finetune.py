@@ -25,7 +25,9 @@ from embodiment.training import TrainConfig, train
 def evaluate(model, tokenizer, norms):
     scored = score_ratings(model, tokenizer, norms.words, norms.dimensions, batch_size=64)
     pred = np.column_stack([scored[scored.dimension == d]["expected"].to_numpy() for d in norms.dimensions])
-    rows = {r["dimension"]: r["value"] for r in per_dimension(pred, norms.means, norms.dimensions, methods=("spearman",))}
+    rows = {
+        r["dimension"]: r["value"] for r in per_dimension(pred, norms.means, norms.dimensions, methods=("spearman",))
+    }
     return rows, rsa(pred, norms.means).value, float(scored["digit_mass"].mean())
 
 
@@ -41,21 +43,42 @@ def main() -> None:
     norms = load_norms("embedded")
     # common words only: the norms' rarest entries are noise to a 135M model
     pool = [w for w in norms.words if w.isalpha() and len(w) > 3][::20]
-    train_words, _, test_words = draw_sides(pool, test_fraction=0.35, seed=0, n_train=args.train_words,
-                                            n_test=args.test_words)
+    train_words, _, test_words = draw_sides(
+        pool, test_fraction=0.35, seed=0, n_train=args.train_words, n_test=args.test_words
+    )
     train_norms, test_norms = norms.select(train_words), norms.select(test_words)
     lm = load_model("smollm2-135m")
     t = time.perf_counter()
     base, base_rsa, base_mass = evaluate(lm.model, lm.tokenizer, test_norms)
     t_eval = time.perf_counter() - t
-    cfg = TrainConfig(format="rating", lora=True, lora_rank=8, lora_alpha=16, learning_rate=args.lr, steps=args.steps,
-                      batch_size=args.batch_size, seed=0, engine="deepspeed", zero_stage=0)
-    result = train(cfg, lm.model, lm.tokenizer, TaskData(norms={"en": train_norms}), args.out,
-                   progress=lambda step, loss: print(f"  step {step}/{args.steps} loss {loss:.3f}", flush=True) if step % 25 == 0 else None)
+    cfg = TrainConfig(
+        format="rating",
+        lora=True,
+        lora_rank=8,
+        lora_alpha=16,
+        learning_rate=args.lr,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=0,
+        engine="deepspeed",
+        zero_stage=0,
+    )
+    result = train(
+        cfg,
+        lm.model,
+        lm.tokenizer,
+        TaskData(norms={"en": train_norms}),
+        args.out,
+        progress=lambda step, loss: (
+            print(f"  step {step}/{args.steps} loss {loss:.3f}", flush=True) if step % 25 == 0 else None
+        ),
+    )
     tuned_model = load_adapter(load_model("smollm2-135m").model, result.adapter_dir).eval()
     tuned, tuned_rsa, tuned_mass = evaluate(tuned_model, lm.tokenizer, test_norms)
-    print(f"\nheld-out words: {len(test_norms)}, train words: {len(train_norms)}, steps: {result.steps}, "
-          f"batch {args.batch_size}, lr {args.lr}, train time {result.seconds:.0f} s, eval time {t_eval:.0f} s per model")
+    print(
+        f"\nheld-out words: {len(test_norms)}, train words: {len(train_norms)}, steps: {result.steps}, "
+        f"batch {args.batch_size}, lr {args.lr}, train time {result.seconds:.0f} s, eval time {t_eval:.0f} s per model"
+    )
     print(f"loss: first {np.mean(result.losses[:10]):.3f} -> last {np.mean(result.losses[-10:]):.3f}")
     print(f"{'dimension':<14}{'base':>8}{'tuned':>8}")
     for d in test_norms.dimensions:

@@ -24,7 +24,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         context = context[:-n_spaces]
     whole = _encode(tokenizer, context + continuation)
     ctx = _encode(tokenizer, context)
-    return whole[: len(ctx)], whole[len(ctx):]
+    return whole[: len(ctx)], whole[len(ctx) :]
 
 
 def _predicting(ctx: list[int], cont: list[int]) -> range:
@@ -34,8 +34,9 @@ def _predicting(ctx: list[int], cont: list[int]) -> range:
 
 @with_inference_linears
 @torch.no_grad()
-def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16,
-                   by_length: bool = True) -> list[tuple[float, int]]:
+def loglikelihoods(
+    model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, by_length: bool = True
+) -> list[tuple[float, int]]:
     """Sum of log-probabilities of each continuation given its context, and its token count.
 
     Args:
@@ -66,15 +67,18 @@ def loglikelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
         order.sort(key=lambda seq: -len(seq))
     results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     for start in range(0, len(order), batch_size):
-        chunk = order[start: start + batch_size]
+        chunk = order[start : start + batch_size]
         ids, mask = _pad_right([list(seq) for seq in chunk], pad)
         readers = [(row, i) for row, seq in enumerate(chunk) for i in inputs[seq]]
         # The head runs only where some pair's continuation is predicted (a handful of
         # positions after prompts of ~100 tokens), not on every position.
         needed = sorted({p for _, i in readers for p in _predicting(*encoded[i])})
         column = {p: j for j, p in enumerate(needed)}
-        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                       logits_to_keep=torch.tensor(needed, dtype=torch.long, device=dev)).logits
+        logits = model(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            logits_to_keep=torch.tensor(needed, dtype=torch.long, device=dev),
+        ).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         for row, i in readers:
             ctx, cont = encoded[i]
@@ -104,9 +108,15 @@ def score_mcq(model, tokenizer, items: Sequence[dict], *, batch_size: int = 16, 
             pairs.append((ctx, " " + letter))
             keys.append((item, letter))
     scores = loglikelihoods(model, tokenizer, pairs, batch_size=batch_size, by_length=by_length)
-    frame = pd.DataFrame({"index": [k[0]["index"] for k in keys], "option": [k[1] for k in keys],
-                          "loglik": [s for s, _ in scores], "n_tokens": [n for _, n in scores],
-                          "correct_option": [k[0]["correct_option"] for k in keys]})
+    frame = pd.DataFrame(
+        {
+            "index": [k[0]["index"] for k in keys],
+            "option": [k[1] for k in keys],
+            "loglik": [s for s, _ in scores],
+            "n_tokens": [n for _, n in scores],
+            "correct_option": [k[0]["correct_option"] for k in keys],
+        }
+    )
     frame["loglik_per_token"] = frame["loglik"] / frame["n_tokens"]
     frame["loglik_per_char"] = frame["loglik"] / frame["option"].map(lambda o: len(" " + o))
     grouped = frame.groupby("index", sort=False)["loglik"]

@@ -66,8 +66,12 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _median_ratio(candidate: Callable[[], object], reference: Callable[[], object], rounds: int,
-                  clock: Callable[[Callable[[], object]], float] = _seconds) -> float:
+def _median_ratio(
+    candidate: Callable[[], object],
+    reference: Callable[[], object],
+    rounds: int,
+    clock: Callable[[Callable[[], object]], float] = _seconds,
+) -> float:
     """Median over ``rounds`` interleaved pairs of candidate time / reference time, the
     order alternating each round: a burst of contention slows the calls of one or two
     pairs, which the median ignores, where one minimum per side could pick a lucky call."""
@@ -156,17 +160,27 @@ def chosen_backend(wanted: str | None = None) -> str:
 def _eligible(model: torch.nn.Module) -> bool:
     """fp32 weights on the CPU that are not DeepSpeed partitions (ZeRO-3 gathers them in its own linear)."""
     params = list(model.parameters())
-    return bool(params) and all(p.device.type == "cpu" and not hasattr(p, "ds_id") for p in params) \
+    return (
+        bool(params)
+        and all(p.device.type == "cpu" and not hasattr(p, "ds_id") for p in params)
         and any(p.dtype == torch.float32 for p in params)
+    )
 
 
 def _forward_with(linear: Callable) -> Callable:
     def forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
-        if (x.dtype != torch.float32 or w.dtype != torch.float32 or x.device.type != "cpu" or x.dim() < 2
-                or x.numel() == 0 or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))):
+        if (
+            x.dtype != torch.float32
+            or w.dtype != torch.float32
+            or x.device.type != "cpu"
+            or x.dim() < 2
+            or x.numel() == 0
+            or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+        ):
             return F.linear(x, w, self.bias)
         return linear(x, w, self.bias)
+
     return forward
 
 
@@ -209,8 +223,10 @@ def inference_linears(model: torch.nn.Module, backend: str | None = None) -> Ite
 
 def with_inference_linears(fn: Callable) -> Callable:
     """Decorator for inference functions whose first argument is the model."""
+
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
         with inference_linears(model):
             return fn(model, *args, **kwargs)
+
     return wrapper

@@ -97,18 +97,24 @@ def sha256_of(path: Path) -> str:
 def _check(path: Path, spec: SourceFile, origin: str) -> None:
     found = sha256_of(path)
     if found != spec.sha256:
-        raise InputError(f"sha256 {found} does not match the pinned {spec.sha256} ({path.stat().st_size:,} bytes, "
-                         f"expected {spec.size:,}): not the published file; fetch it again from {spec.url}",
-                         source=origin, key=spec.name)
+        raise InputError(
+            f"sha256 {found} does not match the pinned {spec.sha256} ({path.stat().st_size:,} bytes, "
+            f"expected {spec.size:,}): not the published file; fetch it again from {spec.url}",
+            source=origin,
+            key=spec.name,
+        )
 
 
 def _from_folder(folder: Path, spec: SourceFile, raw: Path) -> Path:
     """Copy ``spec`` from an offline folder into the cache, checking its hash."""
     source = folder / spec.name
     if not source.is_file():
-        raise InputError(f"missing from the data folder ({DATA_DIR_ENV} or --data-dir); put the published file "
-                         f"there ({spec.url}, sha256 {spec.sha256}) or fetch without a data folder",
-                         source=folder, key=spec.name)
+        raise InputError(
+            f"missing from the data folder ({DATA_DIR_ENV} or --data-dir); put the published file "
+            f"there ({spec.url}, sha256 {spec.sha256}) or fetch without a data folder",
+            source=folder,
+            key=spec.name,
+        )
     _check(source, spec, str(source))
     target = raw / spec.name
     with atomic_path(target) as tmp:
@@ -120,14 +126,21 @@ def _download(spec: SourceFile, raw: Path, progress: bool) -> Path:
     import pooch
 
     try:
-        path = pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=spec.name, path=raw,
-                              progressbar=progress)
+        path = pooch.retrieve(
+            spec.url, known_hash=f"sha256:{spec.sha256}", fname=spec.name, path=raw, progressbar=progress
+        )
     except ValueError as exc:  # pooch's hash mismatch
-        raise InputError(f"the download does not match the pinned sha256 ({exc}); the file at {spec.url} changed "
-                         "or the download was damaged: try again, or use a data folder", key=spec.name) from None
+        raise InputError(
+            f"the download does not match the pinned sha256 ({exc}); the file at {spec.url} changed "
+            "or the download was damaged: try again, or use a data folder",
+            key=spec.name,
+        ) from None
     except Exception as exc:  # no network, HTTP errors: say what to do offline
-        raise InputError(f"cannot download {spec.url} ({type(exc).__name__}: {exc}); offline, put the files in a "
-                         f"folder and set {DATA_DIR_ENV} (or egrid data fetch --data-dir DIR)", key=spec.name) from None
+        raise InputError(
+            f"cannot download {spec.url} ({type(exc).__name__}: {exc}); offline, put the files in a "
+            f"folder and set {DATA_DIR_ENV} (or egrid data fetch --data-dir DIR)",
+            key=spec.name,
+        ) from None
     return Path(path)
 
 
@@ -189,8 +202,12 @@ def resolve(source: str, *, data_dir: str | Path | None = None) -> Path:
     name, table = str(source).split(SEPARATOR, 1)
     dataset = get_dataset(name)
     if table not in dataset.tables:
-        raise InputError(f"dataset {name} has no table {table!r}{did_you_mean(table, dataset.tables)}; "
-                         f"its tables: {', '.join(dataset.tables)}", source=source, key="source")
+        raise InputError(
+            f"dataset {name} has no table {table!r}{did_you_mean(table, dataset.tables)}; "
+            f"its tables: {', '.join(dataset.tables)}",
+            source=source,
+            key="source",
+        )
     return fetch(name, data_dir=data_dir) / dataset.tables[table].filename
 
 
@@ -198,12 +215,53 @@ def resolve(source: str, *, data_dir: str | Path | None = None) -> Path:
 
 _WU2026_BASE = "https://raw.githubusercontent.com/Minghua5/Sensorimotor-Representation-in-LLMs/82cb67b/data/"
 #: the columns of the paired English/Dutch tables the loaders read (of the 53 published)
-PAIRED_COLUMNS = ("Word", *(f"{d}.mean" for d in ("Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory",
-                                                  "Visual", "Foot_leg", "Hand_arm", "Head", "Mouth", "Torso")),
-                  *(f"{d}.SD" for d in ("Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory", "Visual",
-                                        "Foot_leg", "Hand_arm", "Head", "Mouth", "Torso")),
-                  "N_known.perceptual", "N_known.action", "Woord", "Horen", "Zien", "Ruiken", "Proeven", "Voelen",
-                  "Sensaties", "Concreteness", "Frequency", "PoS")
+PAIRED_COLUMNS = (
+    "Word",
+    *(
+        f"{d}.mean"
+        for d in (
+            "Auditory",
+            "Gustatory",
+            "Haptic",
+            "Interoceptive",
+            "Olfactory",
+            "Visual",
+            "Foot_leg",
+            "Hand_arm",
+            "Head",
+            "Mouth",
+            "Torso",
+        )
+    ),
+    *(
+        f"{d}.SD"
+        for d in (
+            "Auditory",
+            "Gustatory",
+            "Haptic",
+            "Interoceptive",
+            "Olfactory",
+            "Visual",
+            "Foot_leg",
+            "Hand_arm",
+            "Head",
+            "Mouth",
+            "Torso",
+        )
+    ),
+    "N_known.perceptual",
+    "N_known.action",
+    "Woord",
+    "Horen",
+    "Zien",
+    "Ruiken",
+    "Proeven",
+    "Voelen",
+    "Sensaties",
+    "Concreteness",
+    "Frequency",
+    "PoS",
+)
 
 
 def _xlsx_to_csv(source: str, columns: tuple[str, ...] | None = None):
@@ -217,50 +275,87 @@ def _xlsx_to_csv(source: str, columns: tuple[str, ...] | None = None):
                 raise InputError(f"the published table lacks columns {missing}", source=paths[source])
             frame = frame[list(columns)]
         frame.to_csv(out, index=False, encoding="utf-8")
+
     return make
 
 
 def _copy(source: str):
     def make(paths: dict[str, Path], out: Path) -> None:
         shutil.copyfile(paths[source], out)
+
     return make
 
 
-register(Dataset(
-    name="wu2026",
-    description=("The data of Wu, Conde, Reviriego & Brysbaert (2026), arXiv 2603.03313: English words of the "
-                 "Lancaster Sensorimotor Norms paired with Dutch words of the Dutch sensory modality norms (train "
-                 "5,436 and test 3,625 pairs), the DeepL translations behind the pairing, and the colour "
-                 "multiple-choice set (train 840, test 560 items). Source: GitHub "
-                 "Minghua5/Sensorimotor-Representation-in-LLMs, commit 82cb67b, folder data/."),
-    files=(
-        SourceFile("2_train_sensorimotor_random_sample.xlsx", _WU2026_BASE + "2_train_sensorimotor_random_sample.xlsx",
-                   1604771, "9324aff6835741a908e39c4e80a3aed50183c8508af779641771f1b77827f2ab"),
-        SourceFile("2_test_sensorimotor_random_sample.xlsx", _WU2026_BASE + "2_test_sensorimotor_random_sample.xlsx",
-                   1069521, "f886f9f398b47673be70b2286fe6a5a4de961099d03f6e0912da9ce5494840f4"),
-        SourceFile("Words_Speed_Brysbaert_with_English_translation_and_back_translation.xlsx",
-                   _WU2026_BASE + "Words_Speed_Brysbaert_with_English_translation_and_back_translation.xlsx",
-                   979583, "3f5c0eab0b99bea445f8183c80545ca3e3e3da86b9cb6b33a823b540a378f9ce"),
-        SourceFile("train_60.json", _WU2026_BASE + "train_60.json",
-                   280083, "cd79cd3201f173af8c1e266eee9d80fc490011c47d9ed63d487bb59a3adadfce"),
-        SourceFile("test_40.json", _WU2026_BASE + "test_40.json",
-                   186078, "5486609bc647dd0d933605ad363cdf2a62a07ff91a1c72660cf041ac42ac53ea"),
-    ),
-    tables={
-        "train": Table("lancaster_dutch_train.csv", _xlsx_to_csv("2_train_sensorimotor_random_sample.xlsx", PAIRED_COLUMNS),
-                       "paired English (11 Lancaster dimensions) / Dutch (6 senses) norms, training pairs"),
-        "test": Table("lancaster_dutch_test.csv", _xlsx_to_csv("2_test_sensorimotor_random_sample.xlsx", PAIRED_COLUMNS),
-                      "the same, test pairs"),
-        "translations": Table("dutch_english_translations.csv",
-                              _xlsx_to_csv("Words_Speed_Brysbaert_with_English_translation_and_back_translation.xlsx"),
-                              "every Dutch word's DeepL translation and back-translation"),
-        "mcq-train": Table("mcq_color_train.json", _copy("train_60.json"), "colour multiple-choice items, training"),
-        "mcq-test": Table("mcq_color_test.json", _copy("test_40.json"), "colour multiple-choice items, test"),
-    },
-    credits=("Credit: Wu, Conde, Reviriego & Brysbaert (2026), 'How does fine-tuning improve sensorimotor "
-             "representations in large language models?', arXiv 2603.03313; the norms: Lynott et al. (2020), The "
-             "Lancaster Sensorimotor Norms, Behavior Research Methods 52, 1271-1291, doi:10.3758/s13428-019-01316-z; "
-             "Speed & Brysbaert (2022), Dutch sensory modality norms, Behavior Research Methods 54(3), 1306-1318, "
-             "doi:10.3758/s13428-021-01656-9. Licence: the study repository names none; cite the sources and "
-             "check their terms before redistributing."),
-))
+register(
+    Dataset(
+        name="wu2026",
+        description=(
+            "The data of Wu, Conde, Reviriego & Brysbaert (2026), arXiv 2603.03313: English words of the "
+            "Lancaster Sensorimotor Norms paired with Dutch words of the Dutch sensory modality norms (train "
+            "5,436 and test 3,625 pairs), the DeepL translations behind the pairing, and the colour "
+            "multiple-choice set (train 840, test 560 items). Source: GitHub "
+            "Minghua5/Sensorimotor-Representation-in-LLMs, commit 82cb67b, folder data/."
+        ),
+        files=(
+            SourceFile(
+                "2_train_sensorimotor_random_sample.xlsx",
+                _WU2026_BASE + "2_train_sensorimotor_random_sample.xlsx",
+                1604771,
+                "9324aff6835741a908e39c4e80a3aed50183c8508af779641771f1b77827f2ab",
+            ),
+            SourceFile(
+                "2_test_sensorimotor_random_sample.xlsx",
+                _WU2026_BASE + "2_test_sensorimotor_random_sample.xlsx",
+                1069521,
+                "f886f9f398b47673be70b2286fe6a5a4de961099d03f6e0912da9ce5494840f4",
+            ),
+            SourceFile(
+                "Words_Speed_Brysbaert_with_English_translation_and_back_translation.xlsx",
+                _WU2026_BASE + "Words_Speed_Brysbaert_with_English_translation_and_back_translation.xlsx",
+                979583,
+                "3f5c0eab0b99bea445f8183c80545ca3e3e3da86b9cb6b33a823b540a378f9ce",
+            ),
+            SourceFile(
+                "train_60.json",
+                _WU2026_BASE + "train_60.json",
+                280083,
+                "cd79cd3201f173af8c1e266eee9d80fc490011c47d9ed63d487bb59a3adadfce",
+            ),
+            SourceFile(
+                "test_40.json",
+                _WU2026_BASE + "test_40.json",
+                186078,
+                "5486609bc647dd0d933605ad363cdf2a62a07ff91a1c72660cf041ac42ac53ea",
+            ),
+        ),
+        tables={
+            "train": Table(
+                "lancaster_dutch_train.csv",
+                _xlsx_to_csv("2_train_sensorimotor_random_sample.xlsx", PAIRED_COLUMNS),
+                "paired English (11 Lancaster dimensions) / Dutch (6 senses) norms, training pairs",
+            ),
+            "test": Table(
+                "lancaster_dutch_test.csv",
+                _xlsx_to_csv("2_test_sensorimotor_random_sample.xlsx", PAIRED_COLUMNS),
+                "the same, test pairs",
+            ),
+            "translations": Table(
+                "dutch_english_translations.csv",
+                _xlsx_to_csv("Words_Speed_Brysbaert_with_English_translation_and_back_translation.xlsx"),
+                "every Dutch word's DeepL translation and back-translation",
+            ),
+            "mcq-train": Table(
+                "mcq_color_train.json", _copy("train_60.json"), "colour multiple-choice items, training"
+            ),
+            "mcq-test": Table("mcq_color_test.json", _copy("test_40.json"), "colour multiple-choice items, test"),
+        },
+        credits=(
+            "Credit: Wu, Conde, Reviriego & Brysbaert (2026), 'How does fine-tuning improve sensorimotor "
+            "representations in large language models?', arXiv 2603.03313; the norms: Lynott et al. (2020), The "
+            "Lancaster Sensorimotor Norms, Behavior Research Methods 52, 1271-1291, doi:10.3758/s13428-019-01316-z; "
+            "Speed & Brysbaert (2022), Dutch sensory modality norms, Behavior Research Methods 54(3), 1306-1318, "
+            "doi:10.3758/s13428-021-01656-9. Licence: the study repository names none; cite the sources and "
+            "check their terms before redistributing."
+        ),
+    )
+)

@@ -42,15 +42,43 @@ _DIMENSIONS: tuple[Dimension, ...] = (
     # Lancaster perceptual strength (Lynott et al., 2020)
     Dimension("Auditory", "en", SENSORY, "hearing", ("auditory", "hearing", "sound", "audition"), equivalent="Horen"),
     Dimension("Gustatory", "en", SENSORY, "tasting", ("gustatory", "taste", "tasting"), equivalent="Proeven"),
-    Dimension("Haptic", "en", SENSORY, "feeling through touch", ("haptic", "touch", "touching", "tactile"), equivalent="Voelen"),
-    Dimension("Interoceptive", "en", SENSORY, "sensations inside your body", ("interoceptive", "interoception", "body"), equivalent="Sensaties"),
+    Dimension(
+        "Haptic",
+        "en",
+        SENSORY,
+        "feeling through touch",
+        ("haptic", "touch", "touching", "tactile"),
+        equivalent="Voelen",
+    ),
+    Dimension(
+        "Interoceptive",
+        "en",
+        SENSORY,
+        "sensations inside your body",
+        ("interoceptive", "interoception", "body"),
+        equivalent="Sensaties",
+    ),
     Dimension("Olfactory", "en", SENSORY, "smelling", ("olfactory", "smell", "smelling"), equivalent="Ruiken"),
     Dimension("Visual", "en", SENSORY, "seeing", ("visual", "vision", "sight", "seeing"), equivalent="Zien"),
     # Lancaster action strength
-    Dimension("Foot_leg", "en", MOTOR, "performing an action with your foot or leg", ("foot_leg", "foot", "leg", "foot/leg", "foot-leg")),
-    Dimension("Hand_arm", "en", MOTOR, "performing an action with your hand or arm", ("hand_arm", "hand", "arm", "hand/arm", "hand-arm")),
+    Dimension(
+        "Foot_leg",
+        "en",
+        MOTOR,
+        "performing an action with your foot or leg",
+        ("foot_leg", "foot", "leg", "foot/leg", "foot-leg"),
+    ),
+    Dimension(
+        "Hand_arm",
+        "en",
+        MOTOR,
+        "performing an action with your hand or arm",
+        ("hand_arm", "hand", "arm", "hand/arm", "hand-arm"),
+    ),
     Dimension("Head", "en", MOTOR, "performing an action with your head, excluding the mouth", ("head",)),
-    Dimension("Mouth", "en", MOTOR, "performing an action with your mouth or throat", ("mouth", "throat", "mouth_throat")),
+    Dimension(
+        "Mouth", "en", MOTOR, "performing an action with your mouth or throat", ("mouth", "throat", "mouth_throat")
+    ),
     Dimension("Torso", "en", MOTOR, "performing an action with your torso", ("torso",)),
     # Dutch sensory modality norms (Speed & Brysbaert, 2022)
     Dimension("Horen", "nl", SENSORY, "het gehoor", ("horen",), equivalent="Auditory"),
@@ -75,7 +103,9 @@ def get(name: str) -> Dimension:
     for dim in _DIMENSIONS:
         if key == dim.name.lower() or key in dim.aliases:
             return dim
-    raise InputError(f"unknown dimension {name!r}{did_you_mean(name, REGISTRY)}; known: {', '.join(REGISTRY)}", key="dimension")
+    raise InputError(
+        f"unknown dimension {name!r}{did_you_mean(name, REGISTRY)}; known: {', '.join(REGISTRY)}", key="dimension"
+    )
 
 
 def resolve(name: str, available: list[str] | tuple[str, ...], *, source: object | None = None) -> str:

@@ -84,8 +84,17 @@ def _spans(tokenizer, concepts: Sequence[str], kind: str) -> tuple[list[list[int
 
 @with_inference_linears
 @torch.no_grad()
-def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str = "causal", layers: Sequence[int] | None = None,
-                       batch_size: int = 32, by_length: bool = True, progress: Callable[[int], None] | None = None) -> Embeddings:
+def extract_embeddings(
+    model,
+    tokenizer,
+    concepts: Sequence[str],
+    *,
+    kind: str = "causal",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+    by_length: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Embeddings:
     """Pooled hidden states of each concept at every (or the chosen) layer.
 
     Args:
@@ -108,7 +117,7 @@ def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str =
     pooled: dict[str, list[np.ndarray]] = {p: [] for p in POOLINGS}
     chosen: list[int] | None = None
     for start in range(0, len(seqs), batch_size):
-        chunk = seqs[start: start + batch_size]
+        chunk = seqs[start : start + batch_size]
         width = max(len(s) for s in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -123,7 +132,7 @@ def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str =
         hidden = hidden[chosen]
         span_mask = torch.zeros((len(chunk), width), device=hidden.device)
         last_idx = torch.empty(len(chunk), dtype=torch.long, device=hidden.device)
-        for i, (a, b) in enumerate(spans[start: start + batch_size]):
+        for i, (a, b) in enumerate(spans[start : start + batch_size]):
             span_mask[i, a:b] = 1.0
             last_idx[i] = b - 1
         mean = (hidden * span_mask[None, :, :, None]).sum(2) / span_mask.sum(1)[None, :, None]
@@ -133,4 +142,6 @@ def extract_embeddings(model, tokenizer, concepts: Sequence[str], *, kind: str =
         if progress:
             progress(len(chunk))
     given = np.argsort(order)  # back to the order of ``concepts``
-    return Embeddings(list(concepts), list(chosen or []), {p: np.concatenate(v, axis=1)[:, given] for p, v in pooled.items()})
+    return Embeddings(
+        list(concepts), list(chosen or []), {p: np.concatenate(v, axis=1)[:, given] for p, v in pooled.items()}
+    )

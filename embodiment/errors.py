@@ -45,9 +45,12 @@ class StorageError(OSError):
     def __init__(self, run_dir: str, cause: OSError):
         self.run_dir = run_dir
         reason = os.strerror(cause.errno) if cause.errno else (cause.strerror or str(cause))
-        super().__init__(cause.errno, f"storage cannot be written: {reason} ({run_dir}); the run stopped and the "
-                         f"tables already written are complete. Free space or make the folder writable, then: "
-                         f"egrid resume {run_dir}")
+        super().__init__(
+            cause.errno,
+            f"storage cannot be written: {reason} ({run_dir}); the run stopped and the "
+            f"tables already written are complete. Free space or make the folder writable, then: "
+            f"egrid resume {run_dir}",
+        )
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

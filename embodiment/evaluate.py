@@ -17,8 +17,26 @@ from embodiment.metrics import mean_correlation, per_dimension, rsa_by_subset, t
 from embodiment.metrics.rsa import STUDY_RECIPE, RSARecipe, get_recipe
 from embodiment.ratings import JoinedRatings
 
-METRIC_COLUMNS = ["condition", "eval_set", "metric", "subset", "dimension", "recipe", "standardise", "rdm_method",
-                  "compare_method", "layer", "value", "ci_low", "ci_high", "p", "alternative", "n", "n_dropped", "note"]
+METRIC_COLUMNS = [
+    "condition",
+    "eval_set",
+    "metric",
+    "subset",
+    "dimension",
+    "recipe",
+    "standardise",
+    "rdm_method",
+    "compare_method",
+    "layer",
+    "value",
+    "ci_low",
+    "ci_high",
+    "p",
+    "alternative",
+    "n",
+    "n_dropped",
+    "note",
+]
 
 
 @dataclass
@@ -68,8 +86,9 @@ def paired_ratings(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.where(missing, np.nan, values) for name, values in model.items()}
 
 
-def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = None,
-                    progress: Callable[[str], None] | None = None) -> dict[str, pd.DataFrame]:
+def evaluate_joined(
+    joined: JoinedRatings, options: EvaluationOptions | None = None, progress: Callable[[str], None] | None = None
+) -> dict[str, pd.DataFrame]:
     """Compute every table for ratings already aligned with the norms.
 
     Returns:
@@ -85,30 +104,24 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
     models = paired_ratings(joined.model) if opt.paired else joined.model
     for condition, model in models.items():
         say(f"{condition}: correlations")
-        for row in per_dimension(model, joined.human, joined.dimensions, n_boot=opt.n_boot, seed=opt.seed):
-            metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": row.pop("method"),
-                                "subset": dims.group_of(row["dimension"]) or "custom", "alternative": "two-sided", **row})
-        mean = mean_correlation(model, joined.human, "spearman", n_boot=opt.n_boot, seed=opt.seed)
-        metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "mean_spearman", "subset": "all",
-                            "dimension": None, "value": mean.r, "ci_low": mean.ci_low, "ci_high": mean.ci_high,
-                            "n": mean.n, "n_dropped": mean.n_dropped,
-                            "note": (f"{mean.n_constant} dimension(s) with constant model ratings counted as 0"
-                                     if mean.n_constant else None)})
+        tag = {"condition": condition, "eval_set": opt.eval_set}
+        metric_rows += _correlation_rows(model, joined, opt, tag)
         say(f"{condition}: RSA")
-        for subset, _, result in rsa_by_subset(model, joined.human, joined.dimensions, subsets=opt.rsa_subsets,
-                                               recipe=recipe, n_perm=opt.rsa_perm, n_boot=opt.rsa_boot, seed=opt.seed):
-            metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "rsa", "subset": subset,
-                                "dimension": None, "recipe": recipe.name, "standardise": recipe.standardise,
-                                "rdm_method": recipe.rdm, "compare_method": recipe.compare, "value": result.value,
-                                "ci_low": result.ci_low, "ci_high": result.ci_high, "p": result.p_perm,
-                                "alternative": "greater" if result.n_perm else None,
-                                "n": result.n_concepts, "n_dropped": result.n_dropped})
+        metric_rows += _rsa_rows(model, joined, opt, recipe, tag)
         sim = wordwise_similarity(model, joined.human)
-        wordwise_rows.append(pd.DataFrame({"condition": condition, "eval_set": opt.eval_set, "word": joined.words, "similarity": sim}))
+        wordwise_rows.append(pd.DataFrame({**tag, "word": joined.words, "similarity": sim}))
         ok = ~np.isnan(sim)
-        metric_rows.append({"condition": condition, "eval_set": opt.eval_set, "metric": "wordwise_similarity", "subset": "all",
-                            "dimension": None, "value": float(sim[ok].mean()) if ok.any() else float("nan"),
-                            "n": int(ok.sum()), "n_dropped": int((~ok).sum())})
+        metric_rows.append(
+            {
+                **tag,
+                "metric": "wordwise_similarity",
+                "subset": "all",
+                "dimension": None,
+                "value": float(sim[ok].mean()) if ok.any() else float("nan"),
+                "n": int(ok.sum()),
+                "n_dropped": int((~ok).sum()),
+            }
+        )
     metrics = pd.DataFrame(metric_rows).reindex(columns=METRIC_COLUMNS)
     metrics["layer"] = metrics["layer"].astype("Int64")
     for col in ("n", "n_dropped"):
@@ -116,10 +129,82 @@ def evaluate_joined(joined: JoinedRatings, options: EvaluationOptions | None = N
     transfer = pd.DataFrame()
     if opt.base is not None and opt.base in joined.model and len(joined.model) > 1:
         say("transfer: Steiger tests against the base")
-        transfer = pd.DataFrame(transfer_rows(models, joined.human, joined.dimensions, base=opt.base,
-                                              eval_set=opt.eval_set))
-    return {"metrics": metrics, "transfer": transfer, "wordwise": pd.concat(wordwise_rows, ignore_index=True),
-            "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame()}
+        transfer = pd.DataFrame(
+            transfer_rows(models, joined.human, joined.dimensions, base=opt.base, eval_set=opt.eval_set)
+        )
+    return {
+        "metrics": metrics,
+        "transfer": transfer,
+        "wordwise": pd.concat(wordwise_rows, ignore_index=True),
+        "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame(),
+    }
+
+
+def _correlation_rows(model: np.ndarray, joined: JoinedRatings, opt: EvaluationOptions, tag: dict) -> list[dict]:
+    """Per-dimension correlations with CIs, and mean Spearman over dimensions (a constant
+    dimension counts 0, noted)."""
+    rows = [
+        {
+            **tag,
+            "metric": row.pop("method"),
+            "subset": dims.group_of(row["dimension"]) or "custom",
+            "alternative": "two-sided",
+            **row,
+        }
+        for row in per_dimension(model, joined.human, joined.dimensions, n_boot=opt.n_boot, seed=opt.seed)
+    ]
+    mean = mean_correlation(model, joined.human, "spearman", n_boot=opt.n_boot, seed=opt.seed)
+    note = f"{mean.n_constant} dimension(s) with constant model ratings counted as 0" if mean.n_constant else None
+    rows.append(
+        {
+            **tag,
+            "metric": "mean_spearman",
+            "subset": "all",
+            "dimension": None,
+            "value": mean.r,
+            "ci_low": mean.ci_low,
+            "ci_high": mean.ci_high,
+            "n": mean.n,
+            "n_dropped": mean.n_dropped,
+            "note": note,
+        }
+    )
+    return rows
+
+
+def _rsa_rows(model: np.ndarray, joined: JoinedRatings, opt: EvaluationOptions, recipe, tag: dict) -> list[dict]:
+    """Rating RSA per dimension subset, with its CI (and a one-sided permutation p where asked for)."""
+    rows = []
+    for subset, _, result in rsa_by_subset(
+        model,
+        joined.human,
+        joined.dimensions,
+        subsets=opt.rsa_subsets,
+        recipe=recipe,
+        n_perm=opt.rsa_perm,
+        n_boot=opt.rsa_boot,
+        seed=opt.seed,
+    ):
+        rows.append(
+            {
+                **tag,
+                "metric": "rsa",
+                "subset": subset,
+                "dimension": None,
+                "recipe": recipe.name,
+                "standardise": recipe.standardise,
+                "rdm_method": recipe.rdm,
+                "compare_method": recipe.compare,
+                "value": result.value,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "p": result.p_perm,
+                "alternative": "greater" if result.n_perm else None,
+                "n": result.n_concepts,
+                "n_dropped": result.n_dropped,
+            }
+        )
+    return rows
 
 
 def format_p(p: float | None) -> str:
@@ -150,19 +235,28 @@ def summary_text(tables: dict[str, pd.DataFrame], unmatched: Sequence[str] = ())
         view = tr[["condition", "dimension", "base_value", "value", "delta", "z", "p", "p_holm", "n"]].copy()
         view["sig"] = view["p_holm"].map(significance_stars)
         view["p"], view["p_holm"] = view["p"].map(format_p), view["p_holm"].map(format_p)
-        lines += [f"Steiger tests against {tr['base'].iloc[0]!r} (two-sided p; p_holm: Holm-adjusted over each "
-                  "condition's dimensions, which the stars follow):",
-                  view.to_string(index=False, float_format=lambda v: f"{v:.3g}"), ""]
+        lines += [
+            f"Steiger tests against {tr['base'].iloc[0]!r} (two-sided p; p_holm: Holm-adjusted over each "
+            "condition's dimensions, which the stars follow):",
+            view.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+            "",
+        ]
     rs = m[m["metric"] == "rsa"]
     if not rs.empty:
         recipe = rs["recipe"].iloc[0]
         pivot = rs.pivot_table(index="subset", columns="condition", values="value", sort=False)
-        lines += [f"RSA ({recipe}: {rs['standardise'].iloc[0]}, {rs['rdm_method'].iloc[0]} RDM, {rs['compare_method'].iloc[0]}):",
-                  pivot.to_string(float_format=lambda v: f"{v:6.3f}"), ""]
+        lines += [
+            f"RSA ({recipe}: {rs['standardise'].iloc[0]}, {rs['rdm_method'].iloc[0]} RDM, {rs['compare_method'].iloc[0]}):",
+            pivot.to_string(float_format=lambda v: f"{v:6.3f}"),
+            "",
+        ]
     ww = m[m["metric"] == "wordwise_similarity"]
     if not ww.empty:
-        lines += ["Word-wise similarity 1/(1+euclidean), mean over concepts:",
-                  ww.set_index("condition")["value"].to_string(float_format=lambda v: f"{v:.3f}"), ""]
+        lines += [
+            "Word-wise similarity 1/(1+euclidean), mean over concepts:",
+            ww.set_index("condition")["value"].to_string(float_format=lambda v: f"{v:.3f}"),
+            "",
+        ]
     if unmatched:
         lines.append(f"{len(unmatched)} words not in the norms (left out), e.g. {', '.join(list(unmatched)[:8])}")
     return "\n".join(lines)

@@ -58,7 +58,10 @@ class Norms:
     def __post_init__(self) -> None:
         self.means = np.asarray(self.means, dtype=np.float64)
         if self.means.shape != (len(self.words), len(self.dimensions)):
-            raise InputError(f"means have shape {self.means.shape}, expected ({len(self.words)}, {len(self.dimensions)})", source=self.source)
+            raise InputError(
+                f"means have shape {self.means.shape}, expected ({len(self.words)}, {len(self.dimensions)})",
+                source=self.source,
+            )
         self._index = {}
         for i, w in enumerate(self.words):  # loaders reject duplicates; paired tables keep the first row
             self._index.setdefault(normalise_word(w), i)
@@ -86,8 +89,16 @@ class Norms:
         names = self.dimensions if dimensions is None else dims.subset(self.dimensions, dimensions)
         cols = [self.dimensions.index(n) for n in names]
         pick = lambda a: None if a is None else a[np.ix_(rows, cols)] if a.ndim == 2 else a[rows]  # noqa: E731
-        return Norms([self.words[r] for r in rows], list(names), self.means[np.ix_(rows, cols)], self.language,
-                     self.source, pick(self.sds), pick(self.n_known), self.scale)
+        return Norms(
+            [self.words[r] for r in rows],
+            list(names),
+            self.means[np.ix_(rows, cols)],
+            self.language,
+            self.source,
+            pick(self.sds),
+            pick(self.n_known),
+            self.scale,
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Wide table: ``word`` then one column per dimension."""
@@ -107,30 +118,48 @@ class Norms:
 # --------------------------------------------------------------------------- validation
 
 
-def _validate(frame: pd.DataFrame, word_col: str, columns: Mapping[str, str], *, source: object,
-              scale: tuple[float, float], allow_missing: bool) -> tuple[list[str], np.ndarray]:
+def _validate(
+    frame: pd.DataFrame,
+    word_col: str,
+    columns: Mapping[str, str],
+    *,
+    source: object,
+    scale: tuple[float, float],
+    allow_missing: bool,
+) -> tuple[list[str], np.ndarray]:
     """Check the word column and the rating columns; return words and the (n, d) means."""
     _require_columns(frame, [word_col, *columns.values()], source)
     words = frame[word_col].astype(str).str.strip()
     empty = words == ""
     if empty.any():
         rows = ", ".join(str(i + 2) for i in np.flatnonzero(empty.to_numpy())[:5])
-        raise InputError(f"empty word in rows {rows}; every row needs a word", source=source, key=f"column {word_col!r}")
+        raise InputError(
+            f"empty word in rows {rows}; every row needs a word", source=source, key=f"column {word_col!r}"
+        )
     keys = words.map(normalise_word)
     dup = keys.duplicated(keep=False)
     if dup.any():
         examples = sorted(set(words[dup]))[:5]
-        raise InputError(f"{int(keys.duplicated().sum())} duplicate words (case-insensitive), e.g. {examples}; "
-                         "each concept may appear once", source=source, key=f"column {word_col!r}")
-    means = np.column_stack([numeric_column(frame, col, source=source, allow_empty=allow_missing) for col in columns.values()])
+        raise InputError(
+            f"{int(keys.duplicated().sum())} duplicate words (case-insensitive), e.g. {examples}; "
+            "each concept may appear once",
+            source=source,
+            key=f"column {word_col!r}",
+        )
+    means = np.column_stack(
+        [numeric_column(frame, col, source=source, allow_empty=allow_missing) for col in columns.values()]
+    )
     low, high = scale
     for j, col in enumerate(columns.values()):
         v = means[:, j]
         off = (v < low) | (v > high)
         if off.any():
             rows = ", ".join(str(i + 2) for i in np.flatnonzero(off)[:5])
-            raise InputError(f"ratings off the {low:g}-{high:g} scale in rows {rows} (e.g. {v[off][0]:g})",
-                             source=source, key=f"column {col!r}")
+            raise InputError(
+                f"ratings off the {low:g}-{high:g} scale in rows {rows} (e.g. {v[off][0]:g})",
+                source=source,
+                key=f"column {col!r}",
+            )
     return words.tolist(), means
 
 
@@ -138,8 +167,12 @@ def _require_columns(frame: pd.DataFrame, wanted: Sequence[str], source: object)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         col = missing[0]
-        raise InputError(f"missing column{did_you_mean(col, frame.columns)}; the file has: {', '.join(map(str, frame.columns[:20]))}"
-                         + (" ..." if len(frame.columns) > 20 else ""), source=source, key=f"column {col!r}")
+        raise InputError(
+            f"missing column{did_you_mean(col, frame.columns)}; the file has: {', '.join(map(str, frame.columns[:20]))}"
+            + (" ..." if len(frame.columns) > 20 else ""),
+            source=source,
+            key=f"column {col!r}",
+        )
 
 
 def _optional(frame: pd.DataFrame, cols: Sequence[str], source: object) -> np.ndarray | None:
@@ -151,8 +184,13 @@ def _optional(frame: pd.DataFrame, cols: Sequence[str], source: object) -> np.nd
 # --------------------------------------------------------------------------- loaders
 
 
-def load_lancaster(path: str | Path, *, dimensions: Sequence[str] | None = None, allow_missing: bool = False,
-                   frame: pd.DataFrame | None = None) -> Norms:
+def load_lancaster(
+    path: str | Path,
+    *,
+    dimensions: Sequence[str] | None = None,
+    allow_missing: bool = False,
+    frame: pd.DataFrame | None = None,
+) -> Norms:
     """Load the official Lancaster Sensorimotor Norms (CSV or XLSX).
 
     Expects ``Word`` and ``<Dim>.mean`` columns for the 11 dimensions (or the subset
@@ -160,7 +198,9 @@ def load_lancaster(path: str | Path, *, dimensions: Sequence[str] | None = None,
     """
     frame = read_table(path) if frame is None else frame
     names = list(dimensions or _lancaster_blocks(frame.columns))
-    words, means = _validate(frame, "Word", {d: f"{d}.mean" for d in names}, source=path, scale=(0, 5), allow_missing=allow_missing)
+    words, means = _validate(
+        frame, "Word", {d: f"{d}.mean" for d in names}, source=path, scale=(0, 5), allow_missing=allow_missing
+    )
     sds = _optional(frame, [f"{d}.SD" for d in names], path)
     n_known = _optional(frame, ["N_known.perceptual"], path)
     return Norms(words, names, means, "en", str(path), sds, None if n_known is None else n_known[:, 0])
@@ -173,20 +213,34 @@ def _lancaster_blocks(columns) -> list[str]:
     return list(dims.LANCASTER_SENSORY) + (list(dims.LANCASTER_MOTOR) if motor else [])
 
 
-def load_dutch(path: str | Path, *, dimensions: Sequence[str] | None = None, allow_missing: bool = False,
-               frame: pd.DataFrame | None = None) -> Norms:
+def load_dutch(
+    path: str | Path,
+    *,
+    dimensions: Sequence[str] | None = None,
+    allow_missing: bool = False,
+    frame: pd.DataFrame | None = None,
+) -> Norms:
     """Load the Dutch sensory modality norms (Speed & Brysbaert, 2022): ``Woord`` (or
     ``Word``) and the six senses Horen, Zien, Ruiken, Proeven, Voelen, Sensaties."""
     frame = read_table(path) if frame is None else frame
     word_col = "Woord" if "Woord" in frame.columns else "Word"
     names = list(dimensions or DUTCH_DIMS)
-    words, means = _validate(frame, word_col, {d: d for d in names}, source=path, scale=(0, 5), allow_missing=allow_missing)
+    words, means = _validate(
+        frame, word_col, {d: d for d in names}, source=path, scale=(0, 5), allow_missing=allow_missing
+    )
     return Norms(words, names, means, "nl", str(path))
 
 
-def load_mapped_csv(path: str | Path, *, word_column: str, columns: Mapping[str, str], language: str = "en",
-                    scale: tuple[float, float] = (0.0, 5.0), allow_missing: bool = False,
-                    frame: pd.DataFrame | None = None) -> Norms:
+def load_mapped_csv(
+    path: str | Path,
+    *,
+    word_column: str,
+    columns: Mapping[str, str],
+    language: str = "en",
+    scale: tuple[float, float] = (0.0, 5.0),
+    allow_missing: bool = False,
+    frame: pd.DataFrame | None = None,
+) -> Norms:
     """Load any table with a declared mapping ``{dimension name: column}``.
 
     Args:
@@ -259,10 +313,13 @@ def load_norms(source: str | Path = "embedded", format: str = "auto", **options:
         frame = read_table(source)
         format = sniff_format(frame) or ""
         if not format:
-            raise InputError("cannot tell the norms format from the header: expected Lancaster columns "
-                             "('Word', 'Auditory.mean', ...) or Dutch ones ('Woord', 'Horen', 'Zien', ...); "
-                             "for any other table give format 'csv' with word_column and columns",
-                             source=source, key="header")
+            raise InputError(
+                "cannot tell the norms format from the header: expected Lancaster columns "
+                "('Word', 'Auditory.mean', ...) or Dutch ones ('Woord', 'Horen', 'Zien', ...); "
+                "for any other table give format 'csv' with word_column and columns",
+                source=source,
+                key="header",
+            )
         return LOADERS[format](source, frame=frame, **options)
     return lookup(LOADERS, format, what="norms format", key="format")(source, **options)
 
@@ -283,8 +340,15 @@ def load_paired(path: str | Path, *, english_dimensions: Sequence[str] | None = 
     _check_scale(english, names, path)
     dutch = load_dutch(path, frame=frame)
     n_known = _optional(frame, ["N_known.perceptual"], path)
-    english = Norms(frame["Word"].astype(str).str.strip().tolist(), names, english, "en", str(path),
-                    _optional(frame, [f"{d}.SD" for d in names], path), None if n_known is None else n_known[:, 0])
+    english = Norms(
+        frame["Word"].astype(str).str.strip().tolist(),
+        names,
+        english,
+        "en",
+        str(path),
+        _optional(frame, [f"{d}.SD" for d in names], path),
+        None if n_known is None else n_known[:, 0],
+    )
     return english, dutch
 
 
@@ -292,4 +356,8 @@ def _check_scale(values: np.ndarray, names: Sequence[str], source: object) -> No
     off = (values < 0) | (values > 5)
     if off.any():
         i, j = map(int, np.argwhere(off)[0])
-        raise InputError(f"rating {values[i, j]:g} in row {i + 2} is off the 0-5 scale", source=source, key=f"column '{names[j]}.mean'")
+        raise InputError(
+            f"rating {values[i, j]:g} in row {i + 2} is off the 0-5 scale",
+            source=source,
+            key=f"column '{names[j]}.mean'",
+        )

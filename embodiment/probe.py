@@ -120,9 +120,19 @@ class ProbeResult:
     metrics: "pd.DataFrame"
 
 
-def evaluate_probe(train_features: np.ndarray, train_ratings: np.ndarray, test_features: np.ndarray,
-                   test_ratings: np.ndarray, dimensions, *, recipe="wu2026", subsets=("all", "sensory", "motor"),
-                   n_boot: int = 1000, seed: int = 0, eval_set: str = "probe") -> ProbeResult:
+def evaluate_probe(
+    train_features: np.ndarray,
+    train_ratings: np.ndarray,
+    test_features: np.ndarray,
+    test_ratings: np.ndarray,
+    dimensions,
+    *,
+    recipe="wu2026",
+    subsets=("all", "sensory", "motor"),
+    n_boot: int = 1000,
+    seed: int = 0,
+    eval_set: str = "probe",
+) -> ProbeResult:
     """Fit a probe on the training concepts and score its predictions on the held-out ones.
 
     The probe is a read-out of ratings, like a rating prompt or a regression head: its
@@ -148,8 +158,10 @@ def evaluate_probe(train_features: np.ndarray, train_ratings: np.ndarray, test_f
     probe = fit_ridge(train_features, train_ratings, seed=seed)
     pred = probe.predict(test_features)
     dims = list(dimensions)
-    joined = JoinedRatings([str(i) for i in range(len(pred))], dims, np.asarray(test_ratings, dtype=np.float64),
-                           {"probe": pred}, [], None)
-    options = EvaluationOptions(base=None, n_boot=n_boot, rsa_recipe=recipe, rsa_subsets=subsets, rsa_boot=n_boot,
-                                seed=seed, eval_set=eval_set)
+    joined = JoinedRatings(
+        [str(i) for i in range(len(pred))], dims, np.asarray(test_ratings, dtype=np.float64), {"probe": pred}, [], None
+    )
+    options = EvaluationOptions(
+        base=None, n_boot=n_boot, rsa_recipe=recipe, rsa_subsets=subsets, rsa_boot=n_boot, seed=seed, eval_set=eval_set
+    )
     return ProbeResult(probe, pred, evaluate_joined(joined, options)["metrics"])

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from embodiment import dimensions as dims
 from embodiment.errors import InputError, did_you_mean
 
-_SENTINEL = "\uE000CONCEPT\uE000"
+_SENTINEL = "\ue000CONCEPT\ue000"
 
 RATING_TEMPLATES = {
-    "en": ("Rate how strongly a concept is experienced by {description}, from 0 (not at all) to 5 (greatly). "
-           "Reply with a single digit.\nConcept:{concept}"),
-    "nl": ("Beoordeel hoe sterk een begrip ervaren wordt via {description}, van 0 (helemaal niet) tot 5 (heel sterk). "
-           "Antwoord met één cijfer.\nBegrip:{concept}"),
+    "en": (
+        "Rate how strongly a concept is experienced by {description}, from 0 (not at all) to 5 (greatly). "
+        "Reply with a single digit.\nConcept:{concept}"
+    ),
+    "nl": (
+        "Beoordeel hoe sterk een begrip ervaren wordt via {description}, van 0 (helemaal niet) tot 5 (heel sterk). "
+        "Antwoord met één cijfer.\nBegrip:{concept}"
+    ),
 }
 PAIRWISE_TEMPLATES = {
     "en": "Which is experienced more strongly by {description}? Reply with A or B.\nA:{a}\nB:{b}",
@@ -40,7 +44,9 @@ class SplitPrompt:
 
 def _chat(tokenizer, content: str, assistant_prefix: str = "") -> str:
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
     else:
         text = f"{content}\n"
     return text + assistant_prefix
@@ -68,7 +74,9 @@ _FRAMES: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
 def _rating_frame(tokenizer, dimension: str, language: str) -> tuple[str, str]:
     """The rating prompt's text before and after the concept (chat template applied)."""
     if language not in RATING_TEMPLATES:
-        raise InputError(f"no rating template for language {language!r}{did_you_mean(language, RATING_TEMPLATES)}", key="language")
+        raise InputError(
+            f"no rating template for language {language!r}{did_you_mean(language, RATING_TEMPLATES)}", key="language"
+        )
     try:
         frames = _FRAMES.setdefault(tokenizer, {})
     except TypeError:  # a tokenizer that cannot be weakly referenced: render every time

@@ -59,19 +59,28 @@ def load_ratings(path: str | Path, columns: dict[str, str] | None = None) -> pd.
         frame[names["condition"]] = "model"
     for role, col in names.items():
         if col not in frame.columns:
-            raise InputError(f"missing column for the {role}{did_you_mean(col, frame.columns)}; the file has: "
-                             f"{', '.join(map(str, frame.columns))} (rename with --{role}-column)", source=path, key=f"column {col!r}")
-    out = pd.DataFrame({
-        "word": frame[names["word"]].astype(str).str.strip(),
-        "dimension": frame[names["dimension"]].astype(str).str.strip(),
-        "condition": frame[names["condition"]].astype(str).str.strip(),
-        "rating": numeric_column(frame, names["rating"], source=path, allow_empty=True),
-    })
+            raise InputError(
+                f"missing column for the {role}{did_you_mean(col, frame.columns)}; the file has: "
+                f"{', '.join(map(str, frame.columns))} (rename with --{role}-column)",
+                source=path,
+                key=f"column {col!r}",
+            )
+    out = pd.DataFrame(
+        {
+            "word": frame[names["word"]].astype(str).str.strip(),
+            "dimension": frame[names["dimension"]].astype(str).str.strip(),
+            "condition": frame[names["condition"]].astype(str).str.strip(),
+            "rating": numeric_column(frame, names["rating"], source=path, allow_empty=True),
+        }
+    )
     dup = out.assign(key=out["word"].map(normalise_word)).duplicated(["key", "dimension", "condition"], keep=False)
     if dup.any():
         ex = out[dup].head(3).to_dict("records")
-        raise InputError(f"{int(dup.sum())} rows repeat a (word, dimension, condition), e.g. {ex}; each may appear once",
-                         source=path, key=f"column {names['word']!r}")
+        raise InputError(
+            f"{int(dup.sum())} rows repeat a (word, dimension, condition), e.g. {ex}; each may appear once",
+            source=path,
+            key=f"column {names['word']!r}",
+        )
     return out
 
 
@@ -91,16 +100,23 @@ def join_to_norms(ratings: pd.DataFrame, norms: Norms, *, source: object = None)
     off = (ratings["rating"] < low) | (ratings["rating"] > high)
     if off.any():
         row = ratings[off].iloc[0]
-        raise InputError(f"{int(off.sum())} ratings off the norms' {low:g}-{high:g} scale, e.g. {row['word']!r} "
-                         f"{row['dimension']} = {row['rating']:g}", source=source, key="column 'rating'")
+        raise InputError(
+            f"{int(off.sum())} ratings off the norms' {low:g}-{high:g} scale, e.g. {row['word']!r} "
+            f"{row['dimension']} = {row['rating']:g}",
+            source=source,
+            key="column 'rating'",
+        )
     mapping = {name: dims.resolve(name, norms.dimensions, source=source) for name in ratings["dimension"].unique()}
     dim_names = [d for d in norms.dimensions if d in set(mapping.values())]
     rows = norms.index_of(ratings["word"].tolist())
     unmatched = sorted(set(ratings["word"][rows < 0]))
     found = ratings[rows >= 0].assign(row=rows[rows >= 0], dim=lambda f: f["dimension"].map(mapping))
     if found.empty:
-        raise InputError(f"none of the {ratings['word'].nunique()} words is in the norms ({norms.source}), "
-                         f"e.g. {unmatched[:5]}", source=source, key="column 'word'")
+        raise InputError(
+            f"none of the {ratings['word'].nunique()} words is in the norms ({norms.source}), e.g. {unmatched[:5]}",
+            source=source,
+            key="column 'word'",
+        )
     used = np.unique(found["row"].to_numpy())
     position = {r: i for i, r in enumerate(used)}
     words = [norms.words[r] for r in used]
@@ -111,6 +127,11 @@ def join_to_norms(ratings: pd.DataFrame, norms: Norms, *, source: object = None)
         m = np.full((len(used), len(dim_names)), np.nan)
         m[part["row"].map(position).to_numpy(), part["dim"].map(dim_names.index).to_numpy()] = part["rating"].to_numpy()
         model[str(condition)] = m
-    long = found.assign(word=[norms.words[r] for r in found["row"]], dimension=found["dim"],
-                        human=norms.means[found["row"].to_numpy(), found["dim"].map(col).to_numpy()])
-    return JoinedRatings(words, dim_names, human, model, unmatched, long[["condition", "word", "dimension", "rating", "human"]])
+    long = found.assign(
+        word=[norms.words[r] for r in found["row"]],
+        dimension=found["dim"],
+        human=norms.means[found["row"].to_numpy(), found["dim"].map(col).to_numpy()],
+    )
+    return JoinedRatings(
+        words, dim_names, human, model, unmatched, long[["condition", "word", "dimension", "rating", "human"]]
+    )

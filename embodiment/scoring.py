@@ -38,7 +38,9 @@ def digit_token_ids(tokenizer) -> list[int]:
     for d in DIGITS:
         enc = tokenizer.encode(d, add_special_tokens=False)
         if len(enc) != 1:
-            raise ValueError(f"the tokenizer splits the digit {d!r} into {len(enc)} tokens; ratings need one token per digit")
+            raise ValueError(
+                f"the tokenizer splits the digit {d!r} into {len(enc)} tokens; ratings need one token per digit"
+            )
         ids.append(enc[0])
     return ids
 
@@ -79,8 +81,9 @@ def returned_cache(out):
 def _last_logits_plain(model, seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     ids, mask = _pad(seqs, pad_id)
     dev = _device(model)
-    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=_positions(mask).to(dev),
-                logits_to_keep=1)
+    out = model(
+        input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=_positions(mask).to(dev), logits_to_keep=1
+    )
     return out.logits[:, -1].float()
 
 
@@ -160,8 +163,14 @@ def _last_logits_reused(model, prefix: _PrefixCache, suffixes: list[list[int]], 
     b = ids.shape[0]
     full_mask = torch.cat([torch.ones((b, prefix.length), dtype=torch.long), mask], dim=1).to(dev)
     try:
-        out = model(input_ids=ids.to(dev), attention_mask=full_mask, position_ids=_positions(mask, prefix.length).to(dev),
-                    use_cache=True, logits_to_keep=1, **{cache_argument(model): prefix.for_batch(b)})
+        out = model(
+            input_ids=ids.to(dev),
+            attention_mask=full_mask,
+            position_ids=_positions(mask, prefix.length).to(dev),
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_argument(model): prefix.for_batch(b)},
+        )
     finally:
         prefix.restore(b)
     return out.logits[:, -1].float()
@@ -182,7 +191,7 @@ def packed_batch(suffixes: list[list[int]], prefix_length: int, per_row: int, pa
         (input_ids, position_ids, mask, last): ids and positions (rows, width), the mask
         (rows, 1, width, prefix_length + width), and each suffix's last (row, column).
     """
-    rows = [suffixes[s: s + per_row] for s in range(0, len(suffixes), per_row)]
+    rows = [suffixes[s : s + per_row] for s in range(0, len(suffixes), per_row)]
     width = max(sum(len(x) for x in row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.full((len(rows), width), prefix_length, dtype=torch.long)
@@ -193,10 +202,10 @@ def packed_batch(suffixes: list[list[int]], prefix_length: int, per_row: int, pa
         col = 0
         for x in row:
             n = len(x)
-            ids[r, col: col + n] = torch.tensor(x, dtype=torch.long)
-            pos[r, col: col + n] = torch.arange(prefix_length, prefix_length + n)
+            ids[r, col : col + n] = torch.tensor(x, dtype=torch.long)
+            pos[r, col : col + n] = torch.arange(prefix_length, prefix_length + n)
             keys = slice(prefix_length + col, prefix_length + col + n)
-            mask[r, 0, col: col + n, keys] = torch.ones((n, n), dtype=torch.bool).tril()
+            mask[r, 0, col : col + n, keys] = torch.ones((n, n), dtype=torch.bool).tril()
             last.append((r, col + n - 1))
             col += n
     return ids, pos, mask, last
@@ -215,7 +224,9 @@ def can_pack(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) in PACKABLE_ATTENTION
 
 
-def _last_logits_packed(model, prefix: _PrefixCache, suffixes: list[list[int]], pad_id: int, per_row: int) -> torch.Tensor:
+def _last_logits_packed(
+    model, prefix: _PrefixCache, suffixes: list[list[int]], pad_id: int, per_row: int
+) -> torch.Tensor:
     ids, pos, allowed, last = packed_batch(suffixes, prefix.length, per_row, pad_id)
     dev = _device(model)
     dtype = next(model.parameters()).dtype
@@ -225,9 +236,14 @@ def _last_logits_packed(model, prefix: _PrefixCache, suffixes: list[list[int]], 
     columns = sorted({c for _, c in last})
     where = {c: j for j, c in enumerate(columns)}
     try:
-        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
-                    logits_to_keep=torch.tensor(columns, dtype=torch.long, device=dev),
-                    **{cache_argument(model): prefix.for_batch(ids.shape[0])})
+        out = model(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=pos.to(dev),
+            use_cache=True,
+            logits_to_keep=torch.tensor(columns, dtype=torch.long, device=dev),
+            **{cache_argument(model): prefix.for_batch(ids.shape[0])},
+        )
     finally:
         prefix.restore(ids.shape[0])
     rows = torch.tensor([r for r, _ in last], device=dev)
@@ -237,9 +253,19 @@ def _last_logits_packed(model, prefix: _PrefixCache, suffixes: list[list[int]], 
 
 @with_inference_linears
 @torch.no_grad()
-def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
-                  batch_size: int = 32, reuse_prefix: bool = True, suffixes_per_row: int = PACKED_SUFFIXES,
-                  prefix_store: PrefixStore | None = None, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def score_ratings(
+    model,
+    tokenizer,
+    concepts: Sequence[str],
+    dimensions: Sequence[str],
+    language: str = "en",
+    *,
+    batch_size: int = 32,
+    reuse_prefix: bool = True,
+    suffixes_per_row: int = PACKED_SUFFIXES,
+    prefix_store: PrefixStore | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
     """Expected ratings of every (concept, dimension) from one forward pass each.
 
     Args:
@@ -274,7 +300,7 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
         order = sorted(range(len(concepts)), key=lambda i: len(suffixes[i]))
         probs = np.empty((len(concepts), 6))
         for start in range(0, len(order), batch_size):
-            rows = order[start: start + batch_size]
+            rows = order[start : start + batch_size]
             chunk = [suffixes[i] for i in rows]
             if reuse_prefix and suffixes_per_row > 1 and can_pack(model):
                 logits = _last_logits_packed(model, cache, chunk, pad, suffixes_per_row)
@@ -287,7 +313,9 @@ def score_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequenc
                 progress(len(chunk))
         mass = probs.sum(axis=1)
         norm = probs / mass[:, None]
-        frame = pd.DataFrame({"concept": list(concepts), "dimension": dim, "language": language, "expected": norm @ np.arange(6)})
+        frame = pd.DataFrame(
+            {"concept": list(concepts), "dimension": dim, "language": language, "expected": norm @ np.arange(6)}
+        )
         for d in range(6):
             frame[f"p{d}"] = norm[:, d]
         frame["digit_mass"] = mass
@@ -307,9 +335,17 @@ def parse_rating(text: str) -> float:
 
 
 @torch.no_grad()
-def generate_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequence[str], language: str = "en", *,
-                     batch_size: int = 32, max_new_tokens: int = 6,
-                     progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def generate_ratings(
+    model,
+    tokenizer,
+    concepts: Sequence[str],
+    dimensions: Sequence[str],
+    language: str = "en",
+    *,
+    batch_size: int = 32,
+    max_new_tokens: int = 6,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
     """The study's way: greedy-generate an answer and parse the number in it.
 
     Kept as the study ran it, on stock torch kernels: it is the reference the scorer is
@@ -328,18 +364,25 @@ def generate_ratings(model, tokenizer, concepts: Sequence[str], dimensions: Sequ
             sp = rating_prompt(tokenizer, c, dim, language)
             seqs.append(_encode(tokenizer, sp.prefix) + _encode(tokenizer, sp.suffix))
         for start in range(0, len(seqs), batch_size):
-            chunk = seqs[start: start + batch_size]
+            chunk = seqs[start : start + batch_size]
             width = max(len(s) for s in chunk)  # left padding for generation
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for i, s in enumerate(chunk):
-                ids[i, width - len(s):] = torch.tensor(s)
-                mask[i, width - len(s):] = 1
-            out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad)
+                ids[i, width - len(s) :] = torch.tensor(s)
+                mask[i, width - len(s) :] = 1
+            out = model.generate(
+                input_ids=ids.to(dev),
+                attention_mask=mask.to(dev),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
             texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-            for c, text in zip(concepts[start: start + batch_size], texts):
-                rows.append({"concept": c, "dimension": dim, "language": language, "parsed": parse_rating(text), "text": text})
+            for c, text in zip(concepts[start : start + batch_size], texts):
+                rows.append(
+                    {"concept": c, "dimension": dim, "language": language, "parsed": parse_rating(text), "text": text}
+                )
             if progress:
                 progress(len(chunk))
     return pd.DataFrame(rows)

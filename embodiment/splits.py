@@ -69,12 +69,21 @@ class Split:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             fraction = float("nan") if data["test_fraction"] is None else float(data["test_fraction"])
-            split = cls(tuple(data["train"]), tuple(data["test"]), int(data["seed"]), fraction, data["digest"],
-                        tuple(data.get("validation", ())), data.get("rule", ""))
+            split = cls(
+                tuple(data["train"]),
+                tuple(data["test"]),
+                int(data["seed"]),
+                fraction,
+                data["digest"],
+                tuple(data.get("validation", ())),
+                data.get("rule", ""),
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"not a split record: {exc}", source=path) from None
         if digest_of(split.train, split.test, split.validation) != split.digest:
-            raise InputError("split record was edited: its digest does not match its word lists", source=path, key="digest")
+            raise InputError(
+                "split record was edited: its digest does not match its word lists", source=path, key="digest"
+            )
         return split
 
 
@@ -90,8 +99,13 @@ def digest_of(train: Sequence[str], test: Sequence[str], validation: Sequence[st
     return h.hexdigest()[:16]
 
 
-def split_concepts(words: Sequence[str], test_fraction: float = 0.4, seed: int = 0,
-                   groups: Sequence[str] | None = None, language: str = "en") -> Split:
+def split_concepts(
+    words: Sequence[str],
+    test_fraction: float = 0.4,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+    language: str = "en",
+) -> Split:
     """Split concepts into train and test by family, with a seeded permutation.
 
     Args:
@@ -114,15 +128,22 @@ def split_concepts(words: Sequence[str], test_fraction: float = 0.4, seed: int =
         raise InputError(f"{len(keys)} groups for {len(words)} words", key="groups")
     unique = sorted(set(keys))
     if len(unique) < 2:
-        raise InputError(f"need at least two word families to split, found {len(unique)} among {len(words)} words",
-                         key="words")
+        raise InputError(
+            f"need at least two word families to split, found {len(unique)} among {len(words)} words", key="words"
+        )
     order = stream(seed, "test").permutation(len(unique))
     n_test = min(max(1, round(test_fraction * len(unique))), len(unique) - 1)
     test_keys = {unique[i] for i in order[:n_test]}
     train = tuple(w for w, k in zip(words, keys) if k not in test_keys)
     test = tuple(w for w, k in zip(words, keys) if k in test_keys)
-    return Split(train, test, int(seed), float(test_fraction), digest_of(train, test),
-                 rule=f"{test_fraction:g} of word families held out")
+    return Split(
+        train,
+        test,
+        int(seed),
+        float(test_fraction),
+        digest_of(train, test),
+        rule=f"{test_fraction:g} of word families held out",
+    )
 
 
 def sample_rows(n_available: int, n_wanted: int, seed: int, name: str, *, key: str) -> np.ndarray:
@@ -170,9 +191,17 @@ def sample_families(groups: Sequence[str], n_wanted: int, seed: int, name: str, 
     return np.sort(np.asarray(taken, dtype=int))
 
 
-def cap_sides(train: Sequence[str], train_groups: Sequence[str], test: Sequence[str], *, seed: int,
-              n_validation: int = 0, n_train: int | None = None, n_test: int | None = None,
-              key_prefix: str = "") -> tuple[list[str], list[str], list[str]]:
+def cap_sides(
+    train: Sequence[str],
+    train_groups: Sequence[str],
+    test: Sequence[str],
+    *,
+    seed: int,
+    n_validation: int = 0,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    key_prefix: str = "",
+) -> tuple[list[str], list[str], list[str]]:
     """A split's sides as a job uses them: validation as whole families of the training side,
     then random samples of the training and held-out sides (each draw its own stream; a cap
     of 0 or None takes the whole side).
@@ -189,8 +218,9 @@ def cap_sides(train: Sequence[str], train_groups: Sequence[str], test: Sequence[
     """
     train, test, validation = list(train), list(test), []
     if n_validation:
-        picked = set(sample_families(train_groups, n_validation, seed, "validation",
-                                     key=f"{key_prefix}validation").tolist())
+        picked = set(
+            sample_families(train_groups, n_validation, seed, "validation", key=f"{key_prefix}validation").tolist()
+        )
         validation = [w for i, w in enumerate(train) if i in picked]
         train = [w for i, w in enumerate(train) if i not in picked]
     if n_train:
@@ -200,9 +230,16 @@ def cap_sides(train: Sequence[str], train_groups: Sequence[str], test: Sequence[
     return train, validation, test
 
 
-def draw_sides(words: Sequence[str], *, test_fraction: float, seed: int, n_train: int | None = None,
-               n_validation: int = 0, n_test: int | None = None,
-               language: str = "en") -> tuple[list[str], list[str], list[str]]:
+def draw_sides(
+    words: Sequence[str],
+    *,
+    test_fraction: float,
+    seed: int,
+    n_train: int | None = None,
+    n_validation: int = 0,
+    n_test: int | None = None,
+    language: str = "en",
+) -> tuple[list[str], list[str], list[str]]:
     """Train, validation and test words as a job draws them: families split at random
     (:func:`split_concepts`), then :func:`cap_sides`. For scripts outside a job.
 
@@ -214,5 +251,12 @@ def draw_sides(words: Sequence[str], *, test_fraction: float, seed: int, n_train
     groups = family_groups({language: list(words)})
     split = split_concepts(words, test_fraction, seed, groups=groups)
     group_of = dict(zip(words, groups))
-    return cap_sides(split.train, [group_of[w] for w in split.train], split.test, seed=seed,
-                     n_validation=n_validation, n_train=n_train, n_test=n_test)
+    return cap_sides(
+        split.train,
+        [group_of[w] for w in split.train],
+        split.test,
+        seed=seed,
+        n_validation=n_validation,
+        n_train=n_train,
+        n_test=n_test,
+    )

@@ -62,8 +62,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     kind = _table_type(path)
     reader = _READERS.get(kind)
     if reader is None:
-        raise InputError(f"unknown table type {path.suffix!r}; expected one of {', '.join(sorted(_READERS))} "
-                         f"(text tables may end in {', '.join(COMPRESSIONS)})", source=path)
+        raise InputError(
+            f"unknown table type {path.suffix!r}; expected one of {', '.join(sorted(_READERS))} "
+            f"(text tables may end in {', '.join(COMPRESSIONS)})",
+            source=path,
+        )
     try:
         frame = reader(path)
     except UnicodeDecodeError as exc:
@@ -79,8 +82,10 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     seen: dict[str, int] = {}
     for position, name in enumerate(frame.columns, start=1):
         if name in seen:
-            raise InputError(f"column {name!r} appears twice (columns {seen[name]} and {position}); "
-                             "rename or delete one", source=path)
+            raise InputError(
+                f"column {name!r} appears twice (columns {seen[name]} and {position}); rename or delete one",
+                source=path,
+            )
         seen[name] = position
     if frame.empty:
         raise InputError("table has a header but no rows", source=path)
@@ -111,10 +116,18 @@ def numeric_column(frame: pd.DataFrame, column: str, *, source: object, allow_em
         if garbage.any():
             rows = _rows(garbage)
             examples = ", ".join(repr(v) for v in text[garbage].head(3))
-            raise InputError(f"non-numeric values in rows {rows} (e.g. {examples}); expected numbers", source=source, key=f"column {column!r}")
+            raise InputError(
+                f"non-numeric values in rows {rows} (e.g. {examples}); expected numbers",
+                source=source,
+                key=f"column {column!r}",
+            )
         bad_empty = empty if not allow_empty else pd.Series(False, index=raw.index)
     if bad_empty.any():
-        raise InputError(f"empty cells in rows {_rows(bad_empty)}; expected a number in every row", source=source, key=f"column {column!r}")
+        raise InputError(
+            f"empty cells in rows {_rows(bad_empty)}; expected a number in every row",
+            source=source,
+            key=f"column {column!r}",
+        )
     return values
 
 

@@ -13,8 +13,16 @@ from pydantic import PlainValidator, ValidationError
 
 from embodiment.errors import did_you_mean
 
-_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-          "str": "a string", "list": "a list", "dict": "a mapping", "model": "a mapping"}
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "str": "a string",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+}
 
 
 class FieldProblem(ValueError):
@@ -53,7 +61,9 @@ def describe(error: dict, allowed_keys: Iterable[str] = ()) -> str:
     kind, found, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "extra_forbidden":
         allowed = sorted(allowed_keys)
-        return f"unknown key{did_you_mean(str(error['loc'][-1]), allowed)}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        return f"unknown key{did_you_mean(str(error['loc'][-1]), allowed)}" + (
+            f"; allowed: {', '.join(allowed)}" if allowed else ""
+        )
     if kind == "missing":
         return "missing (required)"
     if kind == "literal_error":
@@ -68,7 +78,9 @@ def describe(error: dict, allowed_keys: Iterable[str] = ()) -> str:
     if kind == "finite_number":
         return f"expected a finite number, got {found!r}"
     if kind == "too_short":
-        return "empty list; give at least one entry" if not found else f"expected at least {ctx.get('min_length')} entries"
+        return (
+            "empty list; give at least one entry" if not found else f"expected at least {ctx.get('min_length')} entries"
+        )
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", error["msg"]))
     if kind == "none_required" or (kind.endswith("_type") and found is None):

@@ -4,15 +4,16 @@ computed from the stored tables, so it can rerun at any time (e.g. on a partial 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from embodiment.evaluate import EvaluationOptions, evaluate_joined
-from embodiment.metrics import proportion, rsa
+from embodiment.metrics import proportion
 from embodiment.ratings import JoinedRatings
-
-BASE = "base"
+from grid.hidden_states import _hidden_state_metrics, _readout_rows, probe_differences
+from grid.schema import BASE
 
 
 def summary_score(evaluated: dict[str, pd.DataFrame]) -> float:
@@ -41,13 +42,23 @@ def _joined(ratings: pd.DataFrame, model: str, language: str) -> JoinedRatings:
         wide = g.pivot(index="concept", columns="dimension", values="expected").reindex(index=words, columns=dims)
         model_m[str(trial_id)] = wide.to_numpy()
     long = part.rename(columns={"concept": "word", "expected": "rating", "trial_id": "condition"})[
-        ["condition", "word", "dimension", "rating", "human"]]
+        ["condition", "word", "dimension", "rating", "human"]
+    ]
     return JoinedRatings(words, dims, human, model_m, [], long)
 
 
-def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", subsets=("all", "sensory", "motor"),
-              n_boot: int = 1000, seed: int = 0, train_norms: dict | None = None, progress=None,
-              paired: bool = True, trained: dict | None = None) -> dict[str, pd.DataFrame]:
+def aggregate(
+    tables: dict[str, pd.DataFrame],
+    *,
+    rsa_recipe: str = "wu2026",
+    subsets=("all", "sensory", "motor"),
+    n_boot: int = 1000,
+    seed: int = 0,
+    train_norms: dict | None = None,
+    progress=None,
+    paired: bool = True,
+    trained: dict | None = None,
+) -> dict[str, pd.DataFrame]:
     """Metrics and transfer tables from the ratings, embeddings and choices tables.
 
     Args:
@@ -71,49 +82,107 @@ def aggregate(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", su
         (``trial_id`` is ``base`` for the untrained model).
     """
     say = progress or (lambda _: None)
-    metrics, transfer = [], []
     ratings = tables.get("ratings", pd.DataFrame())
     trials = tables.get("trials", pd.DataFrame())
-    cond_of = dict(zip(trials.get("trial_id", []), trials.get("condition", [])))
-    cond_of[BASE] = BASE
+    cond_of = {**dict(zip(trials.get("trial_id", []), trials.get("condition", []))), BASE: BASE}
+    stats = _Statistics(rsa_recipe, tuple(subsets), n_boot, seed, paired)
     joined_of = {}  # (model, language) -> the aligned ratings, built once for every use below
-    if len(ratings):
-        for (model, language), _ in ratings.groupby(["model", "language"], sort=False):
-            joined = joined_of[(model, language)] = _joined(ratings, model, language)
-            options = EvaluationOptions(base=BASE if BASE in joined.model else None, n_boot=n_boot, rsa_recipe=rsa_recipe,
-                                        rsa_subsets=subsets, rsa_boot=n_boot, seed=seed, eval_set=f"{language}/rating",
-                                        paired=paired)
-            out = evaluate_joined(joined, options)
-            m = out["metrics"].rename(columns={"condition": "trial_id"})
-            metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of)))
-            if len(out["transfer"]):
-                t = out["transfer"].rename(columns={"condition": "trial_id"})
-                t = t.assign(model=model, language=language, condition=t["trial_id"].map(cond_of))
-                if trained:
-                    t = _with_training_flags(t, trained)
-                    metrics.append(transfer_groups(joined, t, n_boot=n_boot, seed=seed, paired=paired))
-                transfer.append(t)
-    heads = tables.get("head_ratings", pd.DataFrame())
-    for (model, language), _ in (heads.groupby(["model", "language"], sort=False) if len(heads) else []):
-        # a trial's ratings through its own head: the same metrics under head_<metric>
-        # (no base to compare with: the untrained model has no head)
-        options = EvaluationOptions(base=None, n_boot=n_boot, rsa_recipe=rsa_recipe, rsa_subsets=subsets,
-                                    rsa_boot=n_boot, seed=seed, eval_set=f"{language}/head", paired=paired)
-        m = evaluate_joined(_joined(heads, model, language), options)["metrics"].rename(columns={"condition": "trial_id"})
-        metrics.append(_readout_rows(m, "head_", {"model": model, "language": language}, cond_of=cond_of))
+    metrics, transfer = _rating_rows(ratings, cond_of, stats, trained, joined_of)
+    metrics += _head_rows(tables.get("head_ratings", pd.DataFrame()), cond_of, stats)
     emb = tables.get("embeddings", pd.DataFrame())
     if len(emb) and len(ratings):
         say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
-        predictions: dict = {}
-        hidden = _hidden_state_metrics(emb, ratings, cond_of, rsa_recipe=rsa_recipe, subsets=subsets, n_boot=n_boot,
-                                       seed=seed, train_norms=train_norms, predictions=predictions)
-        metrics += hidden
-        if hidden:  # the probe's cv_error rows are among them: what picks its layer
-            metrics.append(probe_differences(joined_of, predictions, pd.concat(hidden, ignore_index=True), cond_of,
-                                             rsa_recipe=rsa_recipe, n_boot=n_boot, seed=seed, paired=paired))
+        metrics += _hidden_rows(emb, ratings, cond_of, stats, train_norms, joined_of)
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
         metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
+    return _typed(metrics, transfer, trials)
+
+
+@dataclass(frozen=True)
+class _Statistics:
+    """The statistics every part of the aggregate shares."""
+
+    rsa_recipe: str
+    subsets: tuple
+    n_boot: int
+    seed: int
+    paired: bool
+
+    def options(self, base: str | None, eval_set: str) -> EvaluationOptions:
+        return EvaluationOptions(
+            base=base,
+            n_boot=self.n_boot,
+            rsa_recipe=self.rsa_recipe,
+            rsa_subsets=self.subsets,
+            rsa_boot=self.n_boot,
+            seed=self.seed,
+            eval_set=eval_set,
+            paired=self.paired,
+        )
+
+
+def _rating_rows(ratings, cond_of, stats: _Statistics, trained, joined_of) -> tuple[list, list]:
+    """Metrics and transfer rows of the rating prompts, per model and language (``joined_of`` filled)."""
+    metrics, transfer = [], []
+    for (model, language), _ in ratings.groupby(["model", "language"], sort=False) if len(ratings) else []:
+        joined = joined_of[(model, language)] = _joined(ratings, model, language)
+        out = evaluate_joined(joined, stats.options(BASE if BASE in joined.model else None, f"{language}/rating"))
+        m = out["metrics"].rename(columns={"condition": "trial_id"})
+        metrics.append(m.assign(model=model, language=language, condition=m["trial_id"].map(cond_of)))
+        if len(out["transfer"]):
+            t = out["transfer"].rename(columns={"condition": "trial_id"})
+            t = t.assign(model=model, language=language, condition=t["trial_id"].map(cond_of))
+            if trained:
+                t = _with_training_flags(t, trained)
+                metrics.append(transfer_groups(joined, t, n_boot=stats.n_boot, seed=stats.seed, paired=stats.paired))
+            transfer.append(t)
+    return metrics, transfer
+
+
+def _head_rows(heads, cond_of, stats: _Statistics) -> list:
+    """A trial's ratings through its own head: the same metrics under head_<metric> (no
+    base to compare with: the untrained model has no head)."""
+    rows = []
+    for (model, language), _ in heads.groupby(["model", "language"], sort=False) if len(heads) else []:
+        out = evaluate_joined(_joined(heads, model, language), stats.options(None, f"{language}/head"))
+        m = out["metrics"].rename(columns={"condition": "trial_id"})
+        rows.append(_readout_rows(m, "head_", {"model": model, "language": language}, cond_of=cond_of))
+    return rows
+
+
+def _hidden_rows(emb, ratings, cond_of, stats: _Statistics, train_norms, joined_of) -> list:
+    """RSA of hidden states by layer, the probe's rows, and each trial minus the probe."""
+    predictions: dict = {}
+    hidden = _hidden_state_metrics(
+        emb,
+        ratings,
+        cond_of,
+        rsa_recipe=stats.rsa_recipe,
+        subsets=stats.subsets,
+        n_boot=stats.n_boot,
+        seed=stats.seed,
+        train_norms=train_norms,
+        predictions=predictions,
+    )
+    if not hidden:
+        return []
+    # the probe's cv_error rows are among them: what picks its layer
+    differences = probe_differences(
+        joined_of,
+        predictions,
+        pd.concat(hidden, ignore_index=True),
+        cond_of,
+        rsa_recipe=stats.rsa_recipe,
+        n_boot=stats.n_boot,
+        seed=stats.seed,
+        paired=stats.paired,
+    )
+    return [*hidden, differences]
+
+
+def _typed(metrics: list, transfer: list, trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The metrics and transfer frames, with integer columns nullable and each row's seed."""
     metrics_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame()
     seed_of = dict(zip(trials["trial_id"], trials["seed"])) if {"trial_id", "seed"} <= set(trials.columns) else {}
     if len(metrics_df):
@@ -141,9 +210,15 @@ def trained_on(conditions, train_dimensions: dict[str, list[str]]) -> dict[str, 
     out = {}
     for c in conditions:
         on_norms = FORMATS[c.format].trains_on == "norms"
-        out[c.name] = {"format": c.format, "languages": list(c.languages),
-                       "dimensions": {lang: (dims.subset(train_dimensions[lang], c.dimensions) if on_norms else [])
-                                      for lang in c.languages if lang in train_dimensions}}
+        out[c.name] = {
+            "format": c.format,
+            "languages": list(c.languages),
+            "dimensions": {
+                lang: (dims.subset(train_dimensions[lang], c.dimensions) if on_norms else [])
+                for lang in c.languages
+                if lang in train_dimensions
+            },
+        }
     return out
 
 
@@ -161,14 +236,18 @@ def _with_training_flags(transfer: pd.DataFrame, trained: dict, eval_format: str
         same = {lang: dims.equivalent(r.dimension, lang) or r.dimension for lang in what["dimensions"]}
         dim = any(same[lang] in names for lang, names in what["dimensions"].items())
         flags.append((dim, r.language in what["languages"], what["format"] == eval_format))
-    frame = pd.DataFrame(flags, columns=["dimension_trained", "language_trained", "format_trained"], index=transfer.index)
+    frame = pd.DataFrame(
+        flags, columns=["dimension_trained", "language_trained", "format_trained"], index=transfer.index
+    )
     return pd.concat([transfer, frame.astype("boolean")], axis=1)
 
 
 def group_label(dimension_trained, language_trained, format_trained) -> str:
     """A transfer group in words: trained or untrained dimensions, same or other language and format."""
-    return (f"{'trained' if dimension_trained else 'untrained'} dimensions · "
-            f"{'same' if language_trained else 'other'} language · {'same' if format_trained else 'other'} format")
+    return (
+        f"{'trained' if dimension_trained else 'untrained'} dimensions · "
+        f"{'same' if language_trained else 'other'} language · {'same' if format_trained else 'other'} format"
+    )
 
 
 def transfer_groups(joined, transfer: pd.DataFrame, *, n_boot: int, seed: int, paired: bool = True) -> pd.DataFrame:
@@ -186,15 +265,33 @@ def transfer_groups(joined, transfer: pd.DataFrame, *, n_boot: int, seed: int, p
         tuned, base = models[trial_id][:, cols], models[BASE][:, cols]
         keep = ~(np.isnan(tuned).any(axis=1) | np.isnan(base).any(axis=1) | np.isnan(joined.human[:, cols]).any(axis=1))
         t, b, h = tuned[keep], base[keep], joined.human[keep][:, cols]
-        d = paired_differences({"tuned": mean_spearman_of(t, h), "base": mean_spearman_of(b, h)},
-                               [("tuned", "base")], int(keep.sum()), n_boot=n_boot, seed=seed)[("tuned", "base")]
+        d = paired_differences(
+            {"tuned": mean_spearman_of(t, h), "base": mean_spearman_of(b, h)},
+            [("tuned", "base")],
+            int(keep.sum()),
+            n_boot=n_boot,
+            seed=seed,
+        )[("tuned", "base")]
         first = part.iloc[0]
-        rows.append({"trial_id": trial_id, "condition": first["condition"], "model": first["model"],
-                     "language": first["language"], "eval_set": first["eval_set"], "metric": "transfer_delta",
-                     "subset": group_label(group, first["language_trained"], first["format_trained"]),
-                     "value": d.value, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p, "alternative": "two-sided",
-                     "n": d.n, "n_dropped": int((~keep).sum()),
-                     "note": f"mean Spearman delta over {len(cols)} dimension(s): {', '.join(part['dimension'])}"})
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "condition": first["condition"],
+                "model": first["model"],
+                "language": first["language"],
+                "eval_set": first["eval_set"],
+                "metric": "transfer_delta",
+                "subset": group_label(group, first["language_trained"], first["format_trained"]),
+                "value": d.value,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "p": d.p,
+                "alternative": "two-sided",
+                "n": d.n,
+                "n_dropped": int((~keep).sum()),
+                "note": f"mean Spearman delta over {len(cols)} dimension(s): {', '.join(part['dimension'])}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -204,152 +301,18 @@ def _accuracy_rows(choices: pd.DataFrame, cond_of: dict, *, n_boot: int, seed: i
     per_item = choices.drop_duplicates(["model", "trial_id", "index"])
     for (model, trial_id), g in per_item.groupby(["model", "trial_id"], sort=False):
         acc = proportion(g["is_correct"].to_numpy(bool), n_boot=n_boot, seed=seed)
-        rows.append({"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model, "eval_set": "mcq",
-                     "metric": "accuracy", "subset": "all", "value": acc.value, "ci_low": acc.ci_low,
-                     "ci_high": acc.ci_high, "n": acc.n})
-    return pd.DataFrame(rows)
-
-
-def _split_of(emb: pd.DataFrame) -> pd.Series:
-    """Each embedding row's split (a frame without the column holds held-out rows only)."""
-    return emb["split"].fillna("test") if "split" in emb else pd.Series("test", index=emb.index)
-
-
-def _readout_rows(metrics: pd.DataFrame, prefix: str, tag: dict, *, cond_of: dict | None = None,
-                  method: str | None = None) -> pd.DataFrame:
-    """A read-out's metrics (a trial's regression head, a ridge probe): the ratings
-    evaluation's rows, each metric named ``<prefix><metric>`` and tagged; ``method`` (how
-    the read-out was fitted) fills ``recipe`` where the metric has none of its own."""
-    m = metrics.drop(columns="condition", errors="ignore").assign(**tag)
-    if cond_of is not None:
-        m["condition"] = m["trial_id"].map(cond_of)
-    if method is not None:
-        m["recipe"] = m["recipe"].astype(object).where(m["recipe"].notna(), method)
-    return m.assign(metric=prefix + m["metric"])
-
-
-def _hidden_state_metrics(emb: pd.DataFrame, ratings: pd.DataFrame, cond_of: dict, *, rsa_recipe: str, subsets,
-                          n_boot: int, seed: int, train_norms: dict | None,
-                          predictions: dict | None = None) -> list[pd.DataFrame]:
-    """Per (model, trial, language, layer): RSA of the held-out concepts' hidden states
-    (``rsa_hidden``), and where training concepts were embedded, the ridge probe fitted on
-    them and scored on the held-out ones as any ratings are (``probe_spearman``,
-    ``probe_pearson`` per dimension, ``probe_rsa`` per subset, ``probe_wordwise_similarity``).
-    ``predictions``, when given, receives each probe's held-out predictions under
-    (model, trial_id, language, layer): (concepts, dimensions, (n, d) array)."""
-    from embodiment.probe import evaluate_probe
-
-    split = _split_of(emb)
-    human = ratings.drop_duplicates(["language", "concept", "dimension"])
-    # each language's held-out human ratings as a concept x dimension table, once (not per
-    # model, trial and layer), dimensions in the ratings' order
-    wide = {lang: part.pivot(index="concept", columns="dimension", values="human")[list(dict.fromkeys(part["dimension"]))]
-            for lang, part in human.groupby("language", sort=False)}
-    out = []
-    for (model, trial_id, language, layer), g in emb.groupby(["model", "trial_id", "language", "layer"], sort=False):
-        if language not in wide:
-            continue
-        h = wide[language]
-        test = g[(split[g.index] == "test") & g["concept"].isin(h.index)]
-        if len(test) < 3:
-            continue
-        vectors = np.stack(test["vector"].map(np.asarray).to_list())
-        target = h.loc[test["concept"]].to_numpy()
-        tag = {"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model, "language": language,
-               "layer": int(layer)}
-        res = rsa(vectors, target, {"standardise": "none", "rdm": "cosine", "compare": "spearman", "name": "hidden-vs-human"},
-                  n_boot=n_boot, seed=seed)
-        out.append(pd.DataFrame([{**tag, "eval_set": f"{language}/embeddings", "metric": "rsa_hidden", "subset": "all",
-                                  "recipe": res.recipe.name, "standardise": "none", "rdm_method": "cosine",
-                                  "compare_method": "spearman", "value": res.value, "ci_low": res.ci_low,
-                                  "ci_high": res.ci_high, "n": res.n_concepts, "n_dropped": res.n_dropped}]))
-        train = g[split[g.index] == "train"]
-        norms = (train_norms or {}).get(language)
-        if norms is None or len(train) < 10:
-            continue
-        known = {w: i for i, w in enumerate(norms.words)}
-        train = train[train["concept"].isin(known)]
-        columns = [norms.dimensions.index(d) for d in h.columns]
-        train_target = norms.means[[known[c] for c in train["concept"]]][:, columns]
-        fitted = evaluate_probe(np.stack(train["vector"].map(np.asarray).to_list()), train_target, vectors, target,
-                                list(h.columns), recipe=rsa_recipe, subsets=subsets, n_boot=n_boot, seed=seed,
-                                eval_set=f"{language}/probe")
-        if predictions is not None:
-            predictions[(model, trial_id, language, int(layer))] = (list(test["concept"]), list(h.columns), fitted.predictions)
-        method = f"ridge alpha={fitted.probe.alpha:g}, train n={len(train)}"
-        out.append(_readout_rows(fitted.metrics, "probe_", tag, method=method))
-        # the layer a headline quotes is chosen by this, on training concepts only
-        out.append(pd.DataFrame([{**tag, "eval_set": f"{language}/probe", "metric": "probe_cv_error", "subset": "all",
-                                  "recipe": method, "value": fitted.probe.cv_error[fitted.probe.alpha],
-                                  "n": len(train), "n_dropped": 0}]))
-    return out
-
-
-#: trial minus probe, per measure: (metric name, what the statistic is)
-MINUS_PROBE = {"minus_probe_mean_spearman": "mean Spearman", "minus_probe_rsa": "rating RSA"}
-
-
-def probe_differences(joined_of: dict, predictions: dict, metrics: pd.DataFrame, cond_of: dict, *,
-                      rsa_recipe: str = "wu2026", n_boot: int = 1000, seed: int = 0, paired: bool = True) -> pd.DataFrame:
-    """Is a fine-tuned model's prompted rating beyond the linear read-out of the frozen base?
-
-    For each trial, its ratings minus the base model's ridge probe (at the layer of least
-    cross-validated error, :func:`probe_layer`) on the same held-out concepts, resampled
-    together (:func:`embodiment.metrics.paired_differences`): mean Spearman over dimensions
-    and rating RSA, each with its 95 % CI and two-sided bootstrap p.
-
-    Args:
-        joined_of: (model, language) -> the aligned ratings (base and trials).
-        predictions: the probes' held-out predictions (:func:`_hidden_state_metrics`).
-        metrics: rows holding ``probe_cv_error`` (what picks the probe's layer).
-        cond_of: trial -> condition.
-
-    Returns:
-        metrics rows ``minus_probe_mean_spearman`` and ``minus_probe_rsa`` (layer: the
-        probe's), empty without a probe.
-    """
-    from embodiment.metrics import ResampledRSA, get_recipe, mean_spearman_of, paired_differences
-
-    recipe = get_recipe(rsa_recipe)
-    rows = []
-    for (model, language), joined in joined_of.items():
-        layer = probe_layer(metrics[metrics["model"] == model] if "model" in metrics else metrics, language)
-        if layer is None or (model, BASE, language, layer) not in predictions:
-            continue
-        concepts, dims, pred = predictions[(model, BASE, language, layer)]
-        where = {c: i for i, c in enumerate(concepts)}
-        order = [joined.dimensions.index(d) for d in dims]
-        rows_of = [i for i, w in enumerate(joined.words) if w in where]
-        human = joined.human[rows_of][:, order]
-        probe = pred[[where[joined.words[i]] for i in rows_of]]
-        for trial_id, values in joined.model.items():
-            if trial_id == BASE:
-                continue
-            tuned = values[rows_of][:, order]
-            keep = ~(np.isnan(tuned).any(axis=1) | np.isnan(human).any(axis=1)) if paired else ~np.isnan(human).any(axis=1)
-            t, p, hm = tuned[keep], probe[keep], human[keep]
-            stats_of = {
-                "minus_probe_mean_spearman": {"tuned": mean_spearman_of(t, hm), "probe": mean_spearman_of(p, hm)},
-                "minus_probe_rsa": {"tuned": ResampledRSA.of(t, hm, recipe), "probe": ResampledRSA.of(p, hm, recipe)},
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "condition": cond_of.get(trial_id, trial_id),
+                "model": model,
+                "eval_set": "mcq",
+                "metric": "accuracy",
+                "subset": "all",
+                "value": acc.value,
+                "ci_low": acc.ci_low,
+                "ci_high": acc.ci_high,
+                "n": acc.n,
             }
-            for metric, statistics in stats_of.items():
-                d = paired_differences(statistics, [("tuned", "probe")], int(keep.sum()), n_boot=n_boot,
-                                       seed=seed)[("tuned", "probe")]
-                rows.append({"trial_id": trial_id, "condition": cond_of.get(trial_id, trial_id), "model": model,
-                             "language": language, "eval_set": f"{language}/rating", "metric": metric, "subset": "all",
-                             "layer": layer, "recipe": rsa_recipe if metric.endswith("rsa") else None,
-                             "value": d.value, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p,
-                             "alternative": "two-sided", "n": d.n, "n_dropped": int((~keep).sum()),
-                             "note": f"paired bootstrap: the trial's prompted ratings minus the base probe (layer {layer})"})
+        )
     return pd.DataFrame(rows)
-
-
-def probe_layer(metrics: pd.DataFrame, language: str, trial_id: str = BASE) -> int | None:
-    """The probe layer to quote: the one with the lowest cross-validated error on the
-    training concepts (``probe_cv_error``), never the best held-out score. None without
-    a probe."""
-    cv = metrics[(metrics["metric"] == "probe_cv_error") & (metrics["language"] == language)
-                 & (metrics["trial_id"] == trial_id)] if len(metrics) else metrics
-    if cv.empty or cv["value"].isna().all():
-        return None
-    return int(cv.loc[cv["value"].idxmin(), "layer"])

@@ -30,10 +30,16 @@ import yaml
 
 #: what can be killed, and the Ray process name of each kind that is one process
 KINDS = ("training worker", "scorer actor", "results actor", "worker node", "driver")
-PROCESS_NAMES = {"training worker": "ray::RayTrainWorker", "scorer actor": "ray::MapWorker",
-                 "results actor": "ray::ResultsActor"}
-KEYS = {"ratings": ["trial_id", "concept", "dimension"], "embeddings": ["trial_id", "concept", "layer", "pooling"],
-        "trials": ["trial_id"]}
+PROCESS_NAMES = {
+    "training worker": "ray::RayTrainWorker",
+    "scorer actor": "ray::MapWorker",
+    "results actor": "ray::ResultsActor",
+}
+KEYS = {
+    "ratings": ["trial_id", "concept", "dimension"],
+    "embeddings": ["trial_id", "concept", "layer", "pooling"],
+    "trials": ["trial_id"],
+}
 #: metrics of a resumed run equal the uninterrupted run's to this: a batch scored in another
 #: process can differ in float32's last bits, which reorders near-tied distances of the tiny
 #: model's nearly flat ratings in an RSA (the fault tests measured up to 6e-4)
@@ -113,15 +119,26 @@ def chaos_job(work: Path, trials: int) -> Path:
     """The job every chaos run uses: a tiny saved model, ``trials`` learning rates, 9 steps, checkpoints every 3."""
     from embodiment.models.tiny import save_tiny_model
 
-    job = {"name": "chaos", "models": [save_tiny_model(work / "tiny", hidden=32, layers=2, heads=4)],
-           "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 20, "validation": 10}},
-           "conditions": [{"name": "rating_en", "format": "rating", "languages": ["en"]}],
-           "training": {"lora": True, "lora_rank": 4, "steps": 9, "batch_size": 4, "checkpoint_every": 3,
-                        "engine": "deepspeed"},
-           "search": {"learning_rate": {"grid": [1e-3 * (i + 1) for i in range(trials)]}},
-           "tune": {"max_failures": 100}, "evaluation": {"subsets": ["all"], "layers": [2], "n_boot": 10},
-           "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2}, "seed": 0,
-           "storage": str(work / "runs")}
+    job = {
+        "name": "chaos",
+        "models": [save_tiny_model(work / "tiny", hidden=32, layers=2, heads=4)],
+        "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 20, "validation": 10}},
+        "conditions": [{"name": "rating_en", "format": "rating", "languages": ["en"]}],
+        "training": {
+            "lora": True,
+            "lora_rank": 4,
+            "steps": 9,
+            "batch_size": 4,
+            "checkpoint_every": 3,
+            "engine": "deepspeed",
+        },
+        "search": {"learning_rate": {"grid": [1e-3 * (i + 1) for i in range(trials)]}},
+        "tune": {"max_failures": 100},
+        "evaluation": {"subsets": ["all"], "layers": [2], "n_boot": 10},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2},
+        "seed": 0,
+        "storage": str(work / "runs"),
+    }
     path = work / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     return path
@@ -129,8 +146,14 @@ def chaos_job(work: Path, trials: int) -> Path:
 
 def _egrid(work: Path, log, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "grid.cli", *args, "--no-report"], cwd=work, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "grid.cli", *args, "--no-report"],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _victims(cluster: ChaosCluster, kind: str) -> list:
@@ -138,8 +161,15 @@ def _victims(cluster: ChaosCluster, kind: str) -> list:
     return cluster.processes(name) if name else [kind]  # a node or the driver: always there
 
 
-def run_with_chaos(cluster: ChaosCluster, job: Path, run_dir: str, kills: int, rng: random.Random,
-                   gap: tuple[float, float] = (4.0, 10.0), say=print) -> tuple[list[Kill], bool]:
+def run_with_chaos(
+    cluster: ChaosCluster,
+    job: Path,
+    run_dir: str,
+    kills: int,
+    rng: random.Random,
+    gap: tuple[float, float] = (4.0, 10.0),
+    say=print,
+) -> tuple[list[Kill], bool]:
     """Run ``job`` on ``cluster`` and make up to ``kills`` kills while it runs.
 
     Each kill picks, among the kinds that have a victim right now, the one used least so
@@ -247,7 +277,9 @@ def count_rows(tables: dict[str, pd.DataFrame], reference: dict[str, pd.DataFram
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--nodes", type=int, default=3, help="nodes of the local cluster, the head included [%(default)s]")
+    parser.add_argument(
+        "--nodes", type=int, default=3, help="nodes of the local cluster, the head included [%(default)s]"
+    )
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="folder for the runs and logs [a new temporary folder]")
@@ -263,14 +295,17 @@ def main(argv=None) -> int:
         print(f"[chaos] cluster of {args.nodes} nodes at {cluster.address}; work folder {work}", flush=True)
         started = time.time()
         with open(work / "reference.log", "w") as log:
-            code = _egrid(work, log, "run", str(job), "--address", cluster.address, "--storage", str(work / "reference")).wait()
+            code = _egrid(
+                work, log, "run", str(job), "--address", cluster.address, "--storage", str(work / "reference")
+            ).wait()
         if code != 0:
             print(f"[chaos] the uninterrupted run failed (exit {code}); see {work / 'reference.log'}")
             return 2
         print(f"[chaos] uninterrupted run: {time.time() - started:.0f} s", flush=True)
         started = time.time()
-        made, finished = run_with_chaos(cluster, job, spec.run_dir(), args.kills, random.Random(args.seed),
-                                        say=lambda m: print(m, flush=True))
+        made, finished = run_with_chaos(
+            cluster, job, spec.run_dir(), args.kills, random.Random(args.seed), say=lambda m: print(m, flush=True)
+        )
         print(f"[chaos] run with kills: {time.time() - started:.0f} s", flush=True)
     finally:
         cluster.shutdown()
@@ -283,11 +318,15 @@ def main(argv=None) -> int:
         if mine[["trial", "metric", "subset"]].equals(theirs[["trial", "metric", "subset"]]):
             gap = float(np.nanmax(np.abs(mine["value"].to_numpy(float) - theirs["value"].to_numpy(float))))
             same = gap <= METRIC_TOLERANCE
-    print(f"kills made: {len(made)} ({', '.join(f'{v} {k}' for k, v in kinds.items())}); kinds used: "
-          f"{sum(v > 0 for v in kinds.values())} of {len(KINDS)}")
+    print(
+        f"kills made: {len(made)} ({', '.join(f'{v} {k}' for k, v in kinds.items())}); kinds used: "
+        f"{sum(v > 0 for v in kinds.values())} of {len(KINDS)}"
+    )
     print(f"kills survived: {len(made) if finished else 0}; rows lost: {lost}; rows duplicated: {duplicated}")
-    print(f"metrics equal the uninterrupted run's: {'yes' if same else 'no'} (largest difference {gap:.2g}, "
-          f"tolerance {METRIC_TOLERANCE:g})")
+    print(
+        f"metrics equal the uninterrupted run's: {'yes' if same else 'no'} (largest difference {gap:.2g}, "
+        f"tolerance {METRIC_TOLERANCE:g})"
+    )
     return 0 if finished and lost == 0 and duplicated == 0 and same else 1
 
 

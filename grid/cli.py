@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embodiment.errors import InputError, StorageError
 from grid.cli_evaluate import _add_evaluate_ratings
 from grid.cli_library import _add_data, _add_jobs
+from grid.cli_report import _add_report
+from grid.cli_status import cmd_status, read_manifest
 from grid.location import RunLocation
-from grid.node_cache import exists
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,8 +32,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         spec = load_job(path)
         configure(spec)  # the data too: splits, validation concepts, each trial's examples
         trials = _count_trials(spec)
-        print(f"{path}: ok -- run {spec.run_name}, {len(spec.models)} model(s), {len(spec.conditions)} condition(s), "
-              f"{trials} trial(s), {spec.resources.workers} worker(s) per trial")
+        print(
+            f"{path}: ok -- run {spec.run_name}, {len(spec.models)} model(s), {len(spec.conditions)} condition(s), "
+            f"{trials} trial(s), {spec.resources.workers} worker(s) per trial"
+        )
     return 0
 
 
@@ -50,8 +52,15 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     from grid.job_file import load_job
 
     spec = load_job(args.job)
-    summary = run_job(spec, address=args.address, storage=args.storage, resume=resume or args.resume, num_cpus=args.num_cpus,
-                      dashboard_host=args.dashboard_host, progress=args.progress)
+    summary = run_job(
+        spec,
+        address=args.address,
+        storage=args.storage,
+        resume=resume or args.resume,
+        num_cpus=args.num_cpus,
+        dashboard_host=args.dashboard_host,
+        progress=args.progress,
+    )
     print("\n" + "\n".join(summary_lines(summary)))
     print(f"\nRun folder: {summary['run_dir']}")
     if not getattr(args, "no_report", False):
@@ -69,18 +78,11 @@ def _write_report(folder: str, differences: pd.DataFrame | None = None) -> None:
     except Exception as exc:  # the tables are written; a report can be made later with `egrid report`
         print(f"report not written ({type(exc).__name__}: {exc}); try: egrid report {folder}", file=sys.stderr)
         return
-    print(f"Report:    {report.index} ({len(report.figures)} figures as PNG and SVG in {report.index.parent / 'figures'})")
+    print(
+        f"Report:    {report.index} ({len(report.figures)} figures as PNG and SVG in {report.index.parent / 'figures'})"
+    )
     if RunLocation(str(folder)).remote:
         print(f"           (a copy in the run's storage: {RunLocation(str(folder)).child('report')})")
-
-
-def _manifest(run_dir: str) -> dict:
-    from grid.results import ResultsStore
-
-    manifest = ResultsStore(run_dir).read_json("manifest.json")
-    if manifest is None:
-        raise InputError("not a run folder: no manifest.json (give the folder `egrid run` printed)", source=run_dir)
-    return manifest
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -89,11 +91,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from grid.runner import run_job
     from grid.spec import parse_job
 
-    manifest = _manifest(args.run)
+    manifest = read_manifest(args.run)
     spec = parse_job(manifest["job"], manifest.get("job_file", "<job>"))
     # the folder itself (its name holds the hash of the egrid version that started it)
-    summary = run_job(spec, address=args.address, resume=True, progress=args.progress, run_dir=args.run,
-                      trust_tune_state=args.trust_tune_state)
+    summary = run_job(
+        spec,
+        address=args.address,
+        resume=True,
+        progress=args.progress,
+        run_dir=args.run,
+        trust_tune_state=args.trust_tune_state,
+    )
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
         _write_report(summary["run_dir"], summary.get("differences"))
@@ -103,68 +111,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     """Recompute a run's metrics and transfer tables from its stored tables (no Ray)."""
     from grid.console import summary_lines
-    from grid.runner import reaggregate
+    from grid.run_summary import reaggregate
 
     summary = reaggregate(args.run)
     print("\n" + "\n".join(summary_lines(summary)))
     if not args.no_report:
         _write_report(summary["run_dir"], summary.get("differences"))
     return 0
-
-
-def _status_text(run: str) -> tuple[str, str]:
-    """The status page of a run and its status word (running, finished, failed ...)."""
-    import pandas as pd
-
-    from grid.objectives import best_trials
-    from grid.results import ResultsStore
-
-    manifest = _manifest(run)
-    trials = ResultsStore(run).read("trials")
-    lines = [f"run {manifest['run_name']}: {manifest.get('status')} (updated {manifest.get('updated')})"]
-    live = []
-    tune_dir = RunLocation.of(run).child("tune")
-    if exists(tune_dir):
-        from grid.internals import read_trial_states
-
-        try:
-            for t in read_trial_states(tune_dir):
-                last, config, training = t["last_result"], t["config"], t["training"]
-                params = {k: v for k, v in config.items() if k not in ("condition", "model")}
-                live.append({"trial_id": t["trial_id"], "state": t["status"], "condition": config.get("condition"),
-                             **params, "step": training.get("step"), "loss": training.get("loss"),
-                             "eval_score": last.get("eval_score"), "failures": t["num_failures"]})
-        except (OSError, ValueError) as exc:  # caught mid-write by Tune: the next refresh reads it
-            lines.append(f"  (tune state not readable right now: {type(exc).__name__})")
-    if live:
-        frame = pd.DataFrame(live)
-        counts = frame["state"].str.lower().value_counts().sort_index()
-        lines.append("  trials: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        lines.append(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-    elif len(trials):
-        lines.append(f"  trials: {len(trials)} recorded")
-    if len(trials) and "eval_score" in trials:
-        best = best_trials(trials)
-        if len(best):
-            lines.append("best per objective:")
-            lines.append(best[["format", "trial_id", "eval_score"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return "\n".join(lines), str(manifest.get("status"))
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    """Trials, their states, steps and losses and the best so far; ``--watch`` refreshes until the run ends."""
-    while True:
-        text, status = _status_text(args.run)
-        if args.watch and sys.stdout.isatty():
-            print("\033[H\033[J", end="")  # redraw in place
-        print(text + (f"\n(refreshing every {args.watch:g} s; Ctrl-C to stop)" if args.watch and status == "running" else ""),
-              flush=True)
-        if not args.watch or status != "running":
-            return 0
-        try:
-            time.sleep(args.watch)
-        except KeyboardInterrupt:
-            return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -183,43 +136,76 @@ def cmd_submit(args: argparse.Namespace) -> int:
     storage = args.storage or spec.storage
     if "://" not in storage and not Path(storage).is_absolute():
         # on the cluster a relative path lands inside Ray's unpacked working dir of the head
-        raise InputError(f"storage {storage!r} is a relative path: a submitted job needs a URI (s3://, gs://, ...) or "
-                         "an absolute path that every node mounts (--storage or the job's storage)",
-                         source=args.job, key="storage")
+        raise InputError(
+            f"storage {storage!r} is a relative path: a submitted job needs a URI (s3://, gs://, ...) or "
+            "an absolute path that every node mounts (--storage or the job's storage)",
+            source=args.job,
+            key="storage",
+        )
     client = JobSubmissionClient(args.address)
     # The job's text travels in an environment variable, so any job file works, wherever
     # it lives; `python -m grid.cli` runs from the shipped working directory even where
     # the console script is not installed.
-    entry = (f"python -m grid.cli run env:EGRID_JOB --address auto --progress {args.progress}"
-             + (f" --storage {shlex.quote(args.storage)}" if args.storage else ""))
+    entry = f"python -m grid.cli run env:EGRID_JOB --address auto --progress {args.progress}" + (
+        f" --storage {shlex.quote(args.storage)}" if args.storage else ""
+    )
     # a job's log is a file: plain lines unless asked otherwise
     shown = environment(args.progress, submitted=True)
     try:
         submission = _submit(client, entry, shown, args, allow_download=spec.allow_download)
     except RuntimeError as exc:  # the job API answered with an error (e.g. its agent not up yet)
-        raise InputError(f"the cluster did not take the job: {exc}; if it just started, try again in a few "
-                         "seconds", source=args.address, key="--address") from None
-    print(f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}")
+        raise InputError(
+            f"the cluster did not take the job: {exc}; if it just started, try again in a few seconds",
+            source=args.address,
+            key="--address",
+        ) from None
+    print(
+        f"submitted {spec.run_name} as {submission}; follow with: ray job logs --follow {submission} --address {args.address}"
+    )
     return 0
 
 
 def _submit(client, entry: str, shown: dict, args: argparse.Namespace, *, allow_download: bool = False) -> str:
-    from grid.runner import WORKER_ENV, hub_env
+    from grid.ray_session import WORKER_ENV, hub_env
 
-    return client.submit_job(entrypoint=entry, runtime_env={
-        "working_dir": ".", "excludes": [".venv", ".git", "egrid_runs", "results", "*.parquet", "__pycache__", "bench/.peers",
-                                         ".whl", ".gpu_assets"],
-        # The driver of a submitted job inherits this runtime env (Ray refuses a second one
-        # from its ray.init): it carries the workers' variables and the job's text.
-        "env_vars": {**WORKER_ENV, **hub_env(allow_download), **shown, "EGRID_SUBMITTED": "1", "EGRID_JOB": Path(args.job).read_text(encoding="utf-8")}})
+    return client.submit_job(
+        entrypoint=entry,
+        runtime_env={
+            "working_dir": ".",
+            "excludes": [
+                ".venv",
+                ".git",
+                "egrid_runs",
+                "results",
+                "*.parquet",
+                "__pycache__",
+                "bench/.peers",
+                ".whl",
+                ".gpu_assets",
+            ],
+            # The driver of a submitted job inherits this runtime env (Ray refuses a second one
+            # from its ray.init): it carries the workers' variables and the job's text.
+            "env_vars": {
+                **WORKER_ENV,
+                **hub_env(allow_download),
+                **shown,
+                "EGRID_SUBMITTED": "1",
+                "EGRID_JOB": Path(args.job).read_text(encoding="utf-8"),
+            },
+        },
+    )
 
 
 def _progress_option(parser, default: str = "auto") -> None:
     from grid.progress import MODES
 
-    parser.add_argument("--progress", choices=MODES, default=default,
-                        help="live displays (a terminal) or plain timestamped lines (a file); "
-                             "auto: plain unless stdout is a terminal [%(default)s]")
+    parser.add_argument(
+        "--progress",
+        choices=MODES,
+        default=default,
+        help="live displays (a terminal) or plain timestamped lines (a file); "
+        "auto: plain unless stdout is a terminal [%(default)s]",
+    )
 
 
 def _add_grid_commands(sub) -> None:
@@ -229,8 +215,11 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("--storage", default=None, help="where run folders go (path or URI); overrides the job's storage")
     p.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray")
     p.add_argument("--resume", action="store_true", help="continue the run of this job if it exists")
-    p.add_argument("--dashboard-host", default="127.0.0.1",
-                   help="interface of the local Ray dashboard/job API (default 127.0.0.1; others get a warning)")
+    p.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="interface of the local Ray dashboard/job API (default 127.0.0.1; others get a warning)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
     _progress_option(p)
     p.set_defaults(func=cmd_run)
@@ -238,20 +227,33 @@ def _add_grid_commands(sub) -> None:
     p.add_argument("run", help="the run folder")
     p.add_argument("--address", default=None)
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
-    p.add_argument("--trust-tune-state", action="store_true",
-                   help="let Tune read a tune/tuner.pkl whose digest egrid never recorded (runs from before it did); "
-                        "a pickle runs code when read: only for folders whose every writer you trust")
+    p.add_argument(
+        "--trust-tune-state",
+        action="store_true",
+        help="let Tune read a tune/tuner.pkl whose digest egrid never recorded (runs from before it did); "
+        "a pickle runs code when read: only for folders whose every writer you trust",
+    )
     _progress_option(p)
     p.set_defaults(func=cmd_resume)
-    p = sub.add_parser("aggregate", help="recompute a run's metrics and transfer tables from its stored tables "
-                                          "(after an upgrade, or on a partial run; nothing is trained or scored again)")
+    p = sub.add_parser(
+        "aggregate",
+        help="recompute a run's metrics and transfer tables from its stored tables "
+        "(after an upgrade, or on a partial run; nothing is trained or scored again)",
+    )
     p.add_argument("run", help="the run folder")
     p.add_argument("--no-report", action="store_true", help="skip the figures and HTML report at the end")
     p.set_defaults(func=cmd_aggregate)
     p = sub.add_parser("status", help="trials, states, steps, losses and the best so far")
     p.add_argument("run", help="the run folder")
-    p.add_argument("--watch", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",
-                   help="refresh every SECONDS (default 5) while the run is running")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=5.0,
+        default=0.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 5) while the run is running",
+    )
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("validate", help="check job files without running them")
     p.add_argument("jobs", nargs="+")
@@ -264,43 +266,17 @@ def _add_grid_commands(sub) -> None:
     p.set_defaults(func=cmd_submit)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """HTML page, PNG/SVG figures and a terminal summary for a run or evaluation folder."""
-    from grid.report import FigureOptions, build_report, summary_text
-
-    concepts: int | list[str]
-    if not str(args.concepts).isdigit():
-        concepts = [w.strip() for w in str(args.concepts).split(",") if w.strip()]
-    elif int(args.concepts) < 3:
-        raise InputError(f"expected at least 3 concepts for the RDM heatmaps, got {args.concepts}", key="--concepts")
-    else:
-        concepts = int(args.concepts)
-    report = build_report(args.folder, args.out, FigureOptions(concepts=concepts, seed=args.seed))
-    print(summary_text(report))
-    return 0
-
-
-def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="figures and an HTML page from a run or evaluate-ratings folder",
-                       description="Write FOLDER/report/index.html with PNG and SVG figures (per-dimension Spearman, "
-                                   "RSA by subset and layer, the transfer matrix, RDM heatmaps, word-wise similarity, "
-                                   "the search) and print a summary. Works on partial runs and marks what is missing.")
-    p.add_argument("folder", help="a run folder (egrid run prints it) or an evaluate-ratings --out folder")
-    p.add_argument("--out", default=None, help="report folder [FOLDER/report]")
-    p.add_argument("--concepts", default="30",
-                   help="concepts in the RDM heatmaps: a count drawn at random, or comma-separated words [%(default)s]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the concept draw [%(default)s]")
-    p.set_defaults(func=cmd_report)
-
-
 #: Subcommand registrars; each adds its parser and sets ``func``.
 COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report, _add_data, _add_jobs]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``egrid`` argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="egrid", description="How human-like is a language model's grasp of physical "
-                                     "experience, and how does fine-tuning change it?")
+    parser = argparse.ArgumentParser(
+        prog="egrid",
+        description="How human-like is a language model's grasp of physical "
+        "experience, and how does fine-tuning change it?",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for register in COMMANDS:
         register(sub)
@@ -327,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # storage that cannot be written, a disk that filled up
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"egrid: error: {where}{exc.strerror or exc}; tables already written are complete "
-              "(free space or fix the path, then `egrid resume RUN`)", file=sys.stderr)
+        print(
+            f"egrid: error: {where}{exc.strerror or exc}; tables already written are complete "
+            "(free space or fix the path, then `egrid resume RUN`)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("egrid: interrupted; tables already written are complete", file=sys.stderr)

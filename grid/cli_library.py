@@ -38,8 +38,11 @@ def _add_data(sub) -> None:
     q.set_defaults(func=cmd_data_list)
     q = data.add_parser("fetch", help="download, check (sha256) and convert a dataset into the user cache")
     q.add_argument("name", help="a dataset name, e.g. wu2026")
-    q.add_argument("--data-dir", default=None,
-                   help="a folder holding the source files (offline; default $EGRID_DATA_DIR, else download)")
+    q.add_argument(
+        "--data-dir",
+        default=None,
+        help="a folder holding the source files (offline; default $EGRID_DATA_DIR, else download)",
+    )
     q.set_defaults(func=cmd_data_fetch)
 
 
@@ -57,7 +60,9 @@ def cmd_jobs_copy(args: argparse.Namespace) -> int:
     """Copy a shipped job as a starting point."""
     from grid.jobs_reference import copy_job
 
-    print(f"copied to {copy_job(args.name, args.dest)}; check it with: egrid validate {args.dest or args.name + '.yaml'}")
+    print(
+        f"copied to {copy_job(args.name, args.dest)}; check it with: egrid validate {args.dest or args.name + '.yaml'}"
+    )
     return 0
 
 

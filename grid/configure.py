@@ -49,9 +49,12 @@ def _selection_problems(spec: JobSpec) -> list[str]:
     n = expected_trials(spec) // len(spec.training_seeds())  # a config's seeds are averaged, not chosen among
     if n < 2:
         return []
-    return [f"norms.{lang}.validation: this job runs {n} trial configurations and picks the best among them; set aside "
-            "training concepts to pick on (e.g. validation: 100), so no choice is made on held-out concepts"
-            for lang in spec.evaluation.languages if not spec.norms[lang].validation]
+    return [
+        f"norms.{lang}.validation: this job runs {n} trial configurations and picks the best among them; set aside "
+        "training concepts to pick on (e.g. validation: 100), so no choice is made on held-out concepts"
+        for lang in spec.evaluation.languages
+        if not spec.norms[lang].validation
+    ]
 
 
 def configure(spec: JobSpec, tokenizer=None) -> list[TrialPlan]:
@@ -81,11 +84,15 @@ def configure(spec: JobSpec, tokenizer=None) -> list[TrialPlan]:
     for lang, d in data.items():
         ns = spec.norms[lang]
         if len(d.test) == 0:
-            problems.append(f"norms.{lang}: no held-out concepts (test_fraction {ns.test_fraction} of "
-                            f"{len(d.train)} concepts, max_test {ns.max_test})")
+            problems.append(
+                f"norms.{lang}: no held-out concepts (test_fraction {ns.test_fraction} of "
+                f"{len(d.train)} concepts, max_test {ns.max_test})"
+            )
         if ns.validation and (d.validation is None or len(d.validation) < ns.validation):
-            problems.append(f"norms.{lang}.validation: {ns.validation} concepts asked for, the training split holds "
-                            f"{0 if d.validation is None else len(d.validation)}")
+            problems.append(
+                f"norms.{lang}.validation: {ns.validation} concepts asked for, the training split holds "
+                f"{0 if d.validation is None else len(d.validation)}"
+            )
         elif len(d.train) == 0:
             problems.append(f"norms.{lang}: no training concepts left after the split and validation")
     if problems:

@@ -65,8 +65,9 @@ def _take(norms: Norms, groups: list[str], rows) -> tuple[Norms, list[str]]:
     return norms.select([norms.words[i] for i in rows]), [groups[i] for i in rows]
 
 
-def _fixed_split(full: Norms, rows: list[int], columns: dict, ns: dict, lang: str,
-                 wanted) -> tuple[Norms, list[str], Norms]:
+def _fixed_split(
+    full: Norms, rows: list[int], columns: dict, ns: dict, lang: str, wanted
+) -> tuple[Norms, list[str], Norms]:
     """A fixed held-out table: training keeps only words of families the test table lacks."""
     test, _, test_columns = _load(ns["test_source"], ns, lang)
     test = test.select(None, wanted)
@@ -78,8 +79,10 @@ def _fixed_split(full: Norms, rows: list[int], columns: dict, ns: dict, lang: st
     groups = [both[i] for i in rows]
     train, train_groups = _take(full, groups, [i for i, g in enumerate(groups) if g not in held])
     if len(train) == 0:
-        raise InputError(f"every training word shares a family with a word of the test table ({len(full)} words "
-                         "left out)", key=f"norms.{lang}.test_source")
+        raise InputError(
+            f"every training word shares a family with a word of the test table ({len(full)} words left out)",
+            key=f"norms.{lang}.test_source",
+        )
     return train, train_groups, test
 
 
@@ -102,13 +105,26 @@ def _prepare_cached(norms_json: str, seed: int) -> dict[str, LanguageData]:
             test = full.select(list(split.test))
             fraction, rule = split.test_fraction, split.rule
         train_words, val_words, test_words = cap_sides(
-            train.words, train_groups, test.words, seed=seed, n_validation=ns.get("validation") or 0,
-            n_train=ns.get("max_train"), n_test=ns.get("max_test"), key_prefix=f"norms.{lang}.")
+            train.words,
+            train_groups,
+            test.words,
+            seed=seed,
+            n_validation=ns.get("validation") or 0,
+            n_train=ns.get("max_train"),
+            n_test=ns.get("max_test"),
+            key_prefix=f"norms.{lang}.",
+        )
         validation = train.select(val_words) if val_words else None
         train, test = train.select(train_words), test.select(test_words)
-        record = Split(tuple(train_words), tuple(test_words), int(seed), fraction,
-                       digest_of(train_words, test_words, val_words), tuple(val_words),
-                       f"{rule}; random samples: validation (whole families), max_train, max_test")
+        record = Split(
+            tuple(train_words),
+            tuple(test_words),
+            int(seed),
+            fraction,
+            digest_of(train_words, test_words, val_words),
+            tuple(val_words),
+            f"{rule}; random samples: validation (whole families), max_train, max_test",
+        )
         out[lang] = LanguageData(train, test, record, validation)
     return out
 

@@ -86,16 +86,25 @@ def read_trial_states(tune_dir: str | Path) -> list[dict]:
         listed = fs.get_file_info(pafs.FileSelector(base, recursive=False))
     except (FileNotFoundError, OSError):
         return []
-    states = sorted((f for f in listed if f.base_name.startswith(TUNE_STATE_PREFIX) and f.base_name.endswith(".json")),
-                    key=lambda f: (f.mtime_ns or 0, f.base_name))
+    states = sorted(
+        (f for f in listed if f.base_name.startswith(TUNE_STATE_PREFIX) and f.base_name.endswith(".json")),
+        key=lambda f: (f.mtime_ns or 0, f.base_name),
+    )
     if not states:
         return []
     out = []
     for trial_json, runtime_json in json.loads(_read_text(fs, states[-1].path)).get("trial_data", []):
         trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        out.append({"trial_id": trial.get("trial_id"), "status": trial.get("status"), "config": trial.get("config", {}),
-                    "num_failures": runtime.get("num_failures", 0), "last_result": runtime.get("last_result") or {},
-                    "training": _last_training_result(fs, f"{base}/{trial.get('relative_logdir')}/result.json")})
+        out.append(
+            {
+                "trial_id": trial.get("trial_id"),
+                "status": trial.get("status"),
+                "config": trial.get("config", {}),
+                "num_failures": runtime.get("num_failures", 0),
+                "last_result": runtime.get("last_result") or {},
+                "training": _last_training_result(fs, f"{base}/{trial.get('relative_logdir')}/result.json"),
+            }
+        )
     return out
 
 

@@ -22,13 +22,17 @@ def data_source(value: str | None, info: ValidationInfo) -> str | None:
         name, table = value.split(datasets.SEPARATOR, 1)
         known = datasets.DATASETS[name].tables
         if table not in known:
-            raise ValueError(f"dataset {name} has no table {table!r}{did_you_mean(table, known)}; its tables: {', '.join(known)}")
+            raise ValueError(
+                f"dataset {name} has no table {table!r}{did_you_mean(table, known)}; its tables: {', '.join(known)}"
+            )
         return value
     path = resolve_path(value, source)
     head = value.split(datasets.SEPARATOR, 1)[0]
     if datasets.SEPARATOR in value and head.isidentifier() and len(head) > 1 and not path.exists():
-        raise ValueError(f"unknown dataset {head!r}{did_you_mean(head, datasets.DATASETS)}; known: "
-                         f"{', '.join(datasets.DATASETS)} (egrid data list), or give a file path")
+        raise ValueError(
+            f"unknown dataset {head!r}{did_you_mean(head, datasets.DATASETS)}; known: "
+            f"{', '.join(datasets.DATASETS)} (egrid data list), or give a file path"
+        )
     if (info.context or {}).get("check_files", True) and not path.exists():
         raise ValueError(f"file not found: {path}")
     return str(path.resolve())

@@ -24,9 +24,15 @@ def _sections():
     from embodiment.training import TrainConfig
     from grid.spec import ConditionSpec, EvalSpec, JobSpec, NormsSpec, ResourcesSpec, TuneSpec
 
-    return [("(top level)", JobSpec), ("norms.<language>", NormsSpec), ("conditions[]", ConditionSpec),
-            ("training (and conditions[].training, search)", TrainConfig), ("tune", TuneSpec),
-            ("evaluation", EvalSpec), ("resources", ResourcesSpec)]
+    return [
+        ("(top level)", JobSpec),
+        ("norms.<language>", NormsSpec),
+        ("conditions[]", ConditionSpec),
+        ("training (and conditions[].training, search)", TrainConfig),
+        ("tune", TuneSpec),
+        ("evaluation", EvalSpec),
+        ("resources", ResourcesSpec),
+    ]
 
 
 def _meanings(model) -> dict[str, str]:
@@ -66,10 +72,14 @@ def _type_of(prop: dict, defs: dict) -> str:
         return f"list of {_type_of(prop.get('items', {}), defs)}"
     if kind == "object":
         return "mapping"
-    bounds = [f"{op} {prop[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                                                  ("exclusiveMaximum", "<")) if key in prop]
-    return {"integer": "int", "number": "float", "string": "text", "boolean": "bool", "null": "null"}.get(kind, kind) + (
-        f" ({', '.join(bounds)})" if bounds else "")
+    bounds = [
+        f"{op} {prop[key]}"
+        for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+        if key in prop
+    ]
+    return {"integer": "int", "number": "float", "string": "text", "boolean": "bool", "null": "null"}.get(
+        kind, kind
+    ) + (f" ({', '.join(bounds)})" if bounds else "")
 
 
 def _default(field) -> str:
@@ -87,10 +97,14 @@ def _default(field) -> str:
 
 def render_job_reference() -> str:
     """docs/jobs.md: every job field with type, default, allowed values and meaning."""
-    lines = ["# The job file: every field", "",
-             "Generated from the job's pydantic models (`egrid jobs doc --out docs/jobs.md`); a test fails when it is "
-             "stale. Every field is checked before anything starts (`egrid validate JOB`). Shipped jobs: "
-             "`egrid jobs list`; start from one with `egrid jobs copy NAME [DEST]`.", ""]
+    lines = [
+        "# The job file: every field",
+        "",
+        "Generated from the job's pydantic models (`egrid jobs doc --out docs/jobs.md`); a test fails when it is "
+        "stale. Every field is checked before anything starts (`egrid validate JOB`). Shipped jobs: "
+        "`egrid jobs list`; start from one with `egrid jobs copy NAME [DEST]`.",
+        "",
+    ]
     for title, model in _sections():
         schema = model.model_json_schema()
         defs = schema.get("$defs", {})
@@ -107,8 +121,11 @@ def render_job_reference() -> str:
 def shipped_jobs() -> dict[str, Path]:
     """Name -> file of each shipped job."""
     if not JOBS_DIR.is_dir():
-        raise InputError("the shipped jobs are not installed beside this egrid (an editable install of the "
-                         "repository has them in jobs/)", source=JOBS_DIR)
+        raise InputError(
+            "the shipped jobs are not installed beside this egrid (an editable install of the "
+            "repository has them in jobs/)",
+            source=JOBS_DIR,
+        )
     return {p.stem: p for p in sorted(JOBS_DIR.glob("*.yaml"))}
 
 

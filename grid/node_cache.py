@@ -43,7 +43,7 @@ def _listing(fs: pafs.FileSystem, base: str) -> dict[str, int]:
     if info.type != pafs.FileType.Directory:
         return {}
     files = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-    return {f.path[len(base):].lstrip("/"): f.size for f in files if f.type == pafs.FileType.File}
+    return {f.path[len(base) :].lstrip("/"): f.size for f in files if f.type == pafs.FileType.File}
 
 
 def _cache_dir(uri: str) -> Path:
@@ -122,4 +122,6 @@ def publish_folder(local: str | os.PathLike, dest: str) -> None:
     if fs.get_file_info(base).type == pafs.FileType.Directory:
         fs.delete_dir_contents(base)
     fs.create_dir(base, recursive=True)
-    pafs.copy_files(str(Path(local).resolve()), base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    pafs.copy_files(
+        str(Path(local).resolve()), base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs
+    )

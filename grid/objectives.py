@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from grid.aggregate import BASE, _joined
+from grid.aggregate import _joined
+from grid.schema import BASE
 
 
 def chosen_on(trials: pd.DataFrame) -> str:
@@ -40,8 +41,9 @@ def best_trials(trials: pd.DataFrame) -> pd.DataFrame:
     key = [_configuration(c) if isinstance(c, str) else f"trial {t}" for c, t in zip(config, done["trial_id"])]
     done = done.assign(_group=done["format"].astype(str) + "|" + key)
     grouped = done.groupby("_group")
-    done = done.assign(mean_eval_score=grouped["eval_score"].transform("mean"),
-                       n_seeds=grouped["trial_id"].transform("size"))
+    done = done.assign(
+        mean_eval_score=grouped["eval_score"].transform("mean"), n_seeds=grouped["trial_id"].transform("size")
+    )
     best = done.loc[done.groupby("format")["mean_eval_score"].idxmax(), "_group"]
     order = ["seed", "trial_id"] if "seed" in done else ["trial_id"]
     chosen = done[done["_group"].isin(set(best))].sort_values(order).drop_duplicates("_group")
@@ -57,16 +59,27 @@ def seed_table(metrics: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     best = best_trials(trials)
     rows = []
     for b in best[best["n_seeds"] > 1].itertuples():
-        same = trials[(trials["format"] == b.format) & (trials["config"].fillna("{}").map(_configuration)
-                                                        == _configuration(b.config))]
+        same = trials[
+            (trials["format"] == b.format)
+            & (trials["config"].fillna("{}").map(_configuration) == _configuration(b.config))
+        ]
         for t in same.sort_values("seed").itertuples():
             m = metrics[metrics["trial_id"] == t.trial_id]
             language = m["language"].dropna().iloc[0] if m["language"].notna().any() else None
             m = m[(m["language"] == language) & (m["eval_set"] == f"{language}/rating")]
-            value = {name: m[(m["metric"] == metric) & (m["subset"].fillna("all") == "all")]["value"]
-                     for name, metric in (("mean Spearman", "mean_spearman"), ("rating RSA", "rsa"))}
-            rows.append({"objective": b.format, "seed": t.seed, "trial_id": t.trial_id, "validation": t.eval_score,
-                         **{k: float(v.iloc[0]) if len(v) else np.nan for k, v in value.items()}})
+            value = {
+                name: m[(m["metric"] == metric) & (m["subset"].fillna("all") == "all")]["value"]
+                for name, metric in (("mean Spearman", "mean_spearman"), ("rating RSA", "rsa"))
+            }
+            rows.append(
+                {
+                    "objective": b.format,
+                    "seed": t.seed,
+                    "trial_id": t.trial_id,
+                    "validation": t.eval_score,
+                    **{k: float(v.iloc[0]) if len(v) else np.nan for k, v in value.items()},
+                }
+            )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -74,8 +87,14 @@ def seed_table(metrics: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     for objective, part in out.groupby("objective", sort=False):
         summary.append(part)
         numbers = part[["validation", "mean Spearman", "rating RSA"]]
-        summary.append(pd.DataFrame([{"objective": objective, "seed": "mean", **numbers.mean().to_dict()},
-                                     {"objective": objective, "seed": "spread (SD)", **numbers.std(ddof=1).to_dict()}]))
+        summary.append(
+            pd.DataFrame(
+                [
+                    {"objective": objective, "seed": "mean", **numbers.mean().to_dict()},
+                    {"objective": objective, "seed": "spread (SD)", **numbers.std(ddof=1).to_dict()},
+                ]
+            )
+        )
     return pd.concat(summary, ignore_index=True)
 
 
@@ -122,20 +141,41 @@ def objective_table(metrics: pd.DataFrame, trials: pd.DataFrame, language: str |
     language = language or (rated["language"].iloc[0] if len(rated) else None)
     rows = []
     for label, (metric, where) in OBJECTIVE_MEASURES.items():
-        part = metrics[(metrics["metric"] == metric) & metrics["trial_id"].isin(list(who))
-                       & (metrics["subset"].fillna("all") == "all")]
+        part = metrics[
+            (metrics["metric"] == metric)
+            & metrics["trial_id"].isin(list(who))
+            & (metrics["subset"].fillna("all") == "all")
+        ]
         part = part[part["eval_set"] == (where if not where.startswith("/") else f"{language}{where}")]
         for r in part.itertuples():
-            rows.append({"objective": who[r.trial_id], "trial_id": r.trial_id, "measure": label,
-                         "layer": r.layer, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n})
+            rows.append(
+                {
+                    "objective": who[r.trial_id],
+                    "trial_id": r.trial_id,
+                    "measure": label,
+                    "layer": r.layer,
+                    "value": r.value,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "n": r.n,
+                }
+            )
     # base first, then the objectives in the order the job lists them (their trials' order)
     order = {name: i for i, name in enumerate(dict.fromkeys([BASE, *trials.get("format", [])]))}
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["layer"] = out["layer"].astype("Int64")
-    return out.sort_values(["objective", "measure", "layer"], key=lambda c: c.map(order) if c.name == "objective" else
-                           c.map(list(OBJECTIVE_MEASURES).index) if c.name == "measure" else c).reset_index(drop=True)
+    return out.sort_values(
+        ["objective", "measure", "layer"],
+        key=lambda c: (
+            c.map(order)
+            if c.name == "objective"
+            else c.map(list(OBJECTIVE_MEASURES).index)
+            if c.name == "measure"
+            else c
+        ),
+    ).reset_index(drop=True)
 
 
 def objective_text(table: pd.DataFrame) -> pd.DataFrame:
@@ -150,16 +190,24 @@ def objective_text(table: pd.DataFrame) -> pd.DataFrame:
         ci = f" [{r.ci_low:.2f}, {r.ci_high:.2f}]" if pd.notna(r.ci_low) and pd.notna(r.ci_high) else ""
         return f"{r.value:.3f}{ci}"
 
-    named = table.assign(column=[m if pd.isna(layer) else f"{m} L{layer}" for m, layer in zip(table["measure"], table["layer"])],
-                         cell=[cell(r) for r in table.itertuples()])
+    named = table.assign(
+        column=[m if pd.isna(layer) else f"{m} L{layer}" for m, layer in zip(table["measure"], table["layer"])],
+        cell=[cell(r) for r in table.itertuples()],
+    )
     wide = named.pivot(index=["objective", "trial_id"], columns="column", values="cell")
     wide = wide[list(dict.fromkeys(named["column"]))]
     objectives = list(dict.fromkeys(named["objective"]))
     return wide.reindex(sorted(wide.index, key=lambda i: objectives.index(i[0]))).fillna("")
 
 
-def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = "wu2026", n_boot: int = 1000,
-                          seed: int = 0, language: str | None = None) -> pd.DataFrame:
+def objective_differences(
+    tables: dict[str, pd.DataFrame],
+    *,
+    rsa_recipe: str = "wu2026",
+    n_boot: int = 1000,
+    seed: int = 0,
+    language: str | None = None,
+) -> pd.DataFrame:
     """Are the objectives' differences beyond chance? Paired bootstrap of each difference.
 
     For the base and each objective's best trial (:func:`best_trials`): every objective
@@ -187,11 +235,13 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
     order = list(dict.fromkeys(trials["format"]))
     best = best.set_index("format").loc[[f for f in order if f in set(best["format"])]]
     names = {BASE: BASE, **dict(zip(best["trial_id"], best.index))}
-    pairs = [(o, BASE) for o in best.index] + [(a, b) for i, a in enumerate(best.index) for b in best.index[i + 1:]]
+    pairs = [(o, BASE) for o in best.index] + [(a, b) for i, a in enumerate(best.index) for b in best.index[i + 1 :]]
     language = language or ratings["language"].iloc[0]
     recipe = get_recipe(rsa_recipe)
     rows = []
-    for model, part in ratings[ratings["trial_id"].isin(list(names)) & (ratings["language"] == language)].groupby("model"):
+    for model, part in ratings[ratings["trial_id"].isin(list(names)) & (ratings["language"] == language)].groupby(
+        "model"
+    ):
         joined = _joined(part, model, language)
         if set(joined.model) != set(names):
             continue
@@ -202,21 +252,28 @@ def objective_differences(tables: dict[str, pd.DataFrame], *, rsa_recipe: str = 
         mats = {names[t]: v[keep] for t, v in joined.model.items()}
 
         # each model's RDMs built once, not once per draw
-        statistics = {"mean Spearman": {o: mean_spearman_of(m, human) for o, m in mats.items()},
-                      "rating RSA": {o: ResampledRSA.of(m, human, recipe) for o, m in mats.items()}}
+        statistics = {
+            "mean Spearman": {o: mean_spearman_of(m, human) for o, m in mats.items()},
+            "rating RSA": {o: ResampledRSA.of(m, human, recipe) for o, m in mats.items()},
+        }
         for measure, stats_of in statistics.items():
             diffs = paired_differences(stats_of, pairs, int(keep.sum()), n_boot=n_boot, seed=seed)
             rows += [_difference_row(measure, pair, names, d) for pair, d in diffs.items()]
     choices = tables.get("choices", pd.DataFrame())
     if len(choices):
-        right = (choices.drop_duplicates(["trial_id", "index"]).pivot(index="index", columns="trial_id", values="is_correct")
-                 .reindex(columns=list(names)))
+        right = (
+            choices.drop_duplicates(["trial_id", "index"])
+            .pivot(index="index", columns="trial_id", values="is_correct")
+            .reindex(columns=list(names))
+        )
         answered = [c for c in right.columns if right[c].notna().any()]
         right = right[answered].dropna().astype(float)
         have = {names[t] for t in answered}
         colour_pairs = [p for p in pairs if set(p) <= have]
         if colour_pairs and len(right):
-            stats_of = {names[t]: (lambda col: lambda idx: float(col[idx].mean()))(right[t].to_numpy()) for t in answered}
+            stats_of = {
+                names[t]: (lambda col: lambda idx: float(col[idx].mean()))(right[t].to_numpy()) for t in answered
+            }
             diffs = paired_differences(stats_of, colour_pairs, len(right), n_boot=n_boot, seed=seed)
             rows += [_difference_row("colour accuracy", pair, names, d) for pair, d in diffs.items()]
     return pd.DataFrame(rows)
@@ -227,11 +284,16 @@ def differences_text(diffs: pd.DataFrame) -> pd.DataFrame:
     each cell ``+0.012 [-0.01, 0.03]`` and a star where the interval excludes zero."""
     if diffs.empty:
         return diffs
-    cell = [f"{r.value:+.3f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]{' *' if r.ci_low > 0 or r.ci_high < 0 else ''}"
-            for r in diffs.itertuples()]
-    wide = diffs.assign(pair=diffs["a"] + " - " + diffs["b"], cell=cell).pivot(index="pair", columns="measure", values="cell")
-    return wide.reindex(index=list(dict.fromkeys(diffs["a"] + " - " + diffs["b"])),
-                        columns=list(dict.fromkeys(diffs["measure"]))).fillna("")
+    cell = [
+        f"{r.value:+.3f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]{' *' if r.ci_low > 0 or r.ci_high < 0 else ''}"
+        for r in diffs.itertuples()
+    ]
+    wide = diffs.assign(pair=diffs["a"] + " - " + diffs["b"], cell=cell).pivot(
+        index="pair", columns="measure", values="cell"
+    )
+    return wide.reindex(
+        index=list(dict.fromkeys(diffs["a"] + " - " + diffs["b"])), columns=list(dict.fromkeys(diffs["measure"]))
+    ).fillna("")
 
 
 def job_differences(tables: dict[str, pd.DataFrame], job: dict | None) -> pd.DataFrame:
@@ -242,11 +304,25 @@ def job_differences(tables: dict[str, pd.DataFrame], job: dict | None) -> pd.Dat
         return pd.DataFrame()
     job = job or {}
     ev = job.get("evaluation") or {}
-    return objective_differences(tables, rsa_recipe=ev.get("rsa_recipe", "wu2026"), n_boot=int(ev.get("n_boot", 1000)),
-                                 seed=int(job.get("seed", 0)))
+    return objective_differences(
+        tables,
+        rsa_recipe=ev.get("rsa_recipe", "wu2026"),
+        n_boot=int(ev.get("n_boot", 1000)),
+        seed=int(job.get("seed", 0)),
+    )
 
 
 def _difference_row(measure: str, pair: tuple[str, str], names: dict, d) -> dict:
     trial_of = {objective: trial for trial, objective in names.items()}
-    return {"measure": measure, "a": pair[0], "b": pair[1], "a_trial": trial_of[pair[0]], "b_trial": trial_of[pair[1]],
-            "value": d.value, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p, "n": d.n}
+    return {
+        "measure": measure,
+        "a": pair[0],
+        "b": pair[1],
+        "a_trial": trial_of[pair[0]],
+        "b_trial": trial_of[pair[1]],
+        "value": d.value,
+        "ci_low": d.ci_low,
+        "ci_high": d.ci_high,
+        "p": d.p,
+        "n": d.n,
+    }

@@ -33,8 +33,14 @@ def _concept_rows(data: dict[str, LanguageData], languages: list[str], split: st
     for lang in languages:
         norms = getattr(data[lang], split)
         for i, word in enumerate(norms.words):
-            rows.append({"concept": word, "language": lang, "split": split,
-                         **{f"h_{d}": float(norms.means[i, j]) for j, d in enumerate(norms.dimensions)}})
+            rows.append(
+                {
+                    "concept": word,
+                    "language": lang,
+                    "split": split,
+                    **{f"h_{d}": float(norms.means[i, j]) for j, d in enumerate(norms.dimensions)},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -55,7 +61,7 @@ def blocks(frame: pd.DataFrame, rows_per_block: int):
     import ray.data
 
     rows = max(1, rows_per_block)
-    return ray.data.from_pandas([frame.iloc[i:i + rows] for i in range(0, len(frame), rows)] or [frame])
+    return ray.data.from_pandas([frame.iloc[i : i + rows] for i in range(0, len(frame), rows)] or [frame])
 
 
 def _pool(spec: JobSpec, items: int):
@@ -70,11 +76,18 @@ def _pool(spec: JobSpec, items: int):
 
 def _scored_in_blocks(spec: JobSpec, frame: pd.DataFrame, scorer: type, kwargs: dict, rows_per_block: int):
     """``frame`` through a pool of ``scorer`` actors, one block per call (lazy Dataset)."""
-    res = {"num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
-           "num_gpus": spec.resources.gpus_per_scorer}
+    res = {
+        "num_cpus": spec.resources.cpus_per_worker if not spec.resources.gpus_per_scorer else 1,
+        "num_gpus": spec.resources.gpus_per_scorer,
+    }
     return blocks(frame, rows_per_block).map_batches(
-        scorer, fn_constructor_kwargs={**kwargs, "load_options": spec.load_options()},
-        batch_size=rows_per_block, batch_format="pandas", compute=_pool(spec, len(frame)), **res)
+        scorer,
+        fn_constructor_kwargs={**kwargs, "load_options": spec.load_options()},
+        batch_size=rows_per_block,
+        batch_format="pandas",
+        compute=_pool(spec, len(frame)),
+        **res,
+    )
 
 
 def _collected(ds, keys: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -93,9 +106,18 @@ def _collected(ds, keys: pd.DataFrame, label: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[str, LanguageData], *,
-                   embeddings: bool = True, probe: bool = False, validation: bool = False,
-                   head: TrialHead | None = None, formats: list[str] | None = None) -> dict[str, pd.DataFrame]:
+def evaluate_model(
+    spec: JobSpec,
+    model: str,
+    adapter: str | None,
+    data: dict[str, LanguageData],
+    *,
+    embeddings: bool = True,
+    probe: bool = False,
+    validation: bool = False,
+    head: TrialHead | None = None,
+    formats: list[str] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
 
     Args:
@@ -120,50 +142,86 @@ def evaluate_model(spec: JobSpec, model: str, adapter: str | None, data: dict[st
     """
     ev = spec.evaluation
     formats = list(ev.formats if formats is None else formats)
-    pending = {}  # table -> (a lazy Ray Dataset, the identifying columns of its input rows)
     who = f"{model} + adapter {adapter.rstrip('/').split('/')[-2]}" if adapter else model
     concepts = _concept_rows(data, list(ev.languages))
     # Blocks of a few scorer batches: each block is sorted by length on its own, so a
     # larger block pads less; a lost actor costs one block at most.
     batch = max(8, min(ev.batch_size * 8, -(-len(concepts) // max(1, spec.resources.scorer_actors))))
-    dims = {lang: data[lang].test.dimensions for lang in ev.languages}
+    weights = {"model": model, "adapter": adapter}
+    pending = {}  # table -> (a lazy Ray Dataset, the identifying columns of its input rows)
     if "rating" in formats and len(concepts):
-        pending["ratings"] = (_scored_in_blocks(spec, concepts, RatingScorer, {
-            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch),
-            concepts[["concept", "language"]])
-    held_back = [lang for lang in ev.languages if data[lang].validation is not None]
-    if validation and held_back:
-        rows = _concept_rows(data, held_back, "validation")
-        pending["validation_ratings"] = (_scored_in_blocks(spec, rows, RatingScorer, {
-            "model": model, "adapter": adapter, "dimensions": dims, "batch_size": ev.batch_size}, batch),
-            rows[["concept", "language"]])
+        pending.update(_rating_passes(spec, data, concepts, weights, batch, validation))
     if embeddings and ev.embeddings and len(concepts):
-        layers = None if ev.layers == "all" else list(ev.layers)
-        unique = concepts[["concept", "language", "split"]].drop_duplicates("concept")
-        if probe:
-            train = _concept_rows(data, list(ev.languages), "train")[["concept", "language", "split"]]
-            unique = pd.concat([unique, train[~train["concept"].isin(unique["concept"])]], ignore_index=True)
-        pending["embeddings"] = (_scored_in_blocks(spec, unique, EmbeddingExtractor, {
-            "model": model, "adapter": adapter, "layers": layers, "batch_size": ev.batch_size}, batch),
-            unique[["concept"]])
+        pending["embeddings"] = _embedding_pass(spec, data, concepts, weights, batch, probe)
     head_langs = [lang for lang in ev.languages if head is not None and lang in head.dimensions]
     if head_langs:
-        rows = _concept_rows(data, head_langs)
-        pending["head_ratings"] = (_scored_in_blocks(spec, rows, HeadScorer, {
-            "model": model, "adapter": adapter, "head": head.path, "format": head.format,
-            "dimensions": {lang: head.dimensions[lang] for lang in head_langs}, "batch_size": ev.batch_size}, batch),
-            rows[["concept", "language"]])
+        pending["head_ratings"] = _head_pass(spec, data, head, head_langs, weights, batch)
     if "mcq" in formats and spec.mcq.get("test"):
-        items = load_mcq(spec.mcq["test"])
-        frame = pd.DataFrame([{"index": it["index"], "question": it["question"], "correct_option": it["correct_option"],
-                               **it["options"]} for it in items])
-        per_block = max(1, min(64, -(-len(frame) // max(1, spec.resources.scorer_actors))))
-        pending["choices"] = (_scored_in_blocks(spec, frame, ChoiceScorer, {"model": model, "adapter": adapter}, per_block),
-                              frame[["index"]])
+        pending["choices"] = _choice_pass(spec, weights)
     # The passes are independent: run them side by side, so their actor pools start and
     # load the model at the same time instead of one after another (where resources
     # allow; otherwise Ray queues the later pool's actors until the first pool is done).
     with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="egrid-eval") as pool:
-        futures = {table: pool.submit(_collected, ds, keys, f"{who}: {table.replace('_', ' ')} of {len(keys):,} rows")
-                   for table, (ds, keys) in pending.items()}
+        futures = {
+            table: pool.submit(_collected, ds, keys, f"{who}: {table.replace('_', ' ')} of {len(keys):,} rows")
+            for table, (ds, keys) in pending.items()
+        }
         return {table: future.result() for table, future in futures.items()}
+
+
+def _rating_passes(
+    spec: JobSpec, data: dict, concepts: pd.DataFrame, weights: dict, batch: int, validation: bool
+) -> dict:
+    """The held-out ratings pass, and the validation concepts' where asked for (kept apart)."""
+    ev = spec.evaluation
+    dims = {lang: data[lang].test.dimensions for lang in ev.languages}
+    options = {**weights, "dimensions": dims, "batch_size": ev.batch_size}
+    passes = {
+        "ratings": (_scored_in_blocks(spec, concepts, RatingScorer, options, batch), concepts[["concept", "language"]])
+    }
+    held_back = [lang for lang in ev.languages if data[lang].validation is not None]
+    if validation and held_back:
+        rows = _concept_rows(data, held_back, "validation")
+        passes["validation_ratings"] = (
+            _scored_in_blocks(spec, rows, RatingScorer, options, batch),
+            rows[["concept", "language"]],
+        )
+    return passes
+
+
+def _embedding_pass(spec: JobSpec, data: dict, concepts: pd.DataFrame, weights: dict, batch: int, probe: bool) -> tuple:
+    """Hidden states of the held-out concepts (and of the training ones, for the probe)."""
+    ev = spec.evaluation
+    layers = None if ev.layers == "all" else list(ev.layers)
+    unique = concepts[["concept", "language", "split"]].drop_duplicates("concept")
+    if probe:
+        train = _concept_rows(data, list(ev.languages), "train")[["concept", "language", "split"]]
+        unique = pd.concat([unique, train[~train["concept"].isin(unique["concept"])]], ignore_index=True)
+    options = {**weights, "layers": layers, "batch_size": ev.batch_size}
+    return _scored_in_blocks(spec, unique, EmbeddingExtractor, options, batch), unique[["concept"]]
+
+
+def _head_pass(spec: JobSpec, data: dict, head: TrialHead, languages: list[str], weights: dict, batch: int) -> tuple:
+    """Held-out ratings read through a trial's trained head."""
+    rows = _concept_rows(data, languages)
+    options = {
+        **weights,
+        "head": head.path,
+        "format": head.format,
+        "dimensions": {lang: head.dimensions[lang] for lang in languages},
+        "batch_size": spec.evaluation.batch_size,
+    }
+    return _scored_in_blocks(spec, rows, HeadScorer, options, batch), rows[["concept", "language"]]
+
+
+def _choice_pass(spec: JobSpec, weights: dict) -> tuple:
+    """The colour multiple-choice questions, one row per question."""
+    items = load_mcq(spec.mcq["test"])
+    frame = pd.DataFrame(
+        [
+            {"index": it["index"], "question": it["question"], "correct_option": it["correct_option"], **it["options"]}
+            for it in items
+        ]
+    )
+    per_block = max(1, min(64, -(-len(frame) // max(1, spec.resources.scorer_actors))))
+    return _scored_in_blocks(spec, frame, ChoiceScorer, dict(weights), per_block), frame[["index"]]

@@ -56,11 +56,13 @@ def environment(mode: str, *, submitted: bool = False) -> dict[str, str]:
     mode = resolve(mode)
     if mode != "plain":
         return {MODE_ENV: mode}
-    env = {MODE_ENV: "plain",
-           "RAY_DATA_DISABLE_PROGRESS_BARS": "1",        # no per-10 s progress blocks per dataset
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1",          # no "Loading weights" bars per model load
-           "RAY_COLOR_PREFIX": "0",                      # no colour codes around workers' "(pid=...)" prefixes
-           "TQDM_DISABLE": "1"}
+    env = {
+        MODE_ENV: "plain",
+        "RAY_DATA_DISABLE_PROGRESS_BARS": "1",  # no per-10 s progress blocks per dataset
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no "Loading weights" bars per model load
+        "RAY_COLOR_PREFIX": "0",  # no colour codes around workers' "(pid=...)" prefixes
+        "TQDM_DISABLE": "1",
+    }
     if not submitted:
         env["RAY_DATA_LOGGING_CONFIG"] = str(RAY_DATA_LOGGING)  # no "starting / finished" INFO lines
     return env

@@ -140,11 +140,16 @@ class ResultsStore:
     def read(self, table: str) -> pd.DataFrame:
         """The whole table (empty frame when nothing was written)."""
         folder = self.table_dir(table)
-        files = [i.path for i in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-                 if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")]
+        files = [
+            i.path
+            for i in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+            if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")
+        ]
         if not files:
             return pd.DataFrame()
-        return pd.concat([pq.read_table(self.fs.open_input_file(f)).to_pandas() for f in sorted(files)], ignore_index=True)
+        return pd.concat(
+            [pq.read_table(self.fs.open_input_file(f)).to_pandas() for f in sorted(files)], ignore_index=True
+        )
 
     def write_json(self, name: str, payload: dict) -> None:
         """A small JSON record (run manifest) written atomically beside the tables."""

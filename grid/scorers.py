@@ -44,15 +44,22 @@ class _ModelActor:
         self.torch = TorchThread()
         # the job's model options (allow_download, trust_remote_code, allow_bin_weights), as trainers get them
         # a model or adapter in object storage is read from this node's checked copy
-        self.lm = self.torch.run(load_model, local_copy(model), adapter=local_copy(adapter) if adapter else None,
-                                 **(load_options or {}))
+        self.lm = self.torch.run(
+            load_model, local_copy(model), adapter=local_copy(adapter) if adapter else None, **(load_options or {})
+        )
 
 
 class RatingScorer(_ModelActor):
     """Ray Data actor: loads a model (+ adapter) once, scores concept batches on all dimensions."""
 
-    def __init__(self, model: str, adapter: str | None, dimensions: dict[str, list[str]], batch_size: int = 32,
-                 load_options: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None,
+        dimensions: dict[str, list[str]],
+        batch_size: int = 32,
+        load_options: dict | None = None,
+    ):
         super().__init__(model, adapter, load_options)
         self.dimensions = dimensions
         self.batch_size = batch_size
@@ -64,8 +71,15 @@ class RatingScorer(_ModelActor):
     def _score(self, batch: pd.DataFrame) -> pd.DataFrame:
         frames = []
         for lang, part in batch.groupby("language", sort=False):
-            scored = score_ratings(self.lm.model, self.lm.tokenizer, part["concept"].tolist(), self.dimensions[lang], lang,
-                                   batch_size=self.batch_size, prefix_store=self.prefixes)
+            scored = score_ratings(
+                self.lm.model,
+                self.lm.tokenizer,
+                part["concept"].tolist(),
+                self.dimensions[lang],
+                lang,
+                batch_size=self.batch_size,
+                prefix_store=self.prefixes,
+            )
             human = part.set_index("concept")
             scored["human"] = [float(human.loc[c, f"h_{d}"]) for c, d in zip(scored["concept"], scored["dimension"])]
             frames.append(scored)
@@ -75,15 +89,28 @@ class RatingScorer(_ModelActor):
 class EmbeddingExtractor(_ModelActor):
     """Ray Data actor: pooled hidden states of every (chosen) layer for concept batches."""
 
-    def __init__(self, model: str, adapter: str | None, layers: list[int] | None, batch_size: int = 32,
-                 load_options: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None,
+        layers: list[int] | None,
+        batch_size: int = 32,
+        load_options: dict | None = None,
+    ):
         super().__init__(model, adapter, load_options)
         self.layers = layers
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        emb = self.torch.run(extract_embeddings, self.lm.model, self.lm.tokenizer, batch["concept"].tolist(),
-                             kind=self.lm.kind, layers=self.layers, batch_size=self.batch_size)
+        emb = self.torch.run(
+            extract_embeddings,
+            self.lm.model,
+            self.lm.tokenizer,
+            batch["concept"].tolist(),
+            kind=self.lm.kind,
+            layers=self.layers,
+            batch_size=self.batch_size,
+        )
         frame = emb.to_frame()
         frame = frame[frame["pooling"] == "mean"].reset_index(drop=True)
         for column in ("language", "split"):
@@ -101,8 +128,15 @@ class ChoiceScorer(_ModelActor):
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        items = [{"index": int(r["index"]), "question": r["question"], "correct_option": r["correct_option"],
-                  "options": {k: r[k] for k in "ABCD"}} for _, r in batch.iterrows()]
+        items = [
+            {
+                "index": int(r["index"]),
+                "question": r["question"],
+                "correct_option": r["correct_option"],
+                "options": {k: r[k] for k in "ABCD"},
+            }
+            for _, r in batch.iterrows()
+        ]
         return self.torch.run(score_mcq, self.lm.model, self.lm.tokenizer, items, batch_size=self.batch_size)
 
 
@@ -111,8 +145,16 @@ class HeadScorer(_ModelActor):
     ``head_outputs``, such as regression), for concept batches: the head's outputs are the
     training dimensions, in order, per language."""
 
-    def __init__(self, model: str, adapter: str | None, head: str, format: str, dimensions: dict[str, list[str]],
-                 batch_size: int = 32, load_options: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None,
+        head: str,
+        format: str,
+        dimensions: dict[str, list[str]],
+        batch_size: int = 32,
+        load_options: dict | None = None,
+    ):
         from embodiment.formats import get_format
         from embodiment.training import load_head
 
@@ -132,6 +174,15 @@ class HeadScorer(_ModelActor):
             concepts = part["concept"].tolist()
             predicted = self.format.predict(self.lm.model, self.head, self.lm.tokenizer, concepts, self.batch_size)
             for j, dim in enumerate(self.dimensions[lang]):
-                frames.append(pd.DataFrame({"concept": concepts, "language": lang, "dimension": dim,
-                                            "expected": predicted[:, j], "human": part[f"h_{dim}"].to_numpy(float)}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "concept": concepts,
+                            "language": lang,
+                            "dimension": dim,
+                            "expected": predicted[:, j],
+                            "human": part[f"h_{dim}"].to_numpy(float),
+                        }
+                    )
+                )
         return pd.concat(frames, ignore_index=True)

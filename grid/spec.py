@@ -18,8 +18,17 @@ import importlib.util
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from embodiment.errors import InputError
 from grid.job_sources import data_source as _data_source
@@ -34,8 +43,7 @@ LANGUAGES = ("en", "nl")
 #: base and every trained trial's
 PROBES = ("none", "base", "all")
 #: options a job sets elsewhere: the format per condition, the seed once for the whole job
-NOT_TRAINING_OPTIONS = {"format": "set it per condition (conditions[].format)",
-                        "seed": "set the job's top-level seed"}
+NOT_TRAINING_OPTIONS = {"format": "set it per condition (conditions[].format)", "seed": "set the job's top-level seed"}
 
 Language = Literal[LANGUAGES]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -83,10 +91,10 @@ class NormsSpec(_Section):
 
     source: NonEmpty = "embedded"
     format: Literal[("auto", *LOADERS)] = "auto"
-    paired: bool = False          # a paired EN/NL table: take this language's side
+    paired: bool = False  # a paired EN/NL table: take this language's side
     test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
     max_train: Count | None = None  # cap on training concepts (after the split)
-    max_test: Count | None = None   # cap on held-out concepts
+    max_test: Count | None = None  # cap on held-out concepts
     # training-split concepts set aside (before max_train) and never trained on: trials are
     # scored on them, and that score picks the best trial; 0 scores on held-out concepts
     validation: Count = 0
@@ -101,11 +109,14 @@ class NormsSpec(_Section):
     @model_validator(mode="after")
     def _csv_mapping(self) -> "NormsSpec":
         if self.format == "csv" and not (self.word_column and self.columns):
-            raise FieldProblem("format", "format csv needs word_column (the column of words) and columns "
-                                         "({dimension: column header})")
+            raise FieldProblem(
+                "format", "format csv needs word_column (the column of words) and columns ({dimension: column header})"
+            )
         if self.format != "csv" and (self.word_column or self.columns):
-            raise FieldProblem("word_column" if self.word_column else "columns",
-                               f"word_column and columns are for format: csv, not {self.format}")
+            raise FieldProblem(
+                "word_column" if self.word_column else "columns",
+                f"word_column and columns are for format: csv, not {self.format}",
+            )
         return self
 
 
@@ -171,8 +182,9 @@ class EvalSpec(_Section):
         # no hidden states, no probe; asking for both is a contradiction
         if isinstance(raw, dict) and raw.get("embeddings") is False:
             if raw.get("probe", "none") != "none":
-                raise FieldProblem("probe", "the probe reads hidden states: set evaluation.embeddings: true, "
-                                            "or probe: none")
+                raise FieldProblem(
+                    "probe", "the probe reads hidden states: set evaluation.embeddings: true, or probe: none"
+                )
             raw = {**raw, "probe": "none"}
         return raw
 
@@ -314,8 +326,11 @@ class JobSpec(_Section):
 
     def load_options(self) -> dict:
         """How every process of the job loads its models (trainers and scorers alike)."""
-        return {"allow_download": self.allow_download, "trust_remote_code": self.trust_remote_code,
-                "allow_bin_weights": self.allow_bin_weights}
+        return {
+            "allow_download": self.allow_download,
+            "trust_remote_code": self.trust_remote_code,
+            "allow_bin_weights": self.allow_bin_weights,
+        }
 
     @property
     def source(self) -> str:

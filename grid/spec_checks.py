@@ -11,8 +11,16 @@ from pydantic import ValidationError
 from embodiment.errors import did_you_mean
 from embodiment.training import TrainConfig
 from embodiment.validation import first_problem
-from grid.spec import (NOT_TRAINING_OPTIONS, SEARCH_KINDS, ConditionSpec, EvalSpec, JobSpec, NormsSpec, ResourcesSpec,
-                       TuneSpec)
+from grid.spec import (
+    NOT_TRAINING_OPTIONS,
+    SEARCH_KINDS,
+    ConditionSpec,
+    EvalSpec,
+    JobSpec,
+    NormsSpec,
+    ResourcesSpec,
+    TuneSpec,
+)
 
 
 #: the model that validates the mapping at a YAML path (for "did you mean" on unknown keys)
@@ -105,8 +113,10 @@ def _candidates(value: Any, path: str, out: list[str]) -> list[tuple[str, Any]]:
         return [(path, value)]
     kinds = [k for k in value if k in SEARCH_KINDS]
     if len(kinds) != 1 or len(value) != 1:
-        out.append(f"{path}: expected one of {', '.join(SEARCH_KINDS)} (e.g. {{grid: [1e-4, 1e-3]}} or "
-                   "{loguniform: {low: 1e-5, high: 1e-3}})")
+        out.append(
+            f"{path}: expected one of {', '.join(SEARCH_KINDS)} (e.g. {{grid: [1e-4, 1e-3]}} or "
+            "{loguniform: {low: 1e-5, high: 1e-3}})"
+        )
         return []
     kind, arg = kinds[0], value[kinds[0]]
     if kind in ("choice", "grid"):
@@ -152,8 +162,10 @@ def cross_problems(spec: JobSpec) -> list[str]:
             if lang not in spec.norms and trains_on == "norms":
                 out.append(f"conditions[{i}].languages: no norms for {lang!r}; add norms.{lang}")
         if trains_on == "mcq" and "train" not in spec.mcq:
-            out.append(f"conditions[{i}].format: the {c.format} format trains on multiple-choice items: it needs "
-                       "mcq.train (a JSON question file, or wu2026:mcq-train)")
+            out.append(
+                f"conditions[{i}].format: the {c.format} format trains on multiple-choice items: it needs "
+                "mcq.train (a JSON question file, or wu2026:mcq-train)"
+            )
         if c.name in seen or c.name == "base":
             out.append(f"conditions[{i}].name: {c.name!r} is used twice or reserved ('base' is the untrained model)")
         seen.add(c.name)
@@ -166,9 +178,13 @@ def cross_problems(spec: JobSpec) -> list[str]:
     for i, lang in enumerate(spec.evaluation.languages):
         if lang not in spec.norms:
             out.append(f"evaluation.languages[{i}]: no norms for {lang!r}; add norms.{lang}")
-    sampled = [k for v in spec.search.values() if isinstance(v, dict) for k in v if k in ("uniform", "loguniform", "randint")]
+    sampled = [
+        k for v in spec.search.values() if isinstance(v, dict) for k in v if k in ("uniform", "loguniform", "randint")
+    ]
     if spec.tune.searcher == "grid" and sampled:
-        out.append("tune.searcher: grid search cannot sample uniform/loguniform/randint ranges; use searcher: random or optuna")
+        out.append(
+            "tune.searcher: grid search cannot sample uniform/loguniform/randint ranges; use searcher: random or optuna"
+        )
     condition = spec.search.get("condition")
     names = [c.name for c in spec.conditions]
     for where, value in _candidates(condition, "search.condition", out) if condition is not None else []:

@@ -175,8 +175,14 @@ def repair_state(run_dir: str) -> list[str]:
     damaged = [f for f in files if not _whole(fs, f"{base}/{f}")]
     if not damaged:
         return []
-    backup = next((b for b in (f"{base}/{BACKUP}", f"{base}/{BACKUP}.old")
-                   if fs.get_file_info(b).type == pafs.FileType.Directory), None)
+    backup = next(
+        (
+            b
+            for b in (f"{base}/{BACKUP}", f"{base}/{BACKUP}.old")
+            if fs.get_file_info(b).type == pafs.FileType.Directory
+        ),
+        None,
+    )
     saved = set(state_files(fs, backup)) if backup else set()
     tune_damaged = any(f.startswith("tune/") for f in damaged)
     moves = sorted({*damaged, *(f for f in files if tune_damaged and f.startswith("tune/"))})

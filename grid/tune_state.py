@@ -36,10 +36,18 @@ def check_tune_state(run_dir: str, manifest: dict, *, trust: bool = False) -> No
         return
     recorded = manifest.get("tune_state_sha256")
     if recorded is None:
-        raise InputError(f"tune/{TUNE_TUNER_FILE} has no digest in manifest.json (a run started before egrid recorded "
-                         "one), so it cannot be checked before Tune unpickles it; if you trust every writer of this "
-                         "folder, resume with --trust-tune-state", source=run_dir, key="tune_state_sha256")
+        raise InputError(
+            f"tune/{TUNE_TUNER_FILE} has no digest in manifest.json (a run started before egrid recorded "
+            "one), so it cannot be checked before Tune unpickles it; if you trust every writer of this "
+            "folder, resume with --trust-tune-state",
+            source=run_dir,
+            key="tune_state_sha256",
+        )
     if found != recorded:
-        raise InputError(f"tune/{TUNE_TUNER_FILE} is not the file this run wrote (sha256 {found[:12]}..., recorded "
-                         f"{recorded[:12]}...); refusing to unpickle it. Restore the run folder from a copy you trust, "
-                         "or start the run over in a new folder", source=run_dir, key="tune_state_sha256")
+        raise InputError(
+            f"tune/{TUNE_TUNER_FILE} is not the file this run wrote (sha256 {found[:12]}..., recorded "
+            f"{recorded[:12]}...); refusing to unpickle it. Restore the run folder from a copy you trust, "
+            "or start the run over in a new folder",
+            source=run_dir,
+            key="tune_state_sha256",
+        )

@@ -18,7 +18,7 @@ import pandas as pd
 
 from embodiment.training import TrainConfig
 from grid.location import RunLocation
-from grid.node_cache import publish_folder
+from grid.node_cache import exists, publish_folder
 from grid.progress import is_plain, say as _say  # module level: the callback is pickled with the Tuner
 from grid.spec import JobSpec
 
@@ -40,8 +40,10 @@ def param_space(spec: JobSpec) -> dict:
         return getattr(tune, _SAMPLERS[kind])(arg["low"], arg["high"])
 
     space = {key: build(value) for key, value in spec.search.items()}
-    space.setdefault("condition", tune.grid_search([c.name for c in spec.conditions]) if len(spec.conditions) > 1
-                     else spec.conditions[0].name)
+    space.setdefault(
+        "condition",
+        tune.grid_search([c.name for c in spec.conditions]) if len(spec.conditions) > 1 else spec.conditions[0].name,
+    )
     space["model"] = tune.grid_search(list(spec.models)) if len(spec.models) > 1 else spec.models[0]
     if spec.seeds:
         seeds = spec.training_seeds()
@@ -56,51 +58,41 @@ def worker_config(spec: JobSpec, config: dict) -> dict:
     and the data sources."""
     condition = next(c for c in spec.conditions if c.name == config["condition"])
     # Tune's samplers may hand numpy scalars; the values' ranges were checked with the spec
-    searched = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()
-                if k not in ("condition", "model", "seed")}
+    searched = {
+        k: (v.item() if hasattr(v, "item") else v) for k, v in config.items() if k not in ("condition", "model", "seed")
+    }
     # the job's training section, then the condition's own options (validated over it, as
     # the spec checked them), then the searched values (never the same keys: the spec says so)
     train = spec.training
     if condition.training:
         train = TrainConfig.model_validate({**train.model_dump(), **condition.training})
-    train = train.model_copy(update={**searched, "format": condition.format, "seed": int(config.get("seed", spec.seed))})
-    return {"train": train, "condition": condition.model_dump(), "norms": {k: v.model_dump() for k, v in spec.norms.items()},
-            "seed": spec.seed, "mcq": spec.mcq, "model": config["model"], "use_gpu": spec.resources.gpus_per_worker > 0,
-            "load_options": spec.load_options()}
+    train = train.model_copy(
+        update={**searched, "format": condition.format, "seed": int(config.get("seed", spec.seed))}
+    )
+    return {
+        "train": train,
+        "condition": condition.model_dump(),
+        "norms": {k: v.model_dump() for k, v in spec.norms.items()},
+        "seed": spec.seed,
+        "mcq": spec.mcq,
+        "model": config["model"],
+        "use_gpu": spec.resources.gpus_per_worker > 0,
+        "load_options": spec.load_options(),
+    }
 
 
 def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) -> None:
     """Tune function trainable: train with Ray Train + DeepSpeed, then evaluate and record."""
     import ray
-    import ray.train
     from ray import tune
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from grid.aggregate import summary_score
     from grid.data import prepare_norms
     from grid.pipeline import evaluate_model
-    from grid.workers import train_worker
 
     started = time.time()
     trial_id = tune.get_context().get_trial_id()
-    res = spec.resources
-    use_gpu = res.gpus_per_worker > 0
-    per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})}
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=worker_config(spec, config),
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=f"{run_dir}/train",
-                                       callbacks=[TuneReportCallback()],
-                                       # plain progress: Ray Train's ray.train INFO lines off (its per-report
-                                       # line has its own logger: grid.progress.quiet_train_worker)
-                                       logging_config=ray.train.LoggingConfig(log_level="WARNING" if is_plain() else "INFO"),
-                                       failure_config=ray.train.FailureConfig(max_failures=spec.tune.max_failures)),
-    )
-    result = trainer.fit()
+    result = _trainer(spec, config, run_dir, trial_id).fit()
     # The final checkpoint goes to the run's storage (a folder or a URI): scorer actors on
     # any node read it from there (grid.node_cache), never from this node's disk.
     adapter_dir = RunLocation.of(run_dir).child("adapters", trial_id)
@@ -110,14 +102,19 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
         publish_folder(local, adapter_dir)
         adapter = f"{adapter_dir}/adapter" if (local / "adapter").exists() else None
         model = f"{adapter_dir}/model" if adapter is None and (local / "model").exists() else config["model"]
-        head = _trial_head(spec, config, adapter_dir) if (local / HEAD_FILE).exists() else None
+        head = _trial_head(spec, config, adapter_dir)
     data = prepare_norms(spec.norms, spec.seed)
-    evaluated = evaluate_model(spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True,
-                               head=head)
+    evaluated = evaluate_model(
+        spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True, head=head
+    )
     validation = evaluated.pop("validation_ratings", None)
     actor = ray.get_actor(results_actor_name)
-    tag = {"trial_id": trial_id, "condition": config["condition"], "model": config["model"],
-           "seed": int(config.get("seed", spec.seed))}
+    tag = {
+        "trial_id": trial_id,
+        "condition": config["condition"],
+        "model": config["model"],
+        "seed": int(config.get("seed", spec.seed)),
+    }
     for table, frame in evaluated.items():
         ray.get(actor.write.remote(table, f"trial:{trial_id}", frame.assign(**tag)))
     if validation is not None:  # kept: the score below can be recomputed from the run's tables
@@ -125,18 +122,68 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
     # the searcher's score: on validation concepts where the job sets some aside (a job
     # with one trial may have none: nothing is chosen, the score is only reported)
     score = summary_score({"ratings": validation} if validation is not None else evaluated)
-    losses = state["losses"]
-    row = {**tag, "format": next(c.format for c in spec.conditions if c.name == config["condition"]),
-           "config": json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str), "status": "TERMINATED",
-           "eval_score": score, "eval_on": "validation" if validation is not None else "held-out", "steps": state["steps"], "loss_first": float(np.mean(losses[:5])) if losses else np.nan,
-           "loss_last": float(np.mean(losses[-5:])) if losses else np.nan, "adapter": adapter or model,
-           "seconds": time.time() - started, "workers": res.workers,
-           "train_seconds": float(result.metrics.get("train_seconds", np.nan)),
-           "worker_nodes": str(result.metrics.get("worker_nodes", "")),
-           "trial_node": ray.get_runtime_context().get_node_id()}
+    row = {
+        **tag,
+        **_trial_row(spec, config, state, result.metrics),
+        "eval_score": score,
+        "eval_on": "validation" if validation is not None else "held-out",
+        "adapter": adapter or model,
+        "seconds": time.time() - started,
+        "trial_node": ray.get_runtime_context().get_node_id(),
+    }
     ray.get(actor.write.remote("trials", f"trial:{trial_id}", pd.DataFrame([row])))
-    tune.report({"eval_score": score, "loss_ratio": row["loss_last"] / row["loss_first"] if row["loss_first"] else 1.0,
-                 "evaluated": 1})
+    tune.report(
+        {
+            "eval_score": score,
+            "loss_ratio": row["loss_last"] / row["loss_first"] if row["loss_first"] else 1.0,
+            "evaluated": 1,
+        }
+    )
+
+
+def _trainer(spec: JobSpec, config: dict, run_dir: str, trial_id: str):
+    """The trial's TorchTrainer: its DeepSpeed ranks, their resources, storage and retries."""
+    import ray.train
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from grid.workers import train_worker
+
+    res = spec.resources
+    use_gpu = res.gpus_per_worker > 0
+    per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})}
+    return TorchTrainer(
+        train_worker,
+        train_loop_config=worker_config(spec, config),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}",
+            storage_path=f"{run_dir}/train",
+            callbacks=[TuneReportCallback()],
+            # plain progress: Ray Train's ray.train INFO lines off (its per-report
+            # line has its own logger: grid.progress.quiet_train_worker)
+            logging_config=ray.train.LoggingConfig(log_level="WARNING" if is_plain() else "INFO"),
+            failure_config=ray.train.FailureConfig(max_failures=spec.tune.max_failures),
+        ),
+    )
+
+
+def _trial_row(spec: JobSpec, config: dict, state: dict, metrics: dict) -> dict:
+    """The trials table's training columns: format, config, steps, smoothed first/last loss, workers."""
+    losses = state["losses"]
+    return {
+        "format": next(c.format for c in spec.conditions if c.name == config["condition"]),
+        "config": json.dumps({k: v for k, v in config.items()}, sort_keys=True, default=str),
+        "status": "TERMINATED",
+        "steps": state["steps"],
+        "loss_first": float(np.mean(losses[:5])) if losses else np.nan,
+        "loss_last": float(np.mean(losses[-5:])) if losses else np.nan,
+        "workers": spec.resources.workers,
+        "train_seconds": float(metrics.get("train_seconds", np.nan)),
+        "worker_nodes": str(metrics.get("worker_nodes", "")),
+    }
 
 
 #: a trained head's file in a trial's checkpoint (formats with ``head_outputs``)
@@ -144,11 +191,14 @@ HEAD_FILE = "head.safetensors"
 
 
 def _trial_head(spec: JobSpec, config: dict, adapter_dir: str):
-    """The trial's trained head (its format has one): evaluated through it as well."""
+    """The trial's trained head, where its checkpoint (a folder or URI) holds one: evaluated
+    through it as well. None for formats without a head."""
     from grid.data import training_data
     from grid.pipeline import TrialHead
 
     path = f"{adapter_dir}/{HEAD_FILE}"
+    if not exists(path):
+        return None
     plain = worker_config(spec, config)
     task = training_data(plain["condition"], plain["norms"], spec.seed, spec.mcq)
     return TrialHead(str(path), plain["train"].format, {lang: list(n.dimensions) for lang, n in task.norms.items()})
@@ -187,7 +237,6 @@ def progress_callback(total: int, steps: dict[str, int | None]):
     (:func:`condition_steps`); a searched ``steps`` value overrides it."""
     from ray import tune
 
-
     class Progress(tune.Callback):
         def __init__(self):
             self.started: dict[str, float] = {}
@@ -225,14 +274,18 @@ def progress_callback(total: int, steps: dict[str, int | None]):
             if self.durations and left:
                 slots = max(1, running)
                 eta = f"; ~{np.mean(self.durations) * left / slots / 60:.1f} min left"
-            _say(f"trials: {done} done, {running} running, {self.failed} failed of {total}; "
-                f"{(time.time() - self.t0) / 60:.1f} min elapsed{eta}")
+            _say(
+                f"trials: {done} done, {running} running, {self.failed} failed of {total}; "
+                f"{(time.time() - self.t0) / 60:.1f} min elapsed{eta}"
+            )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.durations.append(time.time() - self.started.get(trial.trial_id, self.t0))
             score = (trial.last_result or {}).get("eval_score")
-            _say(f"trial {trial.trial_id} finished in {self.durations[-1] / 60:.1f} min"
-                 + (f": validation score {score:.3f}" if isinstance(score, float) else ""))
+            _say(
+                f"trial {trial.trial_id} finished in {self.durations[-1] / 60:.1f} min"
+                + (f": validation score {score:.3f}" if isinstance(score, float) else "")
+            )
             self._report(trials, trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -276,8 +329,13 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_errored=True, restart_errored=False)
     ts = spec.tune
-    scheduler = (ASHAScheduler(time_attr="training_iteration", metric="loss_ratio", mode="min", grace_period=ts.grace_period,
-                               max_t=10**6) if ts.scheduler == "asha" else FIFOScheduler())
+    scheduler = (
+        ASHAScheduler(
+            time_attr="training_iteration", metric="loss_ratio", mode="min", grace_period=ts.grace_period, max_t=10**6
+        )
+        if ts.scheduler == "asha"
+        else FIFOScheduler()
+    )
     search_alg = None
     if ts.searcher == "optuna":
         from ray.tune.search.optuna import OptunaSearch
@@ -289,12 +347,22 @@ def build_tuner(spec: JobSpec, run_dir: str, results_actor_name: str, *, resume:
     return tune.Tuner(
         trainable,
         param_space=param_space(spec),
-        tune_config=tune.TuneConfig(num_samples=ts.num_samples, scheduler=scheduler, search_alg=search_alg,
-                                    max_concurrent_trials=concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name="tune", storage_path=str(location),
-                                  failure_config=tune.FailureConfig(max_failures=ts.max_failures),
-                                  verbose=0 if is_plain() else 1,  # plain: our lines, no status tables
-                                  callbacks=[progress_callback(expected_trials(spec), condition_steps(spec)),
-                                             storage_guard(run_dir),
-                                             *_tracking_callbacks(spec, run_dir)]),
+        tune_config=tune.TuneConfig(
+            num_samples=ts.num_samples,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            max_concurrent_trials=concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(location),
+            failure_config=tune.FailureConfig(max_failures=ts.max_failures),
+            verbose=0 if is_plain() else 1,  # plain: our lines, no status tables
+            callbacks=[
+                progress_callback(expected_trials(spec), condition_steps(spec)),
+                storage_guard(run_dir),
+                *_tracking_callbacks(spec, run_dir),
+            ],
+        ),
     )

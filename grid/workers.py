@@ -31,9 +31,15 @@ def train_worker(config: dict) -> None:
     cfg: TrainConfig = config["train"]  # validated with the job spec; searched values within its ranges
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    lm = load_model(local_copy(config["model"]), device="cuda" if config.get("use_gpu") else "cpu", dtype=weight_dtype(cfg.precision),
-                    **config.get("load_options", {}))
-    data = training_data(config["condition"], config["norms"], config["seed"], config.get("mcq", {}), config.get("max_mcq"))
+    lm = load_model(
+        local_copy(config["model"]),
+        device="cuda" if config.get("use_gpu") else "cpu",
+        dtype=weight_dtype(cfg.precision),
+        **config.get("load_options", {}),
+    )
+    data = training_data(
+        config["condition"], config["norms"], config["seed"], config.get("mcq", {}), config.get("max_mcq")
+    )
     resume = None
     checkpoint = ray.train.get_checkpoint()
     scratch = Path(tempfile.mkdtemp(prefix="egrid-train-"))
@@ -58,9 +64,18 @@ def train_worker(config: dict) -> None:
     out = scratch / "out"
     result = train(cfg, lm.model, lm.tokenizer, data, out, resume_from=resume, report=report)
     final = ray.train.Checkpoint.from_directory(str(out)) if rank == 0 else None
-    ray.train.report({"step": result.steps, "loss": result.losses[-1] if result.losses else float("nan"),
-                      "loss_ratio": loss_ratio(), "trained": 1, "train_seconds": result.seconds,
-                      "world_size": context.get_world_size(), "worker_nodes": _worker_nodes()}, checkpoint=final)
+    ray.train.report(
+        {
+            "step": result.steps,
+            "loss": result.losses[-1] if result.losses else float("nan"),
+            "loss_ratio": loss_ratio(),
+            "trained": 1,
+            "train_seconds": result.seconds,
+            "world_size": context.get_world_size(),
+            "worker_nodes": _worker_nodes(),
+        },
+        checkpoint=final,
+    )
     # Never report Tune's reserved key "done": it would end the trial before its evaluation.
     shutil.rmtree(scratch, ignore_errors=True)
 

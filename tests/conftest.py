@@ -59,8 +59,11 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_terminal_summary(terminalreporter):
     if os.environ.get("EGRID_NO_SKIPS") == "1" and _SKIPPED_OFF_GPU:
-        terminalreporter.write_line(f"EGRID_NO_SKIPS: {len(_SKIPPED_OFF_GPU)} test(s) outside tests/gpu skipped "
-                                    "(only GPU tests may skip in CI):", red=True)
+        terminalreporter.write_line(
+            f"EGRID_NO_SKIPS: {len(_SKIPPED_OFF_GPU)} test(s) outside tests/gpu skipped "
+            "(only GPU tests may skip in CI):",
+            red=True,
+        )
         for line in _SKIPPED_OFF_GPU:
             terminalreporter.write_line(f"  {line}", red=True)
 
@@ -77,8 +80,10 @@ def wu2026_tables() -> Path:
     from embodiment.datasets import DATA_DIR_ENV, cache_dir, fetch
 
     if not os.environ.get(DATA_DIR_ENV) and not (cache_dir("wu2026") / "tables").is_dir():
-        pytest.skip(f"the study's files: set {DATA_DIR_ENV} to a folder holding them, or egrid data fetch wu2026 "
-                    f"(CI clones the repo with ../shared beside it)")
+        pytest.skip(
+            f"the study's files: set {DATA_DIR_ENV} to a folder holding them, or egrid data fetch wu2026 "
+            f"(CI clones the repo with ../shared beside it)"
+        )
     return fetch("wu2026")
 
 
@@ -90,6 +95,7 @@ def svg_texts():
     def texts(path) -> list[str]:
         root = ElementTree.parse(path).getroot()
         return ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("text")]
+
     return texts
 
 

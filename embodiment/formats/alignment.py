@@ -11,7 +11,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, concept_span_batch, pooled_concept_batches, pooled_hidden, register_format
+from embodiment.formats.base import (
+    Evaluation,
+    TaskData,
+    TaskFormat,
+    concept_span_batch,
+    pooled_concept_batches,
+    pooled_hidden,
+    register_format,
+)
 from embodiment.metrics import rsa
 from embodiment.metrics.rdm import STANDARDISERS
 
@@ -58,8 +66,13 @@ class AlignmentFormat(TaskFormat):
     def evaluate(self, model, tokenizer, data, *, head=None, batch_size=32):
         summary = {}
         for lang, norms in data.norms.items():
-            emb = np.concatenate([pooled.cpu().numpy() for pooled in pooled_concept_batches(model, tokenizer, norms.words, batch_size)])
-            summary[f"rsa_{lang}"] = rsa(emb, norms.means, {"standardise": "none", "rdm": "cosine", "compare": "spearman",
-                                                           "name": "embedding-vs-human"}).value
+            emb = np.concatenate(
+                [pooled.cpu().numpy() for pooled in pooled_concept_batches(model, tokenizer, norms.words, batch_size)]
+            )
+            summary[f"rsa_{lang}"] = rsa(
+                emb,
+                norms.means,
+                {"standardise": "none", "rdm": "cosine", "compare": "spearman", "name": "embedding-vs-human"},
+            ).value
         summary["rsa"] = float(np.mean(list(summary.values())))
         return Evaluation(summary=summary)

@@ -143,7 +143,7 @@ def continuation_batch(pairs: list[tuple[list[int], list[int]]], pad: int) -> di
     ids, mask = right_pad([c + x for c, x in pairs], pad)
     labels = torch.full_like(ids, -100)
     for i, (c, x) in enumerate(pairs):
-        labels[i, len(c): len(c) + len(x)] = torch.tensor(x)
+        labels[i, len(c) : len(c) + len(x)] = torch.tensor(x)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -156,9 +156,12 @@ def continuation_loss(lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """
     targets = batch["labels"][:, 1:]  # position t predicts token t + 1
     keep = (targets != -100).any(0).nonzero().squeeze(1)
-    logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits.float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
-                                             ignore_index=-100)
+    logits = lm(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+    ).logits.float()
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1), ignore_index=-100
+    )
 
 
 def pooled_hidden(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> torch.Tensor:
@@ -177,7 +180,7 @@ def pooled_concept_batches(model, tokenizer, concepts, batch_size: int):
     dev = next(model.parameters()).device
     with torch.no_grad(), inference_linears(model):
         for s in range(0, len(concepts), batch_size):
-            b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, list(concepts[s: s + batch_size])).items()}
+            b = {k: v.to(dev) for k, v in concept_span_batch(tokenizer, list(concepts[s : s + batch_size])).items()}
             yield pooled_hidden(model, b["input_ids"], b["attention_mask"], b["span_mask"])
 
 
@@ -190,7 +193,7 @@ def concept_span_batch(tokenizer, concepts: list[str]) -> dict[str, torch.Tensor
     ids, mask = right_pad([prefix + o for o in owns], pad_id(tokenizer))
     span = torch.zeros_like(mask)
     for i, o in enumerate(owns):
-        span[i, len(prefix): len(prefix) + len(o)] = 1
+        span[i, len(prefix) : len(prefix) + len(o)] = 1
     return {"input_ids": ids, "attention_mask": mask, "span_mask": span}
 
 
@@ -200,8 +203,18 @@ def rating_rows(norms_by_lang: dict[str, Norms], predictions: dict[str, np.ndarr
     for lang, norms in norms_by_lang.items():
         pred = predictions[lang]
         for j, dim in enumerate(norms.dimensions):
-            rows.append(pd.DataFrame({"concept": norms.words, "dimension": dim, "language": lang,
-                                      "expected": pred[:, j], "human": norms.means[:, j], "source": source}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "concept": norms.words,
+                        "dimension": dim,
+                        "language": lang,
+                        "expected": pred[:, j],
+                        "human": norms.means[:, j],
+                        "source": source,
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id, register_format
+from embodiment.formats.base import (
+    Evaluation,
+    TaskData,
+    TaskFormat,
+    continuation_batch,
+    continuation_loss,
+    pad_id,
+    register_format,
+)
 from embodiment.prompts import mcq_context
 from embodiment.choices import encode_pair, score_mcq
 
@@ -14,10 +22,16 @@ class MultipleChoiceFormat(TaskFormat):
     batch_by_length = True  # questions differ a lot in length: random batches are mostly padding
 
     def examples(self, data: TaskData) -> list[dict]:
-        return [{"question": it["question"], "options": it["options"], "answer": it["correct_option"]} for it in data.mcq_items]
+        return [
+            {"question": it["question"], "options": it["options"], "answer": it["correct_option"]}
+            for it in data.mcq_items
+        ]
 
     def collate(self, examples, tokenizer):
-        pairs = [encode_pair(tokenizer, mcq_context(tokenizer, ex["question"], ex["options"]), " " + ex["answer"]) for ex in examples]
+        pairs = [
+            encode_pair(tokenizer, mcq_context(tokenizer, ex["question"], ex["options"]), " " + ex["answer"])
+            for ex in examples
+        ]
         return continuation_batch(pairs, pad_id(tokenizer))
 
     def loss(self, module, batch):

@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from embodiment.formats.base import Evaluation, TaskData, TaskFormat, continuation_batch, continuation_loss, pad_id, register_format
+from embodiment.formats.base import (
+    Evaluation,
+    TaskData,
+    TaskFormat,
+    continuation_batch,
+    continuation_loss,
+    pad_id,
+    register_format,
+)
 from embodiment.prompts import pairwise_prompt
 from embodiment.choices import encode_pair, loglikelihoods
 
@@ -25,8 +33,16 @@ def draw_pairs(data: TaskData, pairs_per_concept: int = 2) -> list[dict]:
                 for i, k in zip(a, b):
                     gap = norms.means[i, j] - norms.means[k, j]
                     if i != k and abs(gap) >= MIN_GAP:
-                        out.append({"a": norms.words[i], "b": norms.words[k], "dimension": dim, "language": lang,
-                                    "answer": "A" if gap > 0 else "B", "gap": float(gap)})
+                        out.append(
+                            {
+                                "a": norms.words[i],
+                                "b": norms.words[k],
+                                "dimension": dim,
+                                "language": lang,
+                                "answer": "A" if gap > 0 else "B",
+                                "gap": float(gap),
+                            }
+                        )
     return out
 
 
@@ -38,8 +54,14 @@ class PairwiseFormat(TaskFormat):
         return draw_pairs(data)
 
     def collate(self, examples, tokenizer):
-        pairs = [encode_pair(tokenizer, pairwise_prompt(tokenizer, ex["a"], ex["b"], ex["dimension"], ex["language"]),
-                             " " + ex["answer"]) for ex in examples]
+        pairs = [
+            encode_pair(
+                tokenizer,
+                pairwise_prompt(tokenizer, ex["a"], ex["b"], ex["dimension"], ex["language"]),
+                " " + ex["answer"],
+            )
+            for ex in examples
+        ]
         return continuation_batch(pairs, pad_id(tokenizer))
 
     def loss(self, module, batch):
@@ -57,4 +79,6 @@ class PairwiseFormat(TaskFormat):
         frame["chosen"] = np.where(frame["p_a"] >= 0.5, "A", "B")
         frame["is_correct"] = frame["chosen"] == frame["answer"]
         rho = stats.spearmanr(frame["p_a"], frame["gap"]).statistic if len(frame) > 2 else float("nan")
-        return Evaluation(choices=frame, summary={"accuracy": float(frame["is_correct"].mean()), "spearman_gap": float(rho)})
+        return Evaluation(
+            choices=frame, summary={"accuracy": float(frame["is_correct"].mean()), "spearman_gap": float(rho)}
+        )

@@ -64,7 +64,9 @@ class RatingFormat(TaskFormat):
         for lang, norms in data.norms.items():
             for i, word in enumerate(norms.words):
                 for j, dim in enumerate(norms.dimensions):
-                    out.append({"concept": word, "dimension": dim, "language": lang, "target": float(norms.means[i, j])})
+                    out.append(
+                        {"concept": word, "dimension": dim, "language": lang, "target": float(norms.means[i, j])}
+                    )
         return out
 
     def batch_unit(self, example: dict) -> tuple[str, str] | None:
@@ -104,17 +106,32 @@ class RatingFormat(TaskFormat):
         group = torch.tensor([prefixes.index(tuple(p)) for p, _ in split], dtype=torch.long)
         prefix_ids, prefix_mask = left_pad([list(p) for p in prefixes], pad)
         suffix_ids, suffix_mask = left_pad([s for _, s in split], pad)
-        return {"prefix_ids": prefix_ids, "prefix_mask": prefix_mask, "group": group,
-                "input_ids": suffix_ids, "attention_mask": suffix_mask, "target": target}
+        return {
+            "prefix_ids": prefix_ids,
+            "prefix_mask": prefix_mask,
+            "group": group,
+            "input_ids": suffix_ids,
+            "attention_mask": suffix_mask,
+            "target": target,
+        }
 
     def answer_logits(self, lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-token logits after each rating prompt, (batch, vocabulary)."""
         if "prefix_ids" not in batch:
-            return lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      position_ids=batch["position_ids"], logits_to_keep=1).logits[:, -1]
+            return lm(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"],
+                logits_to_keep=1,
+            ).logits[:, -1]
         prefix_mask = batch["prefix_mask"]
-        out = lm(input_ids=batch["prefix_ids"], attention_mask=prefix_mask, position_ids=_positions(prefix_mask),
-                 use_cache=True, logits_to_keep=1)
+        out = lm(
+            input_ids=batch["prefix_ids"],
+            attention_mask=prefix_mask,
+            position_ids=_positions(prefix_mask),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache = returned_cache(out)
         group = batch["group"]
         # each example's copy of its prefix's keys and values: an index, so the backward
@@ -123,8 +140,14 @@ class RatingFormat(TaskFormat):
         mask = batch["attention_mask"]
         full_mask = torch.cat([prefix_mask[group], mask], dim=1)
         positions = _positions(mask, prefix_mask.sum(1)[group])
-        return lm(input_ids=batch["input_ids"], attention_mask=full_mask, position_ids=positions, use_cache=True,
-                  logits_to_keep=1, **{cache_argument(lm): cache}).logits[:, -1]
+        return lm(
+            input_ids=batch["input_ids"],
+            attention_mask=full_mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_argument(lm): cache},
+        ).logits[:, -1]
 
     def loss(self, module, batch):
         logp = torch.log_softmax(self.answer_logits(module.lm, batch).float(), dim=-1)
@@ -143,9 +166,13 @@ class RatingFormat(TaskFormat):
         frames = []
         for lang, norms in data.norms.items():
             scored = score_ratings(model, tokenizer, norms.words, norms.dimensions, lang, batch_size=batch_size)
-            human = {(w, d): norms.means[i, j] for i, w in enumerate(norms.words) for j, d in enumerate(norms.dimensions)}
+            human = {
+                (w, d): norms.means[i, j] for i, w in enumerate(norms.words) for j, d in enumerate(norms.dimensions)
+            }
             scored["human"] = [human[(c, d)] for c, d in zip(scored["concept"], scored["dimension"])]
             frames.append(scored)
         ratings = pd.concat(frames, ignore_index=True)
-        return Evaluation(ratings=ratings, summary={"mean_spearman": mean_spearman(ratings),
-                                                    "digit_mass": float(ratings["digit_mass"].mean())})
+        return Evaluation(
+            ratings=ratings,
+            summary={"mean_spearman": mean_spearman(ratings), "digit_mass": float(ratings["digit_mass"].mean())},
+        )

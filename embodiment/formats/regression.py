@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embodiment.formats.base import (Evaluation, TaskData, TaskFormat, concept_span_batch, mean_spearman, pooled_concept_batches, register_format,
-                                     pooled_hidden, rating_rows)
+from embodiment.formats.base import (
+    Evaluation,
+    TaskData,
+    TaskFormat,
+    concept_span_batch,
+    mean_spearman,
+    pooled_concept_batches,
+    register_format,
+    pooled_hidden,
+    rating_rows,
+)
 
 SCALE = 5.0  # targets are predicted on 0-1 and reported back on the 0-5 scale
 
@@ -24,7 +33,11 @@ class RegressionHeadFormat(TaskFormat):
         return self
 
     def examples(self, data: TaskData) -> list[dict]:
-        return [{"concept": w, "target": norms.means[i] / SCALE} for norms in data.norms.values() for i, w in enumerate(norms.words)]
+        return [
+            {"concept": w, "target": norms.means[i] / SCALE}
+            for norms in data.norms.values()
+            for i, w in enumerate(norms.words)
+        ]
 
     def collate(self, examples, tokenizer):
         batch = concept_span_batch(tokenizer, [ex["concept"] for ex in examples])
@@ -39,12 +52,18 @@ class RegressionHeadFormat(TaskFormat):
     def predict(self, model, head, tokenizer, concepts, batch_size=32) -> np.ndarray:
         head = head.to(next(model.parameters()).device)
         dtype = next(head.parameters()).dtype
-        return np.concatenate([(head(pooled.to(dtype)).float() * SCALE).clamp(0, SCALE).cpu().numpy()
-                               for pooled in pooled_concept_batches(model, tokenizer, concepts, batch_size)])
+        return np.concatenate(
+            [
+                (head(pooled.to(dtype)).float() * SCALE).clamp(0, SCALE).cpu().numpy()
+                for pooled in pooled_concept_batches(model, tokenizer, concepts, batch_size)
+            ]
+        )
 
     def evaluate(self, model, tokenizer, data, *, head=None, batch_size=32):
         if head is None:
             raise ValueError("the regression format needs its trained head to evaluate")
-        preds = {lang: self.predict(model, head, tokenizer, norms.words, batch_size) for lang, norms in data.norms.items()}
+        preds = {
+            lang: self.predict(model, head, tokenizer, norms.words, batch_size) for lang, norms in data.norms.items()
+        }
         ratings = rating_rows(data.norms, preds, "regression_head")
         return Evaluation(ratings=ratings, summary={"mean_spearman": mean_spearman(ratings)})

@@ -65,8 +65,15 @@ class Correlation:
     n_constant: int = 0
 
 
-def correlate(model: Sequence[float] | np.ndarray, human: Sequence[float] | np.ndarray, method: str = "spearman", *,
-              n_boot: int = 0, ci: float = 0.95, seed: int = 0) -> Correlation:
+def correlate(
+    model: Sequence[float] | np.ndarray,
+    human: Sequence[float] | np.ndarray,
+    method: str = "spearman",
+    *,
+    n_boot: int = 0,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> Correlation:
     """Correlate model and human ratings of one dimension across concepts.
 
     Args:
@@ -110,8 +117,16 @@ def _p_value(r: float, n: int, method: str) -> float:
     return float(2 * stats.t.sf(abs(t), n - 2))
 
 
-def bootstrap_ci(x: np.ndarray, y: np.ndarray, method: str = "spearman", *, n_boot: int = 1000, ci: float = 0.95,
-                 seed: int = 0, block: int = 128) -> tuple[float, float]:
+def bootstrap_ci(
+    x: np.ndarray,
+    y: np.ndarray,
+    method: str = "spearman",
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    block: int = 128,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of a correlation, resampling concepts with replacement.
 
     Resamples are drawn in blocks of ``block`` rows so that memory stays at block x n.
@@ -127,8 +142,15 @@ def bootstrap_ci(x: np.ndarray, y: np.ndarray, method: str = "spearman", *, n_bo
     return percentile_interval(np.concatenate(values), ci)
 
 
-def per_dimension(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str], *,
-                  methods: Sequence[str] = ("spearman", "pearson"), n_boot: int = 0, seed: int = 0) -> list[dict]:
+def per_dimension(
+    model: np.ndarray,
+    human: np.ndarray,
+    dimensions: Sequence[str],
+    *,
+    methods: Sequence[str] = ("spearman", "pearson"),
+    n_boot: int = 0,
+    seed: int = 0,
+) -> list[dict]:
     """Correlate each column of ``model`` (n, d) with the same column of ``human``.
 
     Returns:
@@ -140,13 +162,31 @@ def per_dimension(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 c = correlate(model[:, j], human[:, j], method, n_boot=n_boot, seed=seed + j)
-            rows.append({"dimension": dim, "method": method, "value": c.r, "p": c.p, "n": c.n,
-                         "n_dropped": c.n_dropped, "ci_low": c.ci_low, "ci_high": c.ci_high})
+            rows.append(
+                {
+                    "dimension": dim,
+                    "method": method,
+                    "value": c.r,
+                    "p": c.p,
+                    "n": c.n,
+                    "n_dropped": c.n_dropped,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
+                }
+            )
     return rows
 
 
-def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearman", *, n_boot: int = 0,
-                     ci: float = 0.95, seed: int = 0, block: int = 128) -> Correlation:
+def mean_correlation(
+    model: np.ndarray,
+    human: np.ndarray,
+    method: str = "spearman",
+    *,
+    n_boot: int = 0,
+    ci: float = 0.95,
+    seed: int = 0,
+    block: int = 128,
+) -> Correlation:
     """The mean over dimensions of the per-dimension correlation, with a bootstrap CI.
 
     One number for "how well does the model rank concepts, dimension by dimension": the
@@ -175,8 +215,10 @@ def mean_correlation(model: np.ndarray, human: np.ndarray, method: str = "spearm
     x = np.asarray(model, dtype=np.float64)
     y = np.asarray(human, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 2:
-        raise InputError(f"model and human ratings must be two (concepts, dimensions) tables of equal shape, got "
-                         f"{x.shape} and {y.shape}")
+        raise InputError(
+            f"model and human ratings must be two (concepts, dimensions) tables of equal shape, got "
+            f"{x.shape} and {y.shape}"
+        )
     keep = ~(np.isnan(x) | np.isnan(y)).any(axis=1)
     x, y = x[keep], y[keep]
     n, dropped = int(keep.sum()), int((~keep).sum())

@@ -47,8 +47,9 @@ def mean_spearman_of(model: np.ndarray, human: np.ndarray) -> Statistic:
     return lambda idx: mean_correlation(model[idx], human[idx], "spearman").r
 
 
-def paired_difference(a: Statistic, b: Statistic, n: int, *, n_boot: int = 1000, ci: float = 0.95,
-                      seed: int = 0) -> Difference:
+def paired_difference(
+    a: Statistic, b: Statistic, n: int, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+) -> Difference:
     """The difference of two statistics over the same ``n`` items, with a paired bootstrap.
 
     Args:
@@ -62,8 +63,15 @@ def paired_difference(a: Statistic, b: Statistic, n: int, *, n_boot: int = 1000,
     return paired_differences({"a": a, "b": b}, [("a", "b")], n, n_boot=n_boot, ci=ci, seed=seed)[("a", "b")]
 
 
-def paired_differences(statistics: dict[str, Statistic], pairs: list[tuple[str, str]], n: int, *, n_boot: int = 1000,
-                       ci: float = 0.95, seed: int = 0) -> dict[tuple[str, str], Difference]:
+def paired_differences(
+    statistics: dict[str, Statistic],
+    pairs: list[tuple[str, str]],
+    n: int,
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> dict[tuple[str, str], Difference]:
     """:func:`paired_difference` for many pairs of models at once: each draw of items
     scores every model once, and every pair's difference is taken on that same draw.
 
@@ -91,7 +99,10 @@ def paired_differences(statistics: dict[str, Statistic], pairs: list[tuple[str, 
         boots = draws[a] - draws[b]
         boots = boots[np.isfinite(boots)]
         lo, hi = percentile_interval(boots, ci)
-        p = (min(1.0, max(1.0 / (boots.size + 1), 2.0 * min(np.mean(boots <= 0.0), np.mean(boots >= 0.0))))
-             if boots.size else float("nan"))
+        p = (
+            min(1.0, max(1.0 / (boots.size + 1), 2.0 * min(np.mean(boots <= 0.0), np.mean(boots >= 0.0))))
+            if boots.size
+            else float("nan")
+        )
         out[(a, b)] = Difference(full[a] - full[b], lo, hi, float(p), n)
     return out

@@ -157,7 +157,7 @@ def iter_condensed(prepared: np.ndarray, method: RDMMethod, *, budget: int = 2**
         # at column k + 1. Row slices copy faster than a boolean mask over the block.
         size = 0
         for k in range(r):
-            flat[size: size + c - k - 1] = block[k, k + 1:]
+            flat[size : size + c - k - 1] = block[k, k + 1 :]
             size += c - k - 1
         yield offset, flat[:size]
         offset += size
@@ -173,7 +173,7 @@ def condensed_rdm(features: np.ndarray, method: str = "cosine", standardise: str
     prepared, ok = m.prepare(x)
     out = np.empty(n_pairs(len(x)))
     for offset, values in iter_condensed(prepared, m):
-        out[offset: offset + values.size] = values
+        out[offset : offset + values.size] = values
     if not ok.all():
         sq = np.zeros((len(x), len(x)), dtype=bool)
         sq[~ok, :] = True

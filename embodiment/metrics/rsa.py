@@ -67,7 +67,9 @@ def get_recipe(name_or_recipe: str | RSARecipe | dict) -> RSARecipe:
         unknown = set(name_or_recipe) - {"standardise", "rdm", "compare", "name"}
         if unknown:
             key = sorted(unknown)[0]
-            raise InputError(f"unknown RSA option{did_you_mean(key, ['standardise', 'rdm', 'compare', 'name'])}", key=key)
+            raise InputError(
+                f"unknown RSA option{did_you_mean(key, ['standardise', 'rdm', 'compare', 'name'])}", key=key
+            )
         return replace(base, **name_or_recipe).validate()
     return lookup(RECIPES, name_or_recipe, what="RSA recipe", key="recipe")
 
@@ -105,8 +107,14 @@ class RSAResult:
         """A flat dict for a metrics table."""
         row = asdict(self)
         recipe = row.pop("recipe")
-        row.update({"recipe": recipe["name"], "standardise": recipe["standardise"], "rdm_method": recipe["rdm"],
-                    "compare_method": recipe["compare"]})
+        row.update(
+            {
+                "recipe": recipe["name"],
+                "standardise": recipe["standardise"],
+                "rdm_method": recipe["rdm"],
+                "compare_method": recipe["compare"],
+            }
+        )
         return row
 
 
@@ -116,9 +124,18 @@ def _prepare(features: np.ndarray, recipe: RSARecipe):
     return method, prepared, ok
 
 
-def rsa(model: np.ndarray, human: np.ndarray, recipe: str | RSARecipe | dict = STUDY_RECIPE, *,
-        n_perm: int = 0, n_boot: int = 0, seed: int = 0, subsample: int | None = None,
-        max_dense_pairs: int = MAX_DENSE_PAIRS, progress: Callable[[str], None] | None = None) -> RSAResult:
+def rsa(
+    model: np.ndarray,
+    human: np.ndarray,
+    recipe: str | RSARecipe | dict = STUDY_RECIPE,
+    *,
+    n_perm: int = 0,
+    n_boot: int = 0,
+    seed: int = 0,
+    subsample: int | None = None,
+    max_dense_pairs: int = MAX_DENSE_PAIRS,
+    progress: Callable[[str], None] | None = None,
+) -> RSAResult:
     """Compare the model's and the humans' representational geometry over the same concepts.
 
     Args:
@@ -140,7 +157,9 @@ def rsa(model: np.ndarray, human: np.ndarray, recipe: str | RSARecipe | dict = S
     model = np.asarray(model, dtype=np.float64)
     human = np.asarray(human, dtype=np.float64)
     if model.ndim != 2 or human.ndim != 2 or len(model) != len(human):
-        raise InputError(f"model and human features must be (n, d) arrays over the same concepts, got {model.shape} and {human.shape}")
+        raise InputError(
+            f"model and human features must be (n, d) arrays over the same concepts, got {model.shape} and {human.shape}"
+        )
     keep = ~(np.isnan(model).any(axis=1) | np.isnan(human).any(axis=1))
     dropped = int((~keep).sum())
     model, human = model[keep], human[keep]
@@ -173,21 +192,41 @@ def rsa(model: np.ndarray, human: np.ndarray, recipe: str | RSARecipe | dict = S
             lo, hi = _bootstrap(a, b, n, comparison, n_boot, rng)
             result = replace(result, ci_low=lo, ci_high=hi, n_boot=n_boot)
         return result
+    return _streaming(
+        recipe, comparison, (pa, ma, pb, mb), n, dropped, inference=bool(n_perm or n_boot), progress=progress
+    )
+
+
+def _streaming(
+    recipe: RSARecipe, comparison, prepared: tuple, n: int, dropped: int, *, inference: bool, progress
+) -> RSAResult:
+    """RSA over more pairs than fit in memory at once: exact, from streamed moments."""
+    pairs = n_pairs(n)
     if comparison.from_moments is None:
-        raise InputError(f"{recipe.compare!r} needs all {pairs:,} pairs at once; use spearman, rho-a, corr or cosine, "
-                         f"or pass subsample=", key="compare")
-    if n_perm or n_boot:
-        raise InputError(f"permutation and bootstrap at {n:,} concepts ({pairs:,} pairs) would take days; "
-                         "pass subsample= for inference", key="n_perm")
-    moments = (streaming.rank_moments(pa, ma, pb, mb, progress) if comparison.on_ranks
-               else streaming.value_moments(pa, ma, pb, mb))
+        raise InputError(
+            f"{recipe.compare!r} needs all {pairs:,} pairs at once; use spearman, rho-a, corr or cosine, "
+            f"or pass subsample=",
+            key="compare",
+        )
+    if inference:
+        raise InputError(
+            f"permutation and bootstrap at {n:,} concepts ({pairs:,} pairs) would take days; "
+            "pass subsample= for inference",
+            key="n_perm",
+        )
+    pa, ma, pb, mb = prepared
+    moments = (
+        streaming.rank_moments(pa, ma, pb, mb, progress)
+        if comparison.on_ranks
+        else streaming.value_moments(pa, ma, pb, mb)
+    )
     return RSAResult(recipe, comparison.from_moments(moments), n, dropped, pairs, "streaming")
 
 
 def _condensed(prepared: np.ndarray, method) -> np.ndarray:
     out = np.empty(n_pairs(len(prepared)))
     for offset, values in iter_condensed(prepared, method):
-        out[offset: offset + values.size] = values
+        out[offset : offset + values.size] = values
     return out
 
 
@@ -212,8 +251,9 @@ def _permutation_p(a: np.ndarray, b: np.ndarray, n: int, comparison, observed: f
     return (hits + 1) / (n_perm + 1)
 
 
-def _bootstrap(a: np.ndarray, b: np.ndarray, n: int, comparison, n_boot: int, rng,
-               ci: float = 0.95) -> tuple[float, float]:
+def _bootstrap(
+    a: np.ndarray, b: np.ndarray, n: int, comparison, n_boot: int, rng, ci: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI over concepts resampled with replacement, on the RDMs already built
     (see :mod:`embodiment.metrics.rsa_bootstrap`)."""
     from embodiment.metrics.rsa_bootstrap import ResampledRSA
@@ -221,8 +261,13 @@ def _bootstrap(a: np.ndarray, b: np.ndarray, n: int, comparison, n_boot: int, rn
     return percentile_interval(ResampledRSA(a, b, n, comparison).draws(n_boot, rng), ci)
 
 
-def rsa_by_subset(model: np.ndarray, human: np.ndarray, dimensions: Sequence[str],
-                  subsets: Sequence[str] = ("all", "sensory", "motor"), **kwargs) -> list[tuple[str, list[str], RSAResult]]:
+def rsa_by_subset(
+    model: np.ndarray,
+    human: np.ndarray,
+    dimensions: Sequence[str],
+    subsets: Sequence[str] = ("all", "sensory", "motor"),
+    **kwargs,
+) -> list[tuple[str, list[str], RSAResult]]:
     """RSA of rating vectors restricted to each dimension subset (both sides share columns).
 
     Subsets with fewer than two dimensions in ``dimensions`` are skipped (a one-feature

@@ -51,7 +51,9 @@ def value_moments(pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod) 
     return Moments(n, saa, sbb, sab, mean_a, mean_b)
 
 
-def _sorted_keys(prepared: np.ndarray, method: RDMMethod, index_bits: int, progress: Callable[[str], None] | None) -> np.ndarray:
+def _sorted_keys(
+    prepared: np.ndarray, method: RDMMethod, index_bits: int, progress: Callable[[str], None] | None
+) -> np.ndarray:
     """Quantised distances packed above their pair index, sorted ascending.
 
     The distances are computed once, into the key array itself (as float64), which also
@@ -62,7 +64,7 @@ def _sorted_keys(prepared: np.ndarray, method: RDMMethod, index_bits: int, progr
     values = keys.view(np.float64)
     lo, hi = np.inf, -np.inf
     for offset, block in _blocks(prepared, method):
-        values[offset: offset + block.size] = block
+        values[offset : offset + block.size] = block
         lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
     # <= 52 value bits: exact in float64, and the packed key can never overflow 64 bits
     levels = float((1 << min(52, 64 - index_bits)) - 1)
@@ -134,8 +136,9 @@ PARALLEL_MEMORY = 4 * 2**30
 PARALLEL_BYTES_PER_PAIR = 20
 
 
-def rank_moments(pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod,
-                 progress: Callable[[str], None] | None = None) -> Moments:
+def rank_moments(
+    pa: np.ndarray, ma: RDMMethod, pb: np.ndarray, mb: RDMMethod, progress: Callable[[str], None] | None = None
+) -> Moments:
     """Centred moments of the average ranks of two RDMs' distances (Spearman, rho-a)."""
     total = n_pairs(len(pa))
     index_bits = max(1, int(total - 1).bit_length())

@@ -17,8 +17,15 @@ from embodiment.metrics.multiple import holm
 from embodiment.metrics.steiger import steiger_z
 
 
-def transfer_rows(ratings: Mapping[str, np.ndarray], human: np.ndarray, dimensions: Sequence[str], *,
-                  base: str = "base", method: str = "spearman", eval_set: str = "default") -> list[dict]:
+def transfer_rows(
+    ratings: Mapping[str, np.ndarray],
+    human: np.ndarray,
+    dimensions: Sequence[str],
+    *,
+    base: str = "base",
+    method: str = "spearman",
+    eval_set: str = "default",
+) -> list[dict]:
     """Delta of each condition's per-dimension correlation against ``base``, with Steiger tests.
 
     Args:
@@ -35,8 +42,10 @@ def transfer_rows(ratings: Mapping[str, np.ndarray], human: np.ndarray, dimensio
         (Holm-adjusted over the condition's dimensions: one family per condition), n.
     """
     if base not in ratings:
-        raise InputError(f"no base condition {base!r} among the conditions {sorted(ratings)}; name the baseline with --base",
-                         key="condition")
+        raise InputError(
+            f"no base condition {base!r} among the conditions {sorted(ratings)}; name the baseline with --base",
+            key="condition",
+        )
     corr = CORRELATIONS[method]
     rows = []
     for condition, values in ratings.items():
@@ -53,9 +62,22 @@ def transfer_rows(ratings: Mapping[str, np.ndarray], human: np.ndarray, dimensio
             else:
                 r_xh = r_bh = r_xb = float("nan")
             test = steiger_z(r_xh, r_bh, r_xb, n)
-            family.append({"eval_set": eval_set, "condition": condition, "base": base, "dimension": dim, "method": method,
-                           "value": float(r_xh), "base_value": float(r_bh), "delta": float(r_xh - r_bh),
-                           "r_between": float(r_xb), "z": test.z, "p": test.p, "n": n})
+            family.append(
+                {
+                    "eval_set": eval_set,
+                    "condition": condition,
+                    "base": base,
+                    "dimension": dim,
+                    "method": method,
+                    "value": float(r_xh),
+                    "base_value": float(r_bh),
+                    "delta": float(r_xh - r_bh),
+                    "r_between": float(r_xb),
+                    "z": test.z,
+                    "p": test.p,
+                    "n": n,
+                }
+            )
         for row, adjusted in zip(family, holm([r["p"] for r in family])):
             row["p_holm"] = float(adjusted)
         rows += family

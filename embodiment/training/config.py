@@ -139,7 +139,9 @@ class TrainConfig(BaseModel):
     lora_top_layers: PositiveCount | None = None
     learning_rate: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)] = 2e-4
     steps: Count | None = 100
-    epochs: Annotated[float, Field(gt=0.0, le=MAX_COUNT, allow_inf_nan=False)] | None = Field(None, validate_default=True)
+    epochs: Annotated[float, Field(gt=0.0, le=MAX_COUNT, allow_inf_nan=False)] | None = Field(
+        None, validate_default=True
+    )
     batch_size: PositiveCount = 8
     grad_accum: PositiveCount = 1
     seed: Count = 0

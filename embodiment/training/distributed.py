@@ -9,6 +9,7 @@ import torch
 
 from embodiment.training.config import AUTOCAST, TrainConfig
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,8 +47,9 @@ def ensure_distributed(backend: str | None = None) -> tuple[int, int]:
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        deepspeed.init_distributed(dist_backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"),
-                                   verbose=False)
+        deepspeed.init_distributed(
+            dist_backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"), verbose=False
+        )
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
@@ -65,6 +67,9 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": cfg.precision == "bf16"},
         "fp16": {"enabled": cfg.precision == "fp16"},
-        "torch_autocast": {"enabled": cfg.precision in AUTOCAST, "dtype": str(AUTOCAST.get(cfg.precision, torch.bfloat16))},
+        "torch_autocast": {
+            "enabled": cfg.precision in AUTOCAST,
+            "dtype": str(AUTOCAST.get(cfg.precision, torch.bfloat16)),
+        },
         "steps_per_print": 10**9,
     }

@@ -15,11 +15,19 @@ import torch
 from embodiment.errors import InputError
 from embodiment.formats import TaskData, TaskFormat, get_format
 from embodiment.training.batching import BatchPlan, _micro_batch_indices, batch_plan
-from embodiment.training.checkpoints import (OPTIMIZER_FILE, _full_state, _load_checkpoint, _load_optimizer,
-                                             _optimizer_tensors, _save, _trainable_state)
+from embodiment.training.checkpoints import (
+    OPTIMIZER_FILE,
+    _full_state,
+    _load_checkpoint,
+    _load_optimizer,
+    _optimizer_tensors,
+    _save,
+    _trainable_state,
+)
 from embodiment.training.config import AUTOCAST, TrainConfig, learning_rate_at
 from embodiment.training.distributed import deepspeed_config, ensure_distributed
 from embodiment.training.model import ObjectiveModel, TrainResult, _wrap_lora, enable_checkpointing
+
 
 @dataclass
 class _Run:
@@ -106,7 +114,9 @@ def _optimizer_step(run: _Run, cfg: TrainConfig, step: int, tokenizer, autocast)
     return float(np.mean(losses))
 
 
-def _checkpoint(run: _Run, cfg: TrainConfig, out: Path, steps: int, losses: list[float], exact_resume: bool) -> str | None:
+def _checkpoint(
+    run: _Run, cfg: TrainConfig, out: Path, steps: int, losses: list[float], exact_resume: bool
+) -> str | None:
     """Write a checkpoint after ``steps`` (every rank gathers; rank 0 writes): its folder on rank 0."""
     state = _trainable_state(run.module, cfg.zero_stage)
     full = None if cfg.lora else _full_state(run.module, cfg.zero_stage)
@@ -121,10 +131,17 @@ def _checkpoint(run: _Run, cfg: TrainConfig, out: Path, steps: int, losses: list
     return str(ckpt)
 
 
-def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, output_dir: str | Path, *,
-          resume_from: str | Path | None = None,
-          report: Callable[[int, float, str | None], None] | None = None,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    tokenizer,
+    data: TaskData,
+    output_dir: str | Path,
+    *,
+    resume_from: str | Path | None = None,
+    report: Callable[[int, float, str | None], None] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Fine-tune ``model`` on ``data`` with the objective ``cfg.format``.
 
     Args:
@@ -147,14 +164,20 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     done, losses = _resume(run, resume_from)
     _start_engine(run, cfg)
     # DeepSpeed autocasts inside its engine (torch_autocast); the torch loop does it here
-    autocast = torch.autocast(run.device.type, dtype=AUTOCAST.get(cfg.precision, torch.bfloat16),
-                              enabled=cfg.engine == "torch" and cfg.precision in AUTOCAST)
+    autocast = torch.autocast(
+        run.device.type,
+        dtype=AUTOCAST.get(cfg.precision, torch.bfloat16),
+        enabled=cfg.engine == "torch" and cfg.precision in AUTOCAST,
+    )
     # With ZeRO-0 in fp32 the torch optimizer holds the real, unpartitioned state: save it
     # so a resume is exact. (ZeRO >= 1 partitions it and bf16 keeps fp32 master copies in
     # DeepSpeed's wrapper: those resume from the weights, with fresh moments.)
     exact_resume = cfg.engine == "torch" or (cfg.zero_stage == 0 and cfg.precision == "fp32")
-    total_steps = cfg.steps if cfg.steps is not None else math.ceil(
-        cfg.epochs * len(run.examples) / (cfg.batch_size * run.world * cfg.grad_accum))
+    total_steps = (
+        cfg.steps
+        if cfg.steps is not None
+        else math.ceil(cfg.epochs * len(run.examples) / (cfg.batch_size * run.world * cfg.grad_accum))
+    )
     out = Path(output_dir)
     optimizer = run.engine.optimizer if cfg.engine == "deepspeed" else run.optimizer
     for step in range(done, total_steps):
@@ -174,5 +197,14 @@ def train(cfg: TrainConfig, model: torch.nn.Module, tokenizer, data: TaskData, o
     if run.rank == 0:
         adapter_dir, model_dir, head_path = _save(run.module, cfg, out, state, full, total_steps, losses)
     run.module.eval()
-    return TrainResult(str(out), adapter_dir, model_dir, head_path, losses, total_steps, time.perf_counter() - start_time,
-                       cfg.engine, run.world)
+    return TrainResult(
+        str(out),
+        adapter_dir,
+        model_dir,
+        head_path,
+        losses,
+        total_steps,
+        time.perf_counter() - start_time,
+        cfg.engine,
+        run.world,
+    )

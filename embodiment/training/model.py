@@ -11,6 +11,7 @@ import torch
 from embodiment.formats import TaskFormat
 from embodiment.training.config import TrainConfig
 
+
 @dataclass
 class TrainResult:
     """What a run produced.
@@ -71,10 +72,21 @@ def _wrap_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
         total = model.config.num_hidden_layers
         layers = list(range(max(0, total - cfg.lora_top_layers), total))
         if targets == "all-linear":  # PEFT takes a layer range only with module names
-            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-                              if isinstance(mod, torch.nn.Linear) and ".layers." in name})
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, mod in model.named_modules()
+                    if isinstance(mod, torch.nn.Linear) and ".layers." in name
+                }
+            )
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 

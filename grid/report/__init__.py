@@ -1,8 +1,8 @@
 """``egrid report``: the figures and tables a paper needs, from a run or evaluation folder.
 
-    from grid.report import build_report
-    report = build_report("egrid_runs/demo-9a13fe80d6")
-    print(report.index)   # .../report/index.html, figures/*.png and *.svg beside it
+from grid.report import build_report
+report = build_report("egrid_runs/demo-9a13fe80d6")
+print(report.index)   # .../report/index.html, figures/*.png and *.svg beside it
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ def _save(fig: Figure, folder: Path) -> tuple[Path, Path]:
     return png, svg
 
 
-def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None,
-                 options: FigureOptions | None = None, differences: pd.DataFrame | None = None) -> Report:
+def build_report(
+    folder: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    options: FigureOptions | None = None,
+    differences: pd.DataFrame | None = None,
+) -> Report:
     """Write the HTML report and its PNG/SVG figures for a run or evaluate-ratings folder.
 
     Args:
@@ -82,8 +86,14 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     Raises:
         InputError: the folder holds no results, or a table cannot be read.
     """
-    from grid.objectives import (best_trials, differences_text, job_differences, objective_table, objective_text,
-                                 several_objectives)
+    from grid.objectives import (
+        best_trials,
+        differences_text,
+        job_differences,
+        objective_table,
+        objective_text,
+        several_objectives,
+    )
     from grid.report.page import render_page
 
     res = load_results(folder)
@@ -99,9 +109,13 @@ def build_report(folder: str | os.PathLike, out: str | os.PathLike | None = None
     best = best_trials(trials) if not trials.empty else pd.DataFrame()
     if not best.empty:
         best = best[[c for c in ("format", "condition", "trial_id", "eval_score", "config") if c in best]]
-    objectives = objective_text(objective_table(res.table("metrics"), trials)) if several_objectives(trials) else pd.DataFrame()
+    objectives = (
+        objective_text(objective_table(res.table("metrics"), trials)) if several_objectives(trials) else pd.DataFrame()
+    )
     if differences is None:  # `egrid run` passes the ones its summary computed
-        differences = job_differences({t: res.table(t) for t in ("ratings", "choices", "trials")}, res.provenance.get("job"))
+        differences = job_differences(
+            {t: res.table(t) for t in ("ratings", "choices", "trials")}, res.provenance.get("job")
+        )
     differences = differences_text(differences)
     missing = res.missing + missing
     index = out / "index.html"
@@ -126,23 +140,47 @@ def summary_text(report: Report) -> str:
             lines += ["", f"Per-dimension Spearman, {es}:", pivot.to_string(float_format=fmt)]
         rs = m[m["metric"] == "rsa"]
         if not rs.empty:
-            pivot = rs.pivot_table(index=["eval_set", "subset"], columns="label", values="value", sort=False, observed=True)
+            pivot = rs.pivot_table(
+                index=["eval_set", "subset"], columns="label", values="value", sort=False, observed=True
+            )
             lines += ["", "RSA:", pivot.to_string(float_format=fmt)]
     tr = res.shown("transfer")
     if not tr.empty:
-        sig = tr.assign(sig=tr["p"] < 0.05).groupby(["label", "eval_set"], observed=True).agg(
-            mean_delta=("delta", "mean"), significant=("sig", "sum"), dimensions=("sig", "size"))
-        lines += ["", "Transfer against base (mean Δ Spearman; dimensions with Steiger p < .05):",
-                  sig.to_string(float_format=lambda v: f"{v:+.3f}")]
+        sig = (
+            tr.assign(sig=tr["p"] < 0.05)
+            .groupby(["label", "eval_set"], observed=True)
+            .agg(mean_delta=("delta", "mean"), significant=("sig", "sum"), dimensions=("sig", "size"))
+        )
+        lines += [
+            "",
+            "Transfer against base (mean Δ Spearman; dimensions with Steiger p < .05):",
+            sig.to_string(float_format=lambda v: f"{v:+.3f}"),
+        ]
     if not report.best.empty:
-        lines += ["", "Best trial per objective:",
-                  report.best.drop(columns=["config"], errors="ignore").to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+        lines += [
+            "",
+            "Best trial per objective:",
+            report.best.drop(columns=["config"], errors="ignore").to_string(
+                index=False, float_format=lambda v: f"{v:.3f}"
+            ),
+        ]
     if not report.objectives.empty:
-        lines += ["", "Best trial per objective on held-out concepts (95 % bootstrap CIs):", report.objectives.to_string()]
+        lines += [
+            "",
+            "Best trial per objective on held-out concepts (95 % bootstrap CIs):",
+            report.objectives.to_string(),
+        ]
     if not report.differences.empty:
-        lines += ["", "Paired differences (a - b, the same concepts / questions resampled together; * CI excludes 0):",
-                  report.differences.to_string()]
+        lines += [
+            "",
+            "Paired differences (a - b, the same concepts / questions resampled together; * CI excludes 0):",
+            report.differences.to_string(),
+        ]
     if report.missing:
         lines += ["", "Missing:"] + [f"  - {m}" for m in report.missing]
-    lines += ["", f"Report:  {report.index}", f"Figures: {report.index.parent / 'figures'} ({len(report.figures)} as PNG and SVG)"]
+    lines += [
+        "",
+        f"Report:  {report.index}",
+        f"Figures: {report.index.parent / 'figures'} ({len(report.figures)} as PNG and SVG)",
+    ]
     return "\n".join(lines)

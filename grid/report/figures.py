@@ -19,11 +19,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from embodiment import dimensions as dims  # noqa: E402
-from embodiment.evaluate import significance_stars  # noqa: E402
 from grid.report.results import Results  # noqa: E402
 
-plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "egrid", "figure.dpi": 110, "font.size": 9,
-                     "axes.spines.top": False, "axes.spines.right": False})
+plt.rcParams.update(
+    {
+        "svg.fonttype": "none",
+        "svg.hashsalt": "egrid",
+        "figure.dpi": 110,
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
 PALETTE = plt.get_cmap("tab10").colors
 
 
@@ -67,9 +74,11 @@ FIGURES: dict[str, Builder] = {}
 
 def figure(name: str):
     """Register a figure builder under ``name`` (its file stem)."""
+
     def register(fn: Builder) -> Builder:
         FIGURES[name] = fn
         return fn
+
     return register
 
 
@@ -92,8 +101,16 @@ def _grouped_bars(ax, frame: pd.DataFrame, x: str, labels: list[str]) -> None:
             lo = np.clip(values - part["ci_low"].to_numpy(dtype=float), 0, None)
             hi = np.clip(part["ci_high"].to_numpy(dtype=float) - values, 0, None)
             err = np.nan_to_num(np.vstack([lo, hi]))
-        bars = ax.bar(pos, np.nan_to_num(values), width, yerr=err, capsize=2, label=label,
-                      color=PALETTE[i % len(PALETTE)], error_kw={"elinewidth": 0.8})
+        bars = ax.bar(
+            pos,
+            np.nan_to_num(values),
+            width,
+            yerr=err,
+            capsize=2,
+            label=label,
+            color=PALETTE[i % len(PALETTE)],
+            error_kw={"elinewidth": 0.8},
+        )
         ax.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) else "n/a" for v in values], fontsize=6, padding=1)
     ax.set_xticks(np.arange(len(xs)), xs, rotation=30 if len(xs) > 4 else 0, ha="right" if len(xs) > 4 else "center")
     ax.axhline(0, color="0.3", lw=0.6)
@@ -110,11 +127,21 @@ def spearman_by_dimension(res: Results, opt: FigureOptions, missing: list) -> Fi
     sp = m[(m["metric"] == "spearman") & m["dimension"].notna()].copy()
     sp["group"] = [dims.group_of(d) or "other" for d in sp["dimension"]]
     labels = _labels_of(sp)
-    panels = [(es, g) for es in dict.fromkeys(sp["eval_set"]) for g in ("sensory", "motor", "other")
-              if ((sp["eval_set"] == es) & (sp["group"] == g)).any()]
+    panels = [
+        (es, g)
+        for es in dict.fromkeys(sp["eval_set"])
+        for g in ("sensory", "motor", "other")
+        if ((sp["eval_set"] == es) & (sp["group"] == g)).any()
+    ]
     widths = [max(2, sp[(sp["eval_set"] == es) & (sp["group"] == g)]["dimension"].nunique()) for es, g in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(16, 1.2 + 0.75 * sum(widths) * max(1, len(labels)) / 2), 3.6),
-                             sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(min(16, 1.2 + 0.75 * sum(widths) * max(1, len(labels)) / 2), 3.6),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
     for ax, (es, g) in zip(axes[0], panels):
         _grouped_bars(ax, sp[(sp["eval_set"] == es) & (sp["group"] == g)], "dimension", labels)
         ax.set_title(f"{es}: {g}")
@@ -123,10 +150,14 @@ def spearman_by_dimension(res: Results, opt: FigureOptions, missing: list) -> Fi
     axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
     fig.tight_layout()
     data = sp[["eval_set", "group", "dimension", "label", "value", "ci_low", "ci_high", "p", "n"]]
-    return Figure("spearman_by_dimension", "Per-dimension Spearman by condition",
-                  "Spearman correlation across held-out concepts between the model's and the human ratings, per "
-                  "dimension, sensory and motor apart; whiskers are bootstrap 95% CIs over concepts.", fig,
-                  data.sort_values(["eval_set", "group", "dimension", "label"]).reset_index(drop=True))
+    return Figure(
+        "spearman_by_dimension",
+        "Per-dimension Spearman by condition",
+        "Spearman correlation across held-out concepts between the model's and the human ratings, per "
+        "dimension, sensory and motor apart; whiskers are bootstrap 95% CIs over concepts.",
+        fig,
+        data.sort_values(["eval_set", "group", "dimension", "label"]).reset_index(drop=True),
+    )
 
 
 @figure("rsa_by_subset")
@@ -138,8 +169,13 @@ def rsa_by_subset(res: Results, opt: FigureOptions, missing: list) -> Figure | N
         return None
     labels = _labels_of(rs)
     sets = list(dict.fromkeys(rs["eval_set"]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(min(14, 1.5 + 2.6 * len(sets) * max(1, len(labels)) / 2), 3.4),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(sets),
+        figsize=(min(14, 1.5 + 2.6 * len(sets) * max(1, len(labels)) / 2), 3.4),
+        sharey=True,
+        squeeze=False,
+    )
     for ax, es in zip(axes[0], sets):
         _grouped_bars(ax, rs[rs["eval_set"] == es], "subset", labels)
         ax.set_title(es)
@@ -148,25 +184,36 @@ def rsa_by_subset(res: Results, opt: FigureOptions, missing: list) -> Figure | N
     axes[0][0].set_ylabel(f"RSA ({recipe['compare_method']} of RDMs)")
     axes[0][-1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    return Figure("rsa_by_subset", "RSA by condition and dimension subset",
-                  f"Representational similarity of the model's and the human rating geometry (recipe {recipe['recipe']}: "
-                  f"{recipe['standardise']} features, {recipe['rdm_method']} distance, {recipe['compare_method']} between "
-                  "RDMs), over all dimensions and the sensory / motor subsets.", fig,
-                  rs[["eval_set", "subset", "label", "value", "ci_low", "ci_high", "p", "n"]].sort_values(
-                      ["eval_set", "subset", "label"]).reset_index(drop=True))
+    return Figure(
+        "rsa_by_subset",
+        "RSA by condition and dimension subset",
+        f"Representational similarity of the model's and the human rating geometry (recipe {recipe['recipe']}: "
+        f"{recipe['standardise']} features, {recipe['rdm_method']} distance, {recipe['compare_method']} between "
+        "RDMs), over all dimensions and the sensory / motor subsets.",
+        fig,
+        rs[["eval_set", "subset", "label", "value", "ci_low", "ci_high", "p", "n"]]
+        .sort_values(["eval_set", "subset", "label"])
+        .reset_index(drop=True),
+    )
 
 
 @figure("rsa_by_layer")
 def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
     m = res.shown("metrics")
-    rs = m[m["metric"].isin(["rsa_hidden", "probe_rsa"]) & (m["subset"] == "all") & m["layer"].notna()] if not m.empty else m
+    rs = (
+        m[m["metric"].isin(["rsa_hidden", "probe_rsa"]) & (m["subset"] == "all") & m["layer"].notna()]
+        if not m.empty
+        else m
+    )
     if rs.empty:
         missing.append("RSA by layer: no hidden-state RSA rows ('rsa_hidden'); evaluate-ratings has no embeddings")
         return None
     rs = rs.assign(language=rs["eval_set"].str.split("/").str[0])
     labels = _labels_of(rs)
     languages = list(dict.fromkeys(rs["language"]))
-    fig, axes = plt.subplots(1, len(languages), figsize=(min(14, 1.5 + 4.2 * len(languages)), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(languages), figsize=(min(14, 1.5 + 4.2 * len(languages)), 3.4), sharey=True, squeeze=False
+    )
     for ax, lang in zip(axes[0], languages):
         part = rs[rs["language"] == lang]
         values: list[tuple[int, float, str]] = []  # (layer, value, colour) of every hidden-state point
@@ -174,14 +221,18 @@ def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | No
             colour = PALETTE[i % len(PALETTE)]
             raw = part[(part["label"] == label) & (part["metric"] == "rsa_hidden")].sort_values("layer")
             if not raw.empty:
-                ax.plot(raw["layer"].astype(int), raw["value"], marker="o", color=colour, label=f"{label}: hidden states")
+                ax.plot(
+                    raw["layer"].astype(int), raw["value"], marker="o", color=colour, label=f"{label}: hidden states"
+                )
                 values += [(x, y, colour) for x, y in zip(raw["layer"].astype(int), raw["value"])]
             probe = part[(part["label"] == label) & (part["metric"] == "probe_rsa")].sort_values("layer")
             if not probe.empty:
                 x = probe["layer"].astype(int)
                 ax.plot(x, probe["value"], marker="s", linestyle="--", color=colour, label=f"{label}: ridge probe")
                 if probe["ci_low"].notna().all():
-                    ax.fill_between(x, probe["ci_low"].astype(float), probe["ci_high"].astype(float), color=colour, alpha=0.12)
+                    ax.fill_between(
+                        x, probe["ci_low"].astype(float), probe["ci_high"].astype(float), color=colour, alpha=0.12
+                    )
         _value_labels(ax, fig, values)
         ax.set_title(f"{lang}: held-out concepts")
         ax.set_xlabel("layer (0 = embeddings)")
@@ -189,13 +240,18 @@ def rsa_by_layer(res: Results, opt: FigureOptions, missing: list) -> Figure | No
     axes[0][0].set_ylabel("RSA against the human RDM")
     axes[0][-1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    return Figure("rsa_by_layer", "RSA by layer: hidden states and the frozen-feature probe",
-                  "Solid: RSA between the RDM of each layer's concept embeddings (cosine) and the human rating RDM. "
-                  "Dashed: RSA (study recipe) of a ridge probe's predicted ratings, fitted on the training concepts' "
-                  "hidden states of that layer (penalty by cross-validation on training concepts only), with its "
-                  "bootstrap CI: what a linear read-out of the model already recovers.", fig,
-                  rs[["eval_set", "metric", "layer", "label", "value", "ci_low", "ci_high", "n"]].sort_values(
-                      ["eval_set", "metric", "layer", "label"]).reset_index(drop=True))
+    return Figure(
+        "rsa_by_layer",
+        "RSA by layer: hidden states and the frozen-feature probe",
+        "Solid: RSA between the RDM of each layer's concept embeddings (cosine) and the human rating RDM. "
+        "Dashed: RSA (study recipe) of a ridge probe's predicted ratings, fitted on the training concepts' "
+        "hidden states of that layer (penalty by cross-validation on training concepts only), with its "
+        "bootstrap CI: what a linear read-out of the model already recovers.",
+        fig,
+        rs[["eval_set", "metric", "layer", "label", "value", "ci_low", "ci_high", "n"]]
+        .sort_values(["eval_set", "metric", "layer", "label"])
+        .reset_index(drop=True),
+    )
 
 
 #: value labels' size (points) and the least vertical distance between two at one x
@@ -258,89 +314,20 @@ def _value_labels(ax, fig, points: list[tuple[int, float, str]]) -> None:
         heights, gap, top = _label_heights(ax, fig, points)
     for (x, y, colour), h in zip(points, heights):
         leader = {"arrowstyle": "-", "color": colour, "lw": 0.4} if abs(h - y - 0.7 * gap) > 0.25 * gap else None
-        ax.annotate(f"{y:.2f}", (x, y), xytext=(x, h), textcoords="data", fontsize=LABEL_POINTS, ha="center",
-                    va="center", color=colour, arrowprops=leader)
+        ax.annotate(
+            f"{y:.2f}",
+            (x, y),
+            xytext=(x, h),
+            textcoords="data",
+            fontsize=LABEL_POINTS,
+            ha="center",
+            va="center",
+            color=colour,
+            arrowprops=leader,
+        )
 
 
-@figure("transfer_matrix")
-def transfer_matrix(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
-    tr = res.shown("transfer")
-    if tr.empty:
-        missing.append("transfer matrix: no transfer table (needs a base and at least one fine-tuned condition)")
-        return None
-    tr = tr[tr["method"] == "spearman"] if "method" in tr else tr
-    tr = tr.assign(column=tr["eval_set"].astype(str) + " · " + tr["dimension"].astype(str))
-    rows = _labels_of(tr)
-    cols = list(dict.fromkeys(tr.sort_values(["eval_set"], kind="stable")["column"]))
-    delta = tr.pivot_table(index="label", columns="column", values="delta", observed=True).reindex(index=rows, columns=cols)
-    p_column = "p_holm" if "p_holm" in tr and tr["p_holm"].notna().any() else "p"  # tables before Holm: raw p
-    pvals = tr.pivot_table(index="label", columns="column", values=p_column, observed=True).reindex(index=rows, columns=cols)
-    lim = float(np.nanmax(np.abs(delta.to_numpy()))) if np.isfinite(delta.to_numpy()).any() else 1.0
-    fig, ax = plt.subplots(figsize=(min(18, 2.5 + 0.62 * len(cols)), 2.6 + 0.42 * len(rows)), layout="constrained")
-    im = ax.imshow(delta.to_numpy(dtype=float), cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            v = delta.iat[i, j]
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:+.2f}{significance_stars(pvals.iat[i, j])}", ha="center", va="center", fontsize=6.5,
-                        color="white" if abs(v) > 0.6 * lim else "black")
-    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("evaluation set · dimension")
-    ax.set_ylabel("fine-tuned on (condition)")
-    fig.colorbar(im, ax=ax, label="Δ Spearman vs base", fraction=0.03)
-    which = "Holm-adjusted " if p_column == "p_holm" else ""
-    ax.set_title(f"Δ Spearman against base (Steiger test, {which}p: * <.05, ** <.01, *** <.001)")
-    data = tr[["label", "eval_set", "dimension", "base_value", "value", "delta", "z", "p",
-               *(["p_holm"] if "p_holm" in tr else []), "n"]]
-    return Figure("transfer_matrix", "Transfer matrix",
-                  "Each cell: the change of the per-dimension Spearman correlation of a fine-tuned condition against "
-                  "the base model on one evaluation set, marked where Steiger's test for dependent correlations "
-                  "rejects equality (p Holm-adjusted over each condition's dimensions). Cells off the trained language or format show transfer.", fig,
-                  data.sort_values(["label", "eval_set", "dimension"]).reset_index(drop=True))
-
-
-def _wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion (accuracy over n items)."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
-@figure("mcq_accuracy")
-def mcq_accuracy(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
-    m = res.shown("metrics")
-    acc = m[m["metric"] == "accuracy"].copy() if not m.empty else m
-    if acc.empty:
-        formats = (res.provenance.get("job") or {}).get("evaluation", {}).get("formats", [])
-        if "mcq" in formats:  # asked for and not there yet; otherwise the figure does not apply
-            missing.append("colour multiple-choice accuracy: the job evaluates mcq but no 'accuracy' rows exist yet")
-        return None
-    # the aggregate's bootstrap CI over questions; Wilson's for accuracy rows that carry none
-    bootstrap = "ci_low" in acc and acc["ci_low"].notna().all() and acc["ci_high"].notna().all()
-    if not bootstrap:
-        bounds = [_wilson(float(v), int(n)) for v, n in zip(acc["value"], acc["n"])]
-        acc["ci_low"], acc["ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
-    acc["subset"] = acc["eval_set"]
-    labels = _labels_of(acc)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(labels), 3.2))
-    _grouped_bars(ax, acc, "subset", labels)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"accuracy ({'bootstrap' if bootstrap else 'Wilson'} 95% CI)")
-    ax.set_xlabel("multiple-choice set")
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return Figure("mcq_accuracy", "Colour multiple-choice accuracy",
-                  "Share of colour questions whose highest-likelihood option is the correct one, by condition; "
-                  "rating-trained conditions here show whether gains cross task formats.", fig,
-                  acc[["eval_set", "label", "value", "ci_low", "ci_high", "n"]].reset_index(drop=True))
-
-
-# the geometry, search and objectives figures register themselves after the ones above, in
-# the report's order
-from grid.report import figures_geometry, figures_probe, figures_search  # noqa: E402,F401
+from grid.report import figures_transfer, figures_geometry, figures_probe, figures_search  # noqa: E402,F401,I001
 
 
 def build_figures(res: Results, opt: FigureOptions | None = None) -> tuple[list[Figure], list[str]]:

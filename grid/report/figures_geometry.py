@@ -64,7 +64,9 @@ def rdm_heatmaps(res: Results, opt: FigureOptions, missing: list) -> Figure | No
         common = common.intersection(mats[(language, label)].dropna().index)
     chosen = _pick_concepts(list(common), opt)
     if len(chosen) < 3:
-        missing.append(f"RDM heatmaps: fewer than 3 of the chosen concepts are rated by every condition ({len(chosen)})")
+        missing.append(
+            f"RDM heatmaps: fewer than 3 of the chosen concepts are rated by every condition ({len(chosen)})"
+        )
         return None
     panels = {"human": human}
     panels.update({label: mats[(language, label)] for label in models})
@@ -84,16 +86,30 @@ def rdm_heatmaps(res: Results, opt: FigureOptions, missing: list) -> Figure | No
         ax.set_title(label)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=max(3, 7 - len(names) // 15))
         ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=max(3, 7 - len(names) // 15))
-        rows.append(pd.DataFrame(sq[np.ix_(order, order)], index=names, columns=names).stack().rename("distance")
-                    .rename_axis(["concept_a", "concept_b"]).reset_index().assign(label=label))
+        rows.append(
+            pd.DataFrame(sq[np.ix_(order, order)], index=names, columns=names)
+            .stack()
+            .rename("distance")
+            .rename_axis(["concept_a", "concept_b"])
+            .reset_index()
+            .assign(label=label)
+        )
     fig.colorbar(im, ax=axes[0].tolist(), label=f"{method} distance", fraction=0.02)
-    fig.suptitle(f"RDMs over {len(names)} {language} concepts ({standardise} features, {method} distance; "
-                 "order: average-linkage clustering of the human RDM)", fontsize=8)
+    fig.suptitle(
+        f"RDMs over {len(names)} {language} concepts ({standardise} features, {method} distance; "
+        "order: average-linkage clustering of the human RDM)",
+        fontsize=8,
+    )
     data = pd.concat(rows, ignore_index=True)
     data = data[data["concept_a"] < data["concept_b"]].reset_index(drop=True)
-    return Figure("rdm_heatmaps", "Human and model RDMs",
-                  "Representational dissimilarity matrices over a concept subset: the human ratings beside the base and "
-                  "the best fine-tuned models; the more alike the patterns, the higher the RSA.", fig, data)
+    return Figure(
+        "rdm_heatmaps",
+        "Human and model RDMs",
+        "Representational dissimilarity matrices over a concept subset: the human ratings beside the base and "
+        "the best fine-tuned models; the more alike the patterns, the higher the RSA.",
+        fig,
+        data,
+    )
 
 
 @figure("wordwise_similarity")
@@ -106,8 +122,16 @@ def wordwise_distribution(res: Results, opt: FigureOptions, missing: list) -> Fi
             if label == "human":
                 continue
             human = mats[(language, "human")].loc[mat.index, mat.columns]
-            rows.append(pd.DataFrame({"label": label, "eval_set": language, "word": mat.index,
-                                      "similarity": wordwise_similarity(mat.to_numpy(float), human.to_numpy(float))}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "label": label,
+                        "eval_set": language,
+                        "word": mat.index,
+                        "similarity": wordwise_similarity(mat.to_numpy(float), human.to_numpy(float)),
+                    }
+                )
+            )
         if not rows:
             missing.append("word-wise similarity: no word-wise or ratings table")
             return None
@@ -123,13 +147,24 @@ def wordwise_distribution(res: Results, opt: FigureOptions, missing: list) -> Fi
     for i, body in enumerate(parts["bodies"]):
         body.set_facecolor(PALETTE[i % len(PALETTE)])
     for i, v in enumerate(values, start=1):
-        ax.annotate(f"mean {v.mean():.3f}", (i, v.max()), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+        ax.annotate(
+            f"mean {v.mean():.3f}", (i, v.max()), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7
+        )
     ax.set_xticks(range(1, len(labels) + 1), labels)
     ax.set_ylabel("word-wise similarity 1/(1 + euclidean)")
     ax.set_xlabel("condition")
     fig.tight_layout()
-    data = ww.groupby(ww["label"].astype(str)).agg(n=("similarity", "size"), mean=("similarity", "mean"),
-                                                    median=("similarity", "median")).reindex(labels).reset_index()
-    return Figure("wordwise_similarity", "Word-wise similarity",
-                  "Per concept, the similarity of the model's rating vector to the human one, 1/(1 + Euclidean "
-                  "distance); the violins show its distribution over concepts, the bar the median.", fig, data)
+    data = (
+        ww.groupby(ww["label"].astype(str))
+        .agg(n=("similarity", "size"), mean=("similarity", "mean"), median=("similarity", "median"))
+        .reindex(labels)
+        .reset_index()
+    )
+    return Figure(
+        "wordwise_similarity",
+        "Word-wise similarity",
+        "Per concept, the similarity of the model's rating vector to the human one, 1/(1 + Euclidean "
+        "distance); the violins show its distribution over concepts, the bar the median.",
+        fig,
+        data,
+    )

@@ -42,24 +42,42 @@ def _table(frame: pd.DataFrame, max_rows: int = 200) -> str:
 
 
 def _figure_html(fig: Figure) -> str:
-    return (f'<section id="{fig.name}"><h2>{html.escape(fig.title)}</h2><figure>'
-            f'<img src="figures/{fig.name}.png" alt="{html.escape(fig.title)}">'
-            f'<figcaption>{html.escape(fig.caption)} '
-            f'<a href="figures/{fig.name}.svg">SVG</a> · <a href="figures/{fig.name}.png">PNG</a></figcaption></figure>'
-            f"<details><summary>the numbers ({len(fig.data)} rows)</summary>{_table(fig.data)}</details></section>")
+    return (
+        f'<section id="{fig.name}"><h2>{html.escape(fig.title)}</h2><figure>'
+        f'<img src="figures/{fig.name}.png" alt="{html.escape(fig.title)}">'
+        f"<figcaption>{html.escape(fig.caption)} "
+        f'<a href="figures/{fig.name}.svg">SVG</a> · <a href="figures/{fig.name}.png">PNG</a></figcaption></figure>'
+        f"<details><summary>the numbers ({len(fig.data)} rows)</summary>{_table(fig.data)}</details></section>"
+    )
 
 
 def _provenance_html(res: Results) -> str:
     p = res.provenance
     if not p:
         return '<p class="missing">No provenance record in this folder.</p>'
-    facts = {k: p.get(k) for k in ("run_name", "fingerprint", "status", "created", "updated", "job_file", "tune_seconds",
-                                   "command", "ratings", "norms") if p.get(k) is not None}
+    facts = {
+        k: p.get(k)
+        for k in (
+            "run_name",
+            "fingerprint",
+            "status",
+            "created",
+            "updated",
+            "job_file",
+            "tune_seconds",
+            "command",
+            "ratings",
+            "norms",
+        )
+        if p.get(k) is not None
+    }
     versions = p.get("versions", {})
     parts = [_table(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}))]
     if versions:
-        parts.append("<h3>Software and machine</h3>" +
-                     _table(pd.DataFrame({"package": list(versions), "version": [str(v) for v in versions.values()]})))
+        parts.append(
+            "<h3>Software and machine</h3>"
+            + _table(pd.DataFrame({"package": list(versions), "version": [str(v) for v in versions.values()]}))
+        )
     for key, title in (("splits", "Train/test splits (hash of the concept lists)"), ("n_concepts", "Concepts")):
         if p.get(key):
             parts.append(f"<h3>{title}</h3><pre>{html.escape(json.dumps(p[key], indent=1))}</pre>")
@@ -70,26 +88,43 @@ def _provenance_html(res: Results) -> str:
     return "".join(parts)
 
 
-def render_page(res: Results, figures: list[Figure], missing: list[str], best: pd.DataFrame,
-                objectives: pd.DataFrame | None = None, differences: pd.DataFrame | None = None) -> str:
+def render_page(
+    res: Results,
+    figures: list[Figure],
+    missing: list[str],
+    best: pd.DataFrame,
+    objectives: pd.DataFrame | None = None,
+    differences: pd.DataFrame | None = None,
+) -> str:
     """The report page's HTML text."""
     title = f"egrid report: {res.name}"
-    status = ('<p class="missing"><strong>Incomplete:</strong></p><ul class="missing">' +
-              "".join(f"<li>{html.escape(m)}</li>" for m in missing) + "</ul>") if missing else \
-        '<p class="ok">Complete: every table and figure is present.</p>'
+    status = (
+        (
+            '<p class="missing"><strong>Incomplete:</strong></p><ul class="missing">'
+            + "".join(f"<li>{html.escape(m)}</li>" for m in missing)
+            + "</ul>"
+        )
+        if missing
+        else '<p class="ok">Complete: every table and figure is present.</p>'
+    )
     nav = "".join(f'<a href="#{f.name}">{html.escape(f.title)}</a>' for f in figures)
-    shown = "".join(f"<li><code>{html.escape(k)}</code> shown as <strong>{html.escape(v)}</strong></li>"
-                    for k, v in res.labels.items())
+    shown = "".join(
+        f"<li><code>{html.escape(k)}</code> shown as <strong>{html.escape(v)}</strong></li>"
+        for k, v in res.labels.items()
+    )
     best_html = f"<h3>Best trial per objective</h3>{_table(best)}" if not best.empty else ""
     if objectives is not None and not objectives.empty:
-        best_html += ("<h3>Best trial per objective on held-out concepts (95 % bootstrap CIs)</h3>"
-                      + _table(objectives.reset_index()))
+        best_html += "<h3>Best trial per objective on held-out concepts (95 % bootstrap CIs)</h3>" + _table(
+            objectives.reset_index()
+        )
     if differences is not None and not differences.empty:
-        best_html += ("<h3>Paired differences (a − b; the same concepts or questions resampled together; "
-                      "* the 95 % CI excludes 0)</h3>" + _table(differences.reset_index()))
+        best_html += (
+            "<h3>Paired differences (a − b; the same concepts or questions resampled together; "
+            "* the 95 % CI excludes 0)</h3>" + _table(differences.reset_index())
+        )
     body = "".join(_figure_html(f) for f in figures if f.name != "search")
     search = next((f for f in figures if f.name == "search"), None)
-    search_html = (_figure_html(search).replace("</section>", best_html + "</section>") if search else "")
+    search_html = _figure_html(search).replace("</section>", best_html + "</section>") if search else ""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>

@@ -57,8 +57,9 @@ class Results:
             return frame
         key = "trial_id" if "trial_id" in frame else "condition"
         out = frame[frame[key].isin(self.labels)].copy()
-        out["label"] = pd.Categorical(out[key].map(self.labels), categories=list(dict.fromkeys(self.labels.values())),
-                                      ordered=True)
+        out["label"] = pd.Categorical(
+            out[key].map(self.labels), categories=list(dict.fromkeys(self.labels.values())), ordered=True
+        )
         return out
 
 
@@ -87,8 +88,11 @@ def load_results(root: str | Path) -> Results:
     elif any((root / f"{t}.parquet").exists() for t in EVALUATION_TABLES):
         res = _load_evaluation(root)
     else:
-        raise InputError("holds no results: expected manifest.json and tables/ (a run folder) or metrics.parquet "
-                         "(an evaluate-ratings folder)", source=root)
+        raise InputError(
+            "holds no results: expected manifest.json and tables/ (a run folder) or metrics.parquet "
+            "(an evaluate-ratings folder)",
+            source=root,
+        )
     res.labels = _labels(res)
     return res
 

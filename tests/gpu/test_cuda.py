@@ -21,7 +21,11 @@ CONCEPTS = ["apple", "thunder", "velvet", "lemon", "kick", "fog", "whisper", "ro
 
 
 def _rule_norms(rng, n):
-    words = list(dict.fromkeys(rng.choice(list("abcdef")) + "".join(rng.choice(list(string.ascii_lowercase), 3)) for _ in range(n)))
+    words = list(
+        dict.fromkeys(
+            rng.choice(list("abcdef")) + "".join(rng.choice(list(string.ascii_lowercase), 3)) for _ in range(n)
+        )
+    )
     return Norms(words, ["Visual"], np.array([["abcdef".index(w[0])] for w in words], dtype=float), "en", "synthetic")
 
 
@@ -59,8 +63,16 @@ def test_deepspeed_bf16_training_on_cuda_learns(tmp_path, lora, precision):
     test = _rule_norms(np.random.default_rng(1), 80)
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden=64, layers=2).to("cuda")
-    cfg = TrainConfig(format="rating", lora=lora, lora_rank=8, learning_rate=3e-3 if not lora else 1e-2, steps=300,
-                      batch_size=16, engine="deepspeed", precision=precision)
+    cfg = TrainConfig(
+        format="rating",
+        lora=lora,
+        lora_rank=8,
+        learning_rate=3e-3 if not lora else 1e-2,
+        steps=300,
+        batch_size=16,
+        engine="deepspeed",
+        precision=precision,
+    )
     result = train(cfg, model, tok, TaskData(norms={"en": norms}), tmp_path)
     assert result.engine == "deepspeed"
     if lora:  # a rank-8 adapter on a random 2-layer base learns slowly: the loss must fall

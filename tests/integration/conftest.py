@@ -25,8 +25,14 @@ def write_job(path, model: str, storage: str, **overrides) -> str:
         "models": [model],
         "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 24, "validation": 12}},
         "conditions": [{"name": "rating_en", "format": "rating", "languages": ["en"]}],
-        "training": {"lora": True, "lora_rank": 4, "steps": 6, "batch_size": 4, "engine": "deepspeed",
-                     "checkpoint_every": 3},
+        "training": {
+            "lora": True,
+            "lora_rank": 4,
+            "steps": 6,
+            "batch_size": 4,
+            "engine": "deepspeed",
+            "checkpoint_every": 3,
+        },
         "search": {"learning_rate": {"grid": [1.0e-3, 3.0e-3]}},
         "tune": {"max_failures": 2},
         "evaluation": {"subsets": ["all"], "layers": [0, 2], "n_boot": 20, "batch_size": 16},
@@ -68,9 +74,6 @@ def two_node_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
-
-
-
 
 
 @pytest.fixture(scope="session")

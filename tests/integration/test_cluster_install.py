@@ -48,13 +48,30 @@ def test_cluster_setup_commands_resolve(tmp_path, capsys):
                 with capsys.disabled():
                     print(f"\n{index} not reachable: setup command {i + 1} resolved against PyPI instead")
                 cut = args.index("--index-url")
-                args = args[:cut] + args[cut + 2:]
+                args = args[:cut] + args[cut + 2 :]
         report = tmp_path / f"report-{i}.json"
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                               "--report", str(report), *args], capture_output=True, text=True, timeout=900,
-                              env={"DS_BUILD_OPS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(report),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={"DS_BUILD_OPS": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        )
         assert done.returncode == 0, f"setup command {i + 1} does not resolve:\n{done.stderr[-3000:]}"
-        resolved = {item["metadata"]["name"].lower(): item["metadata"]["version"]
-                    for item in json.loads(report.read_text())["install"]}
+        resolved = {
+            item["metadata"]["name"].lower(): item["metadata"]["version"]
+            for item in json.loads(report.read_text())["install"]
+        }
         if "torch" in resolved:
             assert resolved["torch"].split("+")[0] == "2.13.0"

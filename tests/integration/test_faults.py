@@ -27,13 +27,19 @@ from ray_processes import session_of_driver, stop_ray_under
 from grid.runner import run_job
 from grid.job_file import load_job
 
-FAULT_JOB = {"norms": {"en": {"source": "embedded", "max_train": 32, "max_test": 16}},
-             "training": {"steps": 12, "checkpoint_every": 3},
-             "search": {"learning_rate": 3.0e-3},
-             "evaluation": {"layers": [2], "n_boot": 10},
-             "resources": {"workers": 1, "max_concurrent_trials": 1}}
-KEYS = {"ratings": ["trial_id", "concept", "dimension"], "embeddings": ["trial_id", "concept", "layer", "pooling"],
-        "trials": ["trial_id"], "metrics": ["trial_id", "metric", "subset", "dimension", "layer"]}
+FAULT_JOB = {
+    "norms": {"en": {"source": "embedded", "max_train": 32, "max_test": 16}},
+    "training": {"steps": 12, "checkpoint_every": 3},
+    "search": {"learning_rate": 3.0e-3},
+    "evaluation": {"layers": [2], "n_boot": 10},
+    "resources": {"workers": 1, "max_concurrent_trials": 1},
+}
+KEYS = {
+    "ratings": ["trial_id", "concept", "dimension"],
+    "embeddings": ["trial_id", "concept", "layer", "pooling"],
+    "trials": ["trial_id"],
+    "metrics": ["trial_id", "metric", "subset", "dimension", "layer"],
+}
 
 
 def _tables(run_dir) -> dict[str, pd.DataFrame]:
@@ -60,8 +66,10 @@ def _adapter(run_dir) -> dict:
     from safetensors.torch import load_file
 
     (folder,) = (Path(run_dir) / "adapters").iterdir()  # one trial
-    return {"losses": json.loads((folder / "train_state.json").read_text())["losses"],
-            "weights": load_file(folder / "adapter" / "adapter_model.safetensors")}
+    return {
+        "losses": json.loads((folder / "train_state.json").read_text())["losses"],
+        "weights": load_file(folder / "adapter" / "adapter_model.safetensors"),
+    }
 
 
 def _assert_same_results(run_dir, reference) -> None:
@@ -78,8 +86,13 @@ def _assert_same_results(run_dir, reference) -> None:
         assert torch.equal(tensor, theirs["weights"][name]), name
     tables = _tables(run_dir)
     keys = ["trial", "concept", "dimension"]
-    ratings = [t["ratings"].assign(trial=np.where(t["ratings"]["trial_id"] == "base", "base", "trial"))
-               .sort_values(keys)[keys + ["expected"]].reset_index(drop=True) for t in (tables, reference.tables)]
+    ratings = [
+        t["ratings"]
+        .assign(trial=np.where(t["ratings"]["trial_id"] == "base", "base", "trial"))
+        .sort_values(keys)[keys + ["expected"]]
+        .reset_index(drop=True)
+        for t in (tables, reference.tables)
+    ]
     pd.testing.assert_frame_equal(*ratings, atol=1e-6, rtol=0)
     pd.testing.assert_frame_equal(_comparable_metrics(tables), _comparable_metrics(reference.tables), atol=5e-3, rtol=0)
 
@@ -125,7 +138,7 @@ def test_reference_run_is_complete(reference):
 def test_results_actor_killed_restarts_from_disk(tmp_path):
     import ray
 
-    from grid.runner import results_actor
+    from grid.ray_session import results_actor
 
     ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
@@ -197,9 +210,11 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
         code, _, err = _finish(driver)
         _stop_ray(driver)
         assert code == 2, err[-3000:]
-        assert _last_error(err) == (f"egrid: error: storage cannot be written: No space left on device ({run_dir}); the "
-                                    "run stopped and the tables already written are complete. Free space or make the "
-                                    f"folder writable, then: egrid resume {run_dir}")
+        assert _last_error(err) == (
+            f"egrid: error: storage cannot be written: No space left on device ({run_dir}); the "
+            "run stopped and the tables already written are complete. Free space or make the "
+            f"folder writable, then: egrid resume {run_dir}"
+        )
         small_disk.free()
         driver = _egrid("resume", str(run_dir), "--no-report", **pipe)
 
@@ -225,8 +240,10 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
     assert tables["trials"]["steps"].tolist() == [12]
     _assert_same_results(run_dir, reference)
     if small_disk is None:  # visible to CI's no-skip rule: only the driver kill ran
-        pytest.skip("the disk-full and read-only phases need permission to mount a small disk (tmpfs); "
-                    "only the driver kill was exercised")
+        pytest.skip(
+            "the disk-full and read-only phases need permission to mount a small disk (tmpfs); "
+            "only the driver kill was exercised"
+        )
 
 
 @pytest.fixture
@@ -263,8 +280,9 @@ def _checkpoint_steps(run_dir: Path) -> list[int]:
     return steps
 
 
-def test_worker_killed_then_its_node_removed_the_trial_resumes_each_time(fault_job, reference, tmp_path,
-                                                                         two_worker_nodes):
+def test_worker_killed_then_its_node_removed_the_trial_resumes_each_time(
+    fault_job, reference, tmp_path, two_worker_nodes
+):
     """One trial, two faults: its training worker is SIGKILLed after the step-3 checkpoint;
     the restarted worker's whole node is removed after the step-6 checkpoint. The trial
     resumes from its checkpoint each time, on the remaining node the second time."""

@@ -59,7 +59,9 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     assert len(ratings) == len(ids) * len(data.words) * len(data.dimensions)
     assert set(ratings["concept"]) == set(data.words)
     human = pd.DataFrame(data.means, index=data.words, columns=data.dimensions)
-    np.testing.assert_allclose(ratings["human"], [human.at[w, d] for w, d in zip(ratings["concept"], ratings["dimension"])])
+    np.testing.assert_allclose(
+        ratings["human"], [human.at[w, d] for w, d in zip(ratings["concept"], ratings["dimension"])]
+    )
     probs = ratings[[f"p{k}" for k in range(6)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(ratings["expected"], probs @ np.arange(6), atol=1e-5)
@@ -108,11 +110,14 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     probe = metrics[(metrics["metric"] == "probe_rsa") & (metrics["subset"] == "all")]
     assert set(probe["trial_id"]) == {"base"} and sorted(probe["layer"]) == [0, 2]
     for row in probe.itertuples():
+
         def vectors(part, words):
             part = part[(part["layer"] == row.layer) & (part["trial_id"] == "base")].set_index("concept")
             return np.stack([np.asarray(part.at[w, "vector"]) for w in words])
 
-        pred = fit_ridge(vectors(train_emb, train.words), train.means, seed=spec.seed).predict(vectors(test_emb, data.words))
+        pred = fit_ridge(vectors(train_emb, train.words), train.means, seed=spec.seed).predict(
+            vectors(test_emb, data.words)
+        )
         assert row.value == pytest.approx(rsa(pred, data.means, spec.evaluation.rsa_recipe).value, abs=1e-9)
         assert row.ci_low <= row.value <= row.ci_high
     assert len(metrics[metrics["metric"] == "probe_spearman"]) == 2 * len(data.dimensions)
@@ -124,8 +129,10 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     assert set(validation["concept"]) == held_back and not held_back & set(data.words)
     for row in trials.itertuples():
         own = validation[validation["trial_id"] == row.trial_id]
-        rho = [stats.spearmanr(g["expected"], g["human"]).statistic if g["expected"].nunique() > 1 else 0.0
-               for _, g in own.groupby("dimension")]  # a collapsed dimension counts 0
+        rho = [
+            stats.spearmanr(g["expected"], g["human"]).statistic if g["expected"].nunique() > 1 else 0.0
+            for _, g in own.groupby("dimension")
+        ]  # a collapsed dimension counts 0
         assert row.eval_score == pytest.approx(np.mean(rho), abs=1e-12)
 
     # evaluation.best_only: the colour questions for the base and the best trial alone,
@@ -169,12 +176,22 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
     out = capsys.readouterr().out
     assert "Best trial per objective" in out and "Missing:" not in out
     figures = run_dir / "report" / "figures"
-    assert {p.stem for p in figures.glob("*.svg")} == {"spearman_by_dimension", "rsa_by_subset", "rsa_by_layer",
-                                                        "transfer_matrix", "rdm_heatmaps", "wordwise_similarity", "search",
-                                                        "mcq_accuracy", "against_probe"}
+    assert {p.stem for p in figures.glob("*.svg")} == {
+        "spearman_by_dimension",
+        "rsa_by_subset",
+        "rsa_by_layer",
+        "transfer_matrix",
+        "rdm_heatmaps",
+        "wordwise_similarity",
+        "search",
+        "mcq_accuracy",
+        "against_probe",
+    }
     best = tables["trials"].loc[tables["trials"]["eval_score"].idxmax()]
     hidden = metrics[(metrics["metric"] == "rsa_hidden") & metrics["trial_id"].isin(["base", best["trial_id"]])]
-    assert len(hidden) == 2 * 2 and {f"{v:.2f}" for v in hidden["value"]} <= set(svg_texts(figures / "rsa_by_layer.svg"))
+    assert len(hidden) == 2 * 2 and {f"{v:.2f}" for v in hidden["value"]} <= set(
+        svg_texts(figures / "rsa_by_layer.svg")
+    )
     assert f"best {best['eval_score']:.3f}" in svg_texts(figures / "search.svg")
     # the trial against the frozen probe: the paired difference the metrics table holds, drawn
     diff = metrics[(metrics["metric"] == "minus_probe_rsa") & (metrics["trial_id"] == best["trial_id"])]["value"]
@@ -210,10 +227,15 @@ def _check_analysis_guide(run_dir: Path, tables: dict, capsys) -> None:
     table = ns["per_dimension"]
     for trial_id in ["base", *ns["best"]["trial_id"]]:
         for dim in table.index:
-            row = metrics[(metrics["metric"] == "spearman") & (metrics["trial_id"] == trial_id)
-                          & (metrics["dimension"] == dim)].iloc[0]
+            row = metrics[
+                (metrics["metric"] == "spearman") & (metrics["trial_id"] == trial_id) & (metrics["dimension"] == dim)
+            ].iloc[0]
             assert table.loc[dim, ("value", trial_id)] == pytest.approx(row["value"])
-            assert table.loc[dim, ("ci_low", trial_id)] <= table.loc[dim, ("value", trial_id)] <= table.loc[dim, ("ci_high", trial_id)]
+            assert (
+                table.loc[dim, ("ci_low", trial_id)]
+                <= table.loc[dim, ("value", trial_id)]
+                <= table.loc[dim, ("ci_high", trial_id)]
+            )
     # the objective table: base and the best trial, each value the metrics row's
     objectives = ns["objectives"]
     assert set(objectives["trial_id"]) == {"base", *ns["best"]["trial_id"]}
@@ -223,7 +245,9 @@ def _check_analysis_guide(run_dir: Path, tables: dict, capsys) -> None:
     diff = ns["differences"].set_index(["measure", "a", "b"])
     rsa_all = metrics[(metrics["metric"] == "rsa") & (metrics["subset"] == "all")].set_index("trial_id")["value"]
     best_id = ns["best"]["trial_id"].iloc[0]
-    assert diff.loc[("rating RSA", "rating", "base"), "value"] == pytest.approx(rsa_all[best_id] - rsa_all["base"], abs=1e-9)
+    assert diff.loc[("rating RSA", "rating", "base"), "value"] == pytest.approx(
+        rsa_all[best_id] - rsa_all["base"], abs=1e-9
+    )
     # RSA by layer, hidden states and probe: every such metrics row, once
     by_layer = ns["by_layer"]
     expected = metrics[metrics["metric"].isin(["rsa_hidden", "probe_rsa"]) & (metrics["subset"] == "all")]
@@ -232,8 +256,11 @@ def _check_analysis_guide(run_dir: Path, tables: dict, capsys) -> None:
     # one concept across models: its expected ratings, read with a filter
     concept = ns["concept"]
     for (dim, trial_id), value in ns["one_concept"]["expected"].stack().items():
-        assert value == pytest.approx(ratings[(ratings["concept"] == concept) & (ratings["dimension"] == dim)
-                                              & (ratings["trial_id"] == trial_id)]["expected"].iloc[0])
+        assert value == pytest.approx(
+            ratings[
+                (ratings["concept"] == concept) & (ratings["dimension"] == dim) & (ratings["trial_id"] == trial_id)
+            ]["expected"].iloc[0]
+        )
     assert ns["one_concept"]["expected"].shape == (ratings["dimension"].nunique(), ratings["trial_id"].nunique())
     # two runs side by side (the same run twice): equal columns, the metrics' RSA
     side = ns["side_by_side"]

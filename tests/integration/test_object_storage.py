@@ -31,7 +31,6 @@ from grid.node_cache import RECORD, local_copy, publish_folder
 from grid.results import ResultsStore
 
 
-
 def _store(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri)
 
@@ -99,8 +98,15 @@ def _wipe(scratch: dict[str, Path]) -> None:
 
 def _egrid(cwd: Path, *args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen([sys.executable, "-m", "grid.cli", *args], cwd=cwd, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "grid.cli", *args],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
@@ -117,8 +123,9 @@ def _checkpoints(run: str) -> list[str]:
     return [f.path for f in found if f.base_name == "train_state.json"]
 
 
-def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_store(three_nodes, tmp_path, make_job,
-                                                                                    tiny_model_dir):
+def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_store(
+    three_nodes, tmp_path, make_job, tiny_model_dir
+):
     """docs/cluster.md's commands, in its order, on its placeholders put in."""
     cluster, scratch = three_nodes
     model = f"s3://{BUCKET}/models/tiny"
@@ -126,20 +133,32 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     storage = f"s3://{BUCKET}/runs"
     driver_dir = tmp_path / "driver"
     driver_dir.mkdir()
-    job = make_job(tmp_path / "job.yaml", model, storage,
-                   conditions=[{"name": "rating_en", "format": "rating", "languages": ["en"]},
-                               {"name": "regression_en", "format": "regression", "languages": ["en"]}],
-                   norms={"en": {"source": "embedded", "max_train": 32, "max_test": 20, "validation": 10}},
-                   training={"steps": 9, "checkpoint_every": 3},
-                   search={"learning_rate": 3.0e-3},
-                   evaluation={"layers": [2], "n_boot": 20},
-                   resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2})
+    job = make_job(
+        tmp_path / "job.yaml",
+        model,
+        storage,
+        conditions=[
+            {"name": "rating_en", "format": "rating", "languages": ["en"]},
+            {"name": "regression_en", "format": "regression", "languages": ["en"]},
+        ],
+        norms={"en": {"source": "embedded", "max_train": 32, "max_test": 20, "validation": 10}},
+        training={"steps": 9, "checkpoint_every": 3},
+        search={"learning_rate": 3.0e-3},
+        evaluation={"layers": [2], "n_boot": 20},
+        resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2},
+    )
     from grid.job_file import load_job
 
     run = load_job(job).run_dir()
     assert run.startswith(f"{storage}/")
-    doc = doc_commands({"s3://my-bucket/egrid_runs/paper-<hash>": run, "s3://my-bucket/egrid_runs": storage,
-                        "jobs/paper.yaml": job, "auto": cluster.address})
+    doc = doc_commands(
+        {
+            "s3://my-bucket/egrid_runs/paper-<hash>": run,
+            "s3://my-bucket/egrid_runs": storage,
+            "jobs/paper.yaml": job,
+            "auto": cluster.address,
+        }
+    )
     assert set(doc) == {"validate", "run", "status", "resume", "aggregate", "report", "submit"}
 
     code, out = _finish(_egrid(driver_dir, *doc["validate"]))
@@ -152,7 +171,9 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
         assert time.time() < deadline, "no checkpoint reached the store"
         time.sleep(0.5)
     # every node that ran something fetched the model once into its own cache, checked
-    copies = [p for name in scratch for p in (scratch[name] / "cache" / "store").glob("tiny-*") if (p / RECORD).exists()]
+    copies = [
+        p for name in scratch for p in (scratch[name] / "cache" / "store").glob("tiny-*") if (p / RECORD).exists()
+    ]
     assert copies and all(json.loads((p / RECORD).read_text())["uri"] == model for p in copies)
     driver.send_signal(signal.SIGINT)
     code, out = _finish(driver)

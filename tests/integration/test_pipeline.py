@@ -40,17 +40,23 @@ def test_blocks_keep_rows_in_order_and_feed_every_actor(local_ray):
     pd.testing.assert_frame_equal(ds.to_pandas().reset_index(drop=True), frame)
 
     many = pd.DataFrame({"concept": [f"w{i}" for i in range(16)]})
-    out = blocks(many, 2).map_batches(Pid, batch_size=2, batch_format="pandas",
-                                      compute=ActorPoolStrategy(size=2), num_cpus=1).to_pandas()
+    out = (
+        blocks(many, 2)
+        .map_batches(Pid, batch_size=2, batch_format="pandas", compute=ActorPoolStrategy(size=2), num_cpus=1)
+        .to_pandas()
+    )
     assert sorted(out["concept"]) == sorted(many["concept"])
     assert out["pid"].nunique() == 2  # one block of the whole table would keep an actor idle
 
 
 def test_two_scorer_actors_rate_as_one_plain_call(local_ray, tiny_model_dir):
-    raw = {"name": "pipe", "models": [tiny_model_dir],
-           "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 20}},
-           "evaluation": {"batch_size": 4, "embeddings": False},
-           "resources": {"scorer_actors": 2, "cpus_per_worker": 1}}
+    raw = {
+        "name": "pipe",
+        "models": [tiny_model_dir],
+        "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 20}},
+        "evaluation": {"batch_size": 4, "embeddings": False},
+        "resources": {"scorer_actors": 2, "cpus_per_worker": 1},
+    }
     spec = parse_job(raw)
     data = prepare_norms(spec.norms, spec.seed)
     ratings = evaluate_model(spec, tiny_model_dir, None, data, embeddings=False)["ratings"]
@@ -63,7 +69,9 @@ def test_two_scorer_actors_rate_as_one_plain_call(local_ray, tiny_model_dir):
     assert len(got) == len(want) == len(test.words) * len(test.dimensions)
     np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-5)
     human = pd.DataFrame(test.means, index=test.words, columns=test.dimensions)
-    np.testing.assert_allclose(ratings["human"], [human.at[c, d] for c, d in zip(ratings["concept"], ratings["dimension"])])
+    np.testing.assert_allclose(
+        ratings["human"], [human.at[c, d] for c, d in zip(ratings["concept"], ratings["dimension"])]
+    )
 
 
 def test_a_trial_with_a_head_is_rated_through_it_as_one_plain_call_does(local_ray, tiny_model_dir, tmp_path):
@@ -79,9 +87,13 @@ def test_a_trial_with_a_head_is_rated_through_it_as_one_plain_call_does(local_ra
     from grid.aggregate import aggregate
     from grid.pipeline import TrialHead
 
-    raw = {"name": "pipe", "models": [tiny_model_dir], "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 20}},
-           "evaluation": {"batch_size": 4, "embeddings": False, "formats": ["rating"], "subsets": ["all"], "n_boot": 10},
-           "resources": {"scorer_actors": 1, "cpus_per_worker": 1}}
+    raw = {
+        "name": "pipe",
+        "models": [tiny_model_dir],
+        "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 20}},
+        "evaluation": {"batch_size": 4, "embeddings": False, "formats": ["rating"], "subsets": ["all"], "n_boot": 10},
+        "resources": {"scorer_actors": 1, "cpus_per_worker": 1},
+    }
     spec = parse_job(raw)
     data = prepare_norms(spec.norms, spec.seed)
     test = data["en"].test
@@ -95,8 +107,13 @@ def test_a_trial_with_a_head_is_rated_through_it_as_one_plain_call_does(local_ra
     trial_head = TrialHead(str(tmp_path / "head.safetensors"), "regression", {"en": list(test.dimensions)})
 
     got = evaluate_model(spec, tiny_model_dir, None, data, embeddings=False, head=trial_head)["head_ratings"]
-    plain = get_format("regression").predict(lm.model, load_head(trial_head.path, lm.model.config.hidden_size,
-                                                                 len(test.dimensions)), lm.tokenizer, test.words, 4)
+    plain = get_format("regression").predict(
+        lm.model,
+        load_head(trial_head.path, lm.model.config.hidden_size, len(test.dimensions)),
+        lm.tokenizer,
+        test.words,
+        4,
+    )
     wide = got.pivot(index="concept", columns="dimension", values="expected").loc[test.words, test.dimensions]
     np.testing.assert_allclose(wide.to_numpy(float), plain, rtol=1e-5, atol=1e-6)
     assert got.groupby("dimension")["human"].apply(list).loc[test.dimensions[0]] == list(test.means[:, 0])

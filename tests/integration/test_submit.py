@@ -32,9 +32,14 @@ def _free_port() -> int:
 def _own_ports() -> list[str]:
     """Free ports for the head's agents: their defaults are fixed numbers, taken already
     where another Ray runs on this machine (a user's job), and its job agent would not start."""
-    return [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
-            f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}"]
+    return [
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--node-manager-port={_free_port()}",
+        f"--object-manager-port={_free_port()}",
+    ]
 
 
 @pytest.fixture
@@ -42,11 +47,28 @@ def ray_head(tmp_path):
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     port, dash = _free_port(), _free_port()
     # the cluster's `python` is this environment's, as on a real cluster's nodes
-    env = {**os.environ, "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dash}", "--include-dashboard=true", "--disable-usage-stats", *_own_ports()],
-                   check=True, capture_output=True, env=env)
+    env = {
+        **os.environ,
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    subprocess.run(
+        [
+            *ray_cli,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+            *_own_ports(),
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     session = latest_session()  # this cluster's own: stopped below without touching any other
     url = f"http://127.0.0.1:{dash}"
     _wait_for_job_agent(url)
@@ -77,19 +99,28 @@ def test_submit_runs_the_job_on_the_cluster(job_file, s3_server, ray_head, tmp_p
     """docs/cluster.md's `egrid submit` line, its storage a bucket of the local S3 server."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    job = job_file(training={"steps": 4}, search={"learning_rate": 3.0e-3},
-                   norms={"en": {"source": "embedded", "max_train": 24, "max_test": 8}}, evaluation={"embeddings": False},
-                   resources={"workers": 1, "max_concurrent_trials": 1})
+    job = job_file(
+        training={"steps": 4},
+        search={"learning_rate": 3.0e-3},
+        norms={"en": {"source": "embedded", "max_train": 24, "max_test": 8}},
+        evaluation={"embeddings": False},
+        resources={"workers": 1, "max_concurrent_trials": 1},
+    )
     storage = f"s3://{BUCKET}/submitted"
-    doc = doc_commands({"jobs/paper.yaml": job, "http://127.0.0.1:8265": ray_head, "s3://my-bucket/egrid_runs": storage})
+    doc = doc_commands(
+        {"jobs/paper.yaml": job, "http://127.0.0.1:8265": ray_head, "s3://my-bucket/egrid_runs": storage}
+    )
     monkeypatch.chdir(REPO)  # the working directory is what the job API ships
     assert egrid(doc["submit"]) == 0
     out = capsys.readouterr().out
     submission = out.split(" as ")[1].split(";")[0]
     client = JobSubmissionClient(ray_head)
     deadline = time.time() + 600
-    while time.time() < deadline and client.get_job_status(submission) not in {JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                                                JobStatus.STOPPED}:
+    while time.time() < deadline and client.get_job_status(submission) not in {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.STOPPED,
+    }:
         time.sleep(2)
     assert client.get_job_status(submission) == JobStatus.SUCCEEDED, client.get_job_logs(submission)[-3000:]
     assert "Per-dimension Spearman" in client.get_job_logs(submission)
@@ -105,12 +136,25 @@ def test_a_test_stops_its_own_ray_and_no_other():
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     sessions = []
     for _ in range(2):
-        subprocess.run([*ray_cli, "start", "--head", f"--port={_free_port()}", "--num-cpus=1", "--include-dashboard=false",
-                        "--disable-usage-stats", *_own_ports()], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *ray_cli,
+                "start",
+                "--head",
+                f"--port={_free_port()}",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                *_own_ports(),
+            ],
+            check=True,
+            capture_output=True,
+        )
         sessions.append(latest_session())
     mine, theirs = sessions
     assert mine != theirs
     try:
+
         def alive(tmpdir):
             return [p for p in psutil.process_iter(["cmdline"]) if tmpdir in " ".join(p.info["cmdline"] or [])]
 

@@ -27,5 +27,7 @@ def ratings_table(tmp_path, wu2026_tables):
     pd.DataFrame(rows).to_csv(path, index=False)
     norms = tmp_path / "norms.csv"
     frame = pd.read_csv(wu2026_tables / "lancaster_dutch_test.csv", keep_default_na=False)
-    frame.iloc[first].drop(columns=["Woord", "Horen", "Zien", "Ruiken", "Proeven", "Voelen", "Sensaties"]).to_csv(norms, index=False)
+    frame.iloc[first].drop(columns=["Woord", "Horen", "Zien", "Ruiken", "Proeven", "Voelen", "Sensaties"]).to_csv(
+        norms, index=False
+    )
     return path, norms, pd.DataFrame(rows), en.dimensions

@@ -19,21 +19,49 @@ DIMS = ["Visual", "Haptic", "Auditory"]
 def _tables(rng):
     words = [f"w{i}" for i in range(90)]
     human = rng.uniform(0, 5, size=(90, 3))
-    vectors = np.column_stack([human @ rng.normal(size=(3, 8)), rng.normal(size=(90, 4))]) + 0.5 * rng.normal(size=(90, 12))
+    vectors = np.column_stack([human @ rng.normal(size=(3, 8)), rng.normal(size=(90, 4))]) + 0.5 * rng.normal(
+        size=(90, 12)
+    )
     train, test = slice(0, 60), slice(60, 90)
-    ratings = pd.DataFrame([{"trial_id": "base", "model": "m", "language": "en", "concept": w, "dimension": d,
-                             "human": human[60 + i, j], "expected": human[60 + i, j] + rng.normal()}
-                            for i, w in enumerate(words[test]) for j, d in enumerate(DIMS)])
-    emb = pd.DataFrame([{"trial_id": "base", "model": "m", "language": "en", "concept": w, "layer": layer,
-                         "pooling": "mean", "split": "train" if k < 60 else "test", "vector": (vectors[k] * (layer + 1)).tolist()}
-                        for layer in (0, 3) for k, w in enumerate(words)])
+    ratings = pd.DataFrame(
+        [
+            {
+                "trial_id": "base",
+                "model": "m",
+                "language": "en",
+                "concept": w,
+                "dimension": d,
+                "human": human[60 + i, j],
+                "expected": human[60 + i, j] + rng.normal(),
+            }
+            for i, w in enumerate(words[test])
+            for j, d in enumerate(DIMS)
+        ]
+    )
+    emb = pd.DataFrame(
+        [
+            {
+                "trial_id": "base",
+                "model": "m",
+                "language": "en",
+                "concept": w,
+                "layer": layer,
+                "pooling": "mean",
+                "split": "train" if k < 60 else "test",
+                "vector": (vectors[k] * (layer + 1)).tolist(),
+            }
+            for layer in (0, 3)
+            for k, w in enumerate(words)
+        ]
+    )
     return words, human, vectors, ratings, emb, Norms(words[train], DIMS, human[train], "en", "x")
 
 
 def test_probe_rows_equal_a_probe_fitted_by_hand_and_hidden_rsa_reads_held_out_rows_only(rng):
     words, human, vectors, ratings, emb, train_norms = _tables(rng)
-    metrics = aggregate({"ratings": ratings, "embeddings": emb}, subsets=("all",), n_boot=30, seed=2,
-                        train_norms={"en": train_norms})["metrics"]
+    metrics = aggregate(
+        {"ratings": ratings, "embeddings": emb}, subsets=("all",), n_boot=30, seed=2, train_norms={"en": train_norms}
+    )["metrics"]
     for layer in (0, 3):
         x = vectors * (layer + 1)
         pred = fit_ridge(x[:60], human[:60], seed=2).predict(x[60:])  # the probe fitted by hand
@@ -47,7 +75,9 @@ def test_probe_rows_equal_a_probe_fitted_by_hand_and_hidden_rsa_reads_held_out_r
             assert sp.at[dim, "value"] == pytest.approx(stats.spearmanr(pred[:, j], human[60:, j]).statistic, abs=1e-12)
             assert sp.at[dim, "recipe"].startswith("ridge alpha=") and sp.at[dim, "ci_low"] <= sp.at[dim, "value"]
         hidden = metrics[(metrics["metric"] == "rsa_hidden") & (metrics["layer"] == layer)].iloc[0]
-        plain = rsa(x[60:], human[60:], {"standardise": "none", "rdm": "cosine", "compare": "spearman"}, n_boot=30, seed=2)
+        plain = rsa(
+            x[60:], human[60:], {"standardise": "none", "rdm": "cosine", "compare": "spearman"}, n_boot=30, seed=2
+        )
         assert hidden["value"] == pytest.approx(plain.value, abs=1e-12) and hidden["n"] == 30
         assert (hidden["ci_low"], hidden["ci_high"]) == pytest.approx((plain.ci_low, plain.ci_high), abs=1e-12)
     assert metrics.loc[metrics["metric"] == "probe_rsa", "value"].min() > 0.3  # the signal is linear: found
@@ -58,8 +88,9 @@ def test_without_training_norms_or_training_rows_there_is_no_probe(rng):
     metrics = aggregate({"ratings": ratings, "embeddings": emb}, subsets=("all",), n_boot=0)["metrics"]
     assert not metrics["metric"].str.startswith("probe").any() and (metrics["metric"] == "rsa_hidden").sum() == 2
     old = emb[emb["split"] == "test"].drop(columns="split")  # a table written before the probe existed
-    metrics = aggregate({"ratings": ratings, "embeddings": old}, subsets=("all",), n_boot=0,
-                        train_norms={"en": train_norms})["metrics"]
+    metrics = aggregate(
+        {"ratings": ratings, "embeddings": old}, subsets=("all",), n_boot=0, train_norms={"en": train_norms}
+    )["metrics"]
     assert not metrics["metric"].str.startswith("probe").any() and (metrics["metric"] == "rsa_hidden").sum() == 2
 
 
@@ -67,20 +98,27 @@ def test_a_trial_minus_the_probe_is_paired_on_the_same_concepts_at_the_cv_layer(
     """minus_probe rows: the trial's ratings against the probe's predictions at the layer of
     least cross-validated error, scored by hand with scipy and the same RSA."""
     from embodiment.metrics import mean_correlation
-    from grid.aggregate import probe_layer
+    from grid.hidden_states import probe_layer
 
     words, human, vectors, ratings, emb, train_norms = _tables(rng)
     tuned = ratings.assign(trial_id="t1", expected=ratings["human"] + 0.3 * rng.normal(size=len(ratings)))
-    metrics = aggregate({"ratings": pd.concat([ratings, tuned]), "embeddings": emb}, subsets=("all",), n_boot=200,
-                        seed=2, train_norms={"en": train_norms})["metrics"]
+    metrics = aggregate(
+        {"ratings": pd.concat([ratings, tuned]), "embeddings": emb},
+        subsets=("all",),
+        n_boot=200,
+        seed=2,
+        train_norms={"en": train_norms},
+    )["metrics"]
     layer = probe_layer(metrics, "en")
     cv = metrics[metrics["metric"] == "probe_cv_error"].set_index("layer")["value"]
     assert layer == cv.idxmin()
     x = vectors * (layer + 1)
     pred = fit_ridge(x[:60], human[:60], seed=2).predict(x[60:])
     mine = tuned.pivot(index="concept", columns="dimension", values="expected").loc[words[60:], DIMS].to_numpy()
-    for metric, stat in (("minus_probe_mean_spearman", lambda m: mean_correlation(m, human[60:]).r),
-                         ("minus_probe_rsa", lambda m: rsa(m, human[60:], "wu2026").value)):
+    for metric, stat in (
+        ("minus_probe_mean_spearman", lambda m: mean_correlation(m, human[60:]).r),
+        ("minus_probe_rsa", lambda m: rsa(m, human[60:], "wu2026").value),
+    ):
         row = metrics[(metrics["metric"] == metric) & (metrics["trial_id"] == "t1")].iloc[0]
         assert row["layer"] == layer and row["n"] == 30
         assert row["value"] == pytest.approx(stat(mine) - stat(pred), abs=1e-12)

@@ -31,6 +31,7 @@ def counted(monkeypatch):
     def counting(x, w, b):
         calls["n"] += 1
         return real(x, w, b)
+
     monkeypatch.setitem(BACKENDS, "onednn", counting)
     return calls
 
@@ -53,9 +54,15 @@ def test_onednn_linear_equals_a_float64_matmul():
 @pytest.mark.parametrize("score", ["ratings", "loglikelihoods", "embeddings"])
 def test_inference_on_onednn_linears_equals_stock(tiny, counted, monkeypatch, score):
     model, tok = tiny
-    run = {"ratings": lambda: score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=4)[["expected", "digit_mass"]].to_numpy(),
-           "loglikelihoods": lambda: np.array(loglikelihoods(model, tok, [("Concept: apple", " red"), ("Q", " a b")], batch_size=2)),
-           "embeddings": lambda: extract_embeddings(model, tok, CONCEPTS, batch_size=4).vectors["mean"]}[score]
+    run = {
+        "ratings": lambda: score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=4)[
+            ["expected", "digit_mass"]
+        ].to_numpy(),
+        "loglikelihoods": lambda: np.array(
+            loglikelihoods(model, tok, [("Concept: apple", " red"), ("Q", " a b")], batch_size=2)
+        ),
+        "embeddings": lambda: extract_embeddings(model, tok, CONCEPTS, batch_size=4).vectors["mean"],
+    }[score]
     monkeypatch.setenv(cpu_linears.ENV, "stock")
     stock = run()
     assert counted["n"] == 0
@@ -75,6 +82,7 @@ def test_training_inside_the_block_keeps_stock_linears_and_gradients(tiny, count
         model.zero_grad()
         model(input_ids=ids, labels=ids).loss.backward()
         return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
     outside = grads()
     with inference_linears(model, "onednn") as name:
         assert name == "onednn" and _swapped(model) > 0
@@ -124,6 +132,7 @@ def _noisy_clock(true: dict, rng: np.random.Generator):
         slow = 3.0 if state["burst"] > 0 else 1.0
         state["burst"] = max(0, state["burst"] - 1)
         return true[fn] * slow * float(np.exp(rng.normal(0.0, 0.05)))
+
     return clock
 
 

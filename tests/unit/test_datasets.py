@@ -50,8 +50,10 @@ def test_fetch_converts_the_study_files_into_the_loaders_tables(study_files, emp
     readme = (empty_cache / "README.md").read_text(encoding="utf-8")
     assert "arXiv 2603.03313" in readme and "names none" in readme
     # the paired tables: every row and value of the published workbook, in order
-    for table, workbook, rows in (("train", "2_train_sensorimotor_random_sample.xlsx", 5436),
-                                  ("test", "2_test_sensorimotor_random_sample.xlsx", 3625)):
+    for table, workbook, rows in (
+        ("train", "2_train_sensorimotor_random_sample.xlsx", 5436),
+        ("test", "2_test_sensorimotor_random_sample.xlsx", 3625),
+    ):
         published = pd.read_excel(study_files / workbook)
         en, nl = load_paired(resolve(f"wu2026:{table}"))
         assert len(en) == len(nl) == len(published) == rows
@@ -102,9 +104,12 @@ def test_cli_fetch_and_list(study_files, empty_cache, capsys):
 
 
 def test_jobs_name_dataset_tables_and_validation_checks_the_name(study_files):
-    job = {"name": "x", "models": ["m"],
-           "norms": {"en": {"source": "wu2026:train", "test_source": "wu2026:test", "paired": True}},
-           "mcq": {"train": "wu2026:mcq-train", "test": "wu2026:mcq-test"}}
+    job = {
+        "name": "x",
+        "models": ["m"],
+        "norms": {"en": {"source": "wu2026:train", "test_source": "wu2026:test", "paired": True}},
+        "mcq": {"train": "wu2026:mcq-train", "test": "wu2026:mcq-test"},
+    }
     spec = parse_job(job, "job.yaml")
     assert spec.norms["en"].source == "wu2026:train" and spec.mcq["test"] == "wu2026:mcq-test"  # kept, resolved on read
     from grid.data import load_mcq, prepare_norms
@@ -116,5 +121,7 @@ def test_jobs_name_dataset_tables_and_validation_checks_the_name(study_files):
     with pytest.raises(SpecError) as err:
         parse_job(bad, "job.yaml")
     problems = err.value.problems
-    assert any(p.startswith("norms.en.source: dataset wu2026 has no table 'trian' (did you mean 'train'") for p in problems)
+    assert any(
+        p.startswith("norms.en.source: dataset wu2026 has no table 'trian' (did you mean 'train'") for p in problems
+    )
     assert any(p.startswith("mcq.train: unknown dataset 'wu2025' (did you mean 'wu2026'?)") for p in problems)

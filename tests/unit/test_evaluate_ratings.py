@@ -55,8 +55,23 @@ def test_evaluate_ratings_bad_column_is_one_line(tmp_path, ratings_table, capsys
     assert err.startswith("egrid: error:") and str(bad) in err and "'rating'" in err and "--rating-column" in err
     assert not out.exists()
     # renaming the column makes it work
-    assert main(["evaluate-ratings", str(bad), "--norms", str(norms), "--out", str(out), "--rating-column", "score",
-                 "--n-boot", "0"]) == 0
+    assert (
+        main(
+            [
+                "evaluate-ratings",
+                str(bad),
+                "--norms",
+                str(norms),
+                "--out",
+                str(out),
+                "--rating-column",
+                "score",
+                "--n-boot",
+                "0",
+            ]
+        )
+        == 0
+    )
 
 
 def test_evaluate_ratings_off_scale_ratings(tmp_path, ratings_table, capsys):
@@ -74,8 +89,10 @@ def test_paired_word_rule_drops_a_concept_missing_in_any_condition_from_all(tmp_
     path, norms, rows, dimensions = ratings_table
     words = sorted(set(rows["word"]) - {"notaword"})
     no_visual, gone = set(words[:30]), set(words[30:40])
-    keep = ~((rows["condition"] == "tuned") & (((rows["dimension"] == "Visual") & rows["word"].isin(no_visual))
-                                               | rows["word"].isin(gone)))
+    keep = ~(
+        (rows["condition"] == "tuned")
+        & (((rows["dimension"] == "Visual") & rows["word"].isin(no_visual)) | rows["word"].isin(gone))
+    )
     holed = tmp_path / "holed.csv"
     rows[keep].to_csv(holed, index=False)
     human = pd.read_csv(norms, keep_default_na=False)
@@ -83,10 +100,26 @@ def test_paired_word_rule_drops_a_concept_missing_in_any_condition_from_all(tmp_
     h = human.set_index("key")
     out = {}
     for mode, extra in (("paired", []), ("unpaired", ["--unpaired"])):
-        assert main(["evaluate-ratings", str(holed), "--norms", str(norms), "--out", str(tmp_path / mode),
-                     "--n-boot", "20", *extra]) == 0
-        out[mode] = (pq.read_table(tmp_path / mode / "metrics.parquet").to_pandas(),
-                     pq.read_table(tmp_path / mode / "transfer.parquet").to_pandas())
+        assert (
+            main(
+                [
+                    "evaluate-ratings",
+                    str(holed),
+                    "--norms",
+                    str(norms),
+                    "--out",
+                    str(tmp_path / mode),
+                    "--n-boot",
+                    "20",
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        out[mode] = (
+            pq.read_table(tmp_path / mode / "metrics.parquet").to_pandas(),
+            pq.read_table(tmp_path / mode / "transfer.parquet").to_pandas(),
+        )
 
     def oracle(cond, dim, exclude):
         sub = rows[(rows.condition == cond) & (rows.dimension == dim) & ~rows.word.isin(exclude | {"notaword"})]
@@ -101,11 +134,15 @@ def test_paired_word_rule_drops_a_concept_missing_in_any_condition_from_all(tmp_
     rsa_n = metrics.query("metric == 'rsa' and subset == 'all'").set_index("condition")["n"]
     assert rsa_n["base"] == rsa_n["tuned"] == 400 - 40
     visual = transfer.set_index("dimension").loc["Visual"]
-    assert visual["n"] == 400 - 40 and visual["base_value"] == pytest.approx(oracle("base", "Visual", no_visual | gone)[0])
+    assert visual["n"] == 400 - 40 and visual["base_value"] == pytest.approx(
+        oracle("base", "Visual", no_visual | gone)[0]
+    )
 
     metrics, _ = out["unpaired"]
     base_visual = metrics.query("condition == 'base' and metric == 'spearman' and dimension == 'Visual'").iloc[0]
-    assert base_visual["n"] == 400 and base_visual["value"] == pytest.approx(oracle("base", "Visual", set())[0], abs=1e-12)
+    assert base_visual["n"] == 400 and base_visual["value"] == pytest.approx(
+        oracle("base", "Visual", set())[0], abs=1e-12
+    )
     rsa_n = metrics.query("metric == 'rsa' and subset == 'all'").set_index("condition")["n"]
     assert rsa_n["base"] == 400 and rsa_n["tuned"] == 400 - 40
 
@@ -126,7 +163,9 @@ def test_conditions_that_rated_different_words_stop_with_one_line_naming_unpaire
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("egrid: error:")]
     assert len(errors) == 1 and "--unpaired" in errors[0] and "leaves 0 word(s)" in errors[0]
     assert not (out / "metrics.parquet").exists()
-    assert main(["evaluate-ratings", str(table), "--norms", str(norms), "--out", str(out), "--n-boot", "0",
-                 "--unpaired"]) == 0
+    assert (
+        main(["evaluate-ratings", str(table), "--norms", str(norms), "--out", str(out), "--n-boot", "0", "--unpaired"])
+        == 0
+    )
     metrics = pq.read_table(out / "metrics.parquet").to_pandas()
     assert metrics.query("metric == 'spearman'")["value"].notna().all()

@@ -18,19 +18,34 @@ DIMS = ["Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory", "Visual
 WORDS = ["apple", "thunder", "idea", "rose", "stone", "soup", "bell", "grass", "honey", "smoke", "velvet", "lemon"]
 _counter = itertools.count()
 
-cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-10, 10),
-                 st.text(max_size=6), st.just(""), st.sampled_from(["nan", "NA", "3,5", "1e999", "∞", "\x00"]))
-header_noise = st.sampled_from(["", "Word ", "word", "Auditory.meen", "Visual.mean", "Visual.mean", "Ünïcode", "Foot_leg.mean"])
+cell = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-10, 10),
+    st.text(max_size=6),
+    st.just(""),
+    st.sampled_from(["nan", "NA", "3,5", "1e999", "∞", "\x00"]),
+)
+header_noise = st.sampled_from(
+    ["", "Word ", "word", "Auditory.meen", "Visual.mean", "Visual.mean", "Ünïcode", "Foot_leg.mean"]
+)
 
 
 def _good_norms() -> pd.DataFrame:
-    return pd.DataFrame({"Word": [w.upper() for w in WORDS],
-                         **{f"{d}.mean": [1.0 + (i * 7 + j) % 4 for i in range(len(WORDS))] for j, d in enumerate(DIMS)}})
+    return pd.DataFrame(
+        {
+            "Word": [w.upper() for w in WORDS],
+            **{f"{d}.mean": [1.0 + (i * 7 + j) % 4 for i in range(len(WORDS))] for j, d in enumerate(DIMS)},
+        }
+    )
 
 
 def _good_ratings() -> pd.DataFrame:
-    rows = [{"word": w, "dimension": d, "condition": c, "rating": 1.0 + (i + j) % 4 + (0.5 if c == "tuned" else 0)}
-            for c in ("base", "tuned") for i, w in enumerate(WORDS) for j, d in enumerate(DIMS)]
+    rows = [
+        {"word": w, "dimension": d, "condition": c, "rating": 1.0 + (i + j) % 4 + (0.5 if c == "tuned" else 0)}
+        for c in ("base", "tuned")
+        for i, w in enumerate(WORDS)
+        for j, d in enumerate(DIMS)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -75,8 +90,12 @@ def _compress(path, ending: str):
 
     import zstandard
 
-    packers = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
-               ".zst": lambda b: zstandard.ZstdCompressor().compress(b)}
+    packers = {
+        ".gz": gzip.compress,
+        ".bz2": bz2.compress,
+        ".xz": lzma.compress,
+        ".zst": lambda b: zstandard.ZstdCompressor().compress(b),
+    }
     data = path.read_bytes()
     target = path.with_name(path.name + ending)
     target.write_bytes(packers[ending](data) if data else b"")
@@ -84,8 +103,9 @@ def _compress(path, ending: str):
     return target
 
 
-def _run_case(tmp, norms: pd.DataFrame, norms_how: str, ratings: pd.DataFrame, ratings_how: str, capsys,
-              compression: str = "") -> None:
+def _run_case(
+    tmp, norms: pd.DataFrame, norms_how: str, ratings: pd.DataFrame, ratings_how: str, capsys, compression: str = ""
+) -> None:
     case = tmp / f"case{next(_counter)}"
     case.mkdir()
     npath, rpath, out = case / "norms.csv", case / "ratings.csv", case / "out"
@@ -101,7 +121,9 @@ def _run_case(tmp, norms: pd.DataFrame, norms_how: str, ratings: pd.DataFrame, r
     assert "Traceback" not in captured.err
     if code == 2:
         errors = [line for line in captured.err.splitlines() if line.startswith("egrid: error:")]
-        assert len(errors) == 1 and (str(npath) in errors[0] or str(rpath) in errors[0] or "--" in errors[0]), captured.err
+        assert len(errors) == 1 and (str(npath) in errors[0] or str(rpath) in errors[0] or "--" in errors[0]), (
+            captured.err
+        )
         assert not out.exists() or not any(out.glob("*.parquet"))  # nothing half-done left behind
     else:
         for table in out.glob("*.parquet"):
@@ -119,8 +141,11 @@ def test_fuzzed_norms_files(tmp_path_factory, capsys, norms, how):
 
 
 @FUZZ
-@given(ratings=mutated(_good_ratings), how=st.sampled_from(["csv"] * 6 + ["garbage", "empty", "latin1"]),
-       compression=st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))
+@given(
+    ratings=mutated(_good_ratings),
+    how=st.sampled_from(["csv"] * 6 + ["garbage", "empty", "latin1"]),
+    compression=st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]),
+)
 def test_fuzzed_ratings_tables(tmp_path_factory, capsys, ratings, how, compression):
     _run_case(tmp_path_factory.mktemp("ratings"), _good_norms(), "csv", ratings, how, capsys, compression)
 
@@ -141,10 +166,20 @@ def test_the_unmutated_case_succeeds(tmp_path, capsys):
     assert len(list(tmp_path.rglob("metrics.parquet"))) == 1
 
 
-@pytest.mark.parametrize("command", [["evaluate-ratings", "{ratings}", "--norms", "{norms}", "--out", "{blocked}/out"],
-                                     ["report", "{evalout}", "--out", "{blocked}/report"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate-ratings", "{ratings}", "--norms", "{norms}", "--out", "{blocked}/out"],
+        ["report", "{evalout}", "--out", "{blocked}/report"],
+    ],
+)
 def test_output_that_cannot_be_written_is_one_clear_error(tmp_path, capsys, command):
-    norms, ratings, evalout, blocked = tmp_path / "norms.csv", tmp_path / "ratings.csv", tmp_path / "eval", tmp_path / "a_file"
+    norms, ratings, evalout, blocked = (
+        tmp_path / "norms.csv",
+        tmp_path / "ratings.csv",
+        tmp_path / "eval",
+        tmp_path / "a_file",
+    )
     _good_norms().to_csv(norms, index=False)
     _good_ratings().to_csv(ratings, index=False)
     assert main(["evaluate-ratings", str(ratings), "--norms", str(norms), "--out", str(evalout), "--n-boot", "0"]) == 0

@@ -31,7 +31,8 @@ def _code_probe():  # gone_name
 
 def test_the_ray_these_were_checked_against():
     assert ray.__version__.startswith(internals.CHECKED_RAY + "."), (
-        f"Ray {ray.__version__}: re-check grid/internals.py against it, then update CHECKED_RAY")
+        f"Ray {ray.__version__}: re-check grid/internals.py against it, then update CHECKED_RAY"
+    )
 
 
 def test_train_report_line_comes_from_the_logger_we_quiet():
@@ -106,10 +107,12 @@ def test_embodiment_never_imports_ray():
 
     root = Path(internals.__file__).resolve().parents[1]
     modules = sorted(".".join(p.relative_to(root).with_suffix("").parts) for p in (root / "embodiment").rglob("*.py"))
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}:\n"
-            "    importlib.import_module(m.removesuffix('.__init__'))\n"
-            "print(sorted(k for k in sys.modules if k == 'ray' or k.startswith('ray.')))")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m.removesuffix('.__init__'))\n"
+        "print(sorted(k for k in sys.modules if k == 'ray' or k.startswith('ray.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]", out.stdout[-500:]

@@ -60,33 +60,82 @@ def test_run_name_is_a_hash_of_the_spec_not_a_time():
 
 BAD = [
     ({"name": "x", "models": ["m"], "trainig": {}}, "trainig: unknown key (did you mean 'training'?)"),
-    ({"name": "x", "models": ["m"], "training": {"learning_rat": 1e-3}}, "training.learning_rat: unknown key (did you mean 'learning_rate'?)"),
-    ({"name": "x", "models": ["m"], "resources": {"workers": "two"}}, "resources.workers: expected an integer, got 'two'"),
+    (
+        {"name": "x", "models": ["m"], "training": {"learning_rat": 1e-3}},
+        "training.learning_rat: unknown key (did you mean 'learning_rate'?)",
+    ),
+    (
+        {"name": "x", "models": ["m"], "resources": {"workers": "two"}},
+        "resources.workers: expected an integer, got 'two'",
+    ),
     ({"name": "x", "models": ["m"], "resources": {"workers": 0}}, "resources.workers: must be >= 1"),
-    ({"name": "x", "models": ["m"], "resources": {"workers": 2, "gpus_per_worker": 0.5}}, "resources.gpus_per_worker: fractional GPUs only"),
-    ({"name": "x", "models": ["m"], "search": {"learning_rate": {"loguniform": {"low": 0, "high": 1}}}}, "search.learning_rate.loguniform.low: loguniform needs low > 0"),
-    ({"name": "x", "models": ["m"], "search": {"learning_rate": {"grid": []}}}, "search.learning_rate.grid: expected a non-empty list"),
-    ({"name": "x", "models": ["m"], "conditions": [{"format": "ratng"}]}, "conditions[0].format: got 'ratng' (did you mean 'rating'?)"),
+    (
+        {"name": "x", "models": ["m"], "resources": {"workers": 2, "gpus_per_worker": 0.5}},
+        "resources.gpus_per_worker: fractional GPUs only",
+    ),
+    (
+        {"name": "x", "models": ["m"], "search": {"learning_rate": {"loguniform": {"low": 0, "high": 1}}}},
+        "search.learning_rate.loguniform.low: loguniform needs low > 0",
+    ),
+    (
+        {"name": "x", "models": ["m"], "search": {"learning_rate": {"grid": []}}},
+        "search.learning_rate.grid: expected a non-empty list",
+    ),
+    (
+        {"name": "x", "models": ["m"], "conditions": [{"format": "ratng"}]},
+        "conditions[0].format: got 'ratng' (did you mean 'rating'?)",
+    ),
     ({"name": "x", "models": ["m"], "norms": {"fr": {}}}, "norms.fr: unknown key; expected one of en, nl"),
-    ({"name": "x", "models": ["m"], "norms": {"en": {"source": "/no/such/norms.csv"}}}, "norms.en.source: file not found: /no/such/norms.csv"),
+    (
+        {"name": "x", "models": ["m"], "norms": {"en": {"source": "/no/such/norms.csv"}}},
+        "norms.en.source: file not found: /no/such/norms.csv",
+    ),
     ({"name": "x", "models": []}, "models: empty list; give at least one entry"),
     ({"models": ["m"]}, "name: missing (required)"),
     ({"name": "x", "models": ["m"], "evaluation": {"layers": []}}, "evaluation.layers: empty list"),
-    ({"name": "x", "models": ["m"], "tune": {"searcher": "grid"}, "search": {"learning_rate": {"uniform": {"low": 0.1, "high": 0.2}}}},
-     "tune.searcher: grid search cannot sample"),
+    (
+        {
+            "name": "x",
+            "models": ["m"],
+            "tune": {"searcher": "grid"},
+            "search": {"learning_rate": {"uniform": {"low": 0.1, "high": 0.2}}},
+        },
+        "tune.searcher: grid search cannot sample",
+    ),
     ({"name": "x", "models": ["m"], "seed": -3}, "seed: must be >= 0, got -3"),
     ({"name": "x", "models": ["m"], "trust_remote_code": "yes"}, "trust_remote_code: expected true or false"),
     ({"name": "x", "models": ["m"], "tune": {"mlflow": 3}}, "tune.mlflow: expected"),
     ({"name": "x", "models": ["m"], "evaluation": {"probe": "trials"}}, "evaluation.probe: got 'trials'"),
-    ({"name": "x", "models": ["m"], "evaluation": {"embeddings": False, "probe": "base"}}, "evaluation.probe: the probe reads hidden states"),
-    ({"name": "x", "models": ["m"], "training": {"rating_loss": "mse"}}, "training.rating_loss: got 'mse', expected one of"),
+    (
+        {"name": "x", "models": ["m"], "evaluation": {"embeddings": False, "probe": "base"}},
+        "evaluation.probe: the probe reads hidden states",
+    ),
+    (
+        {"name": "x", "models": ["m"], "training": {"rating_loss": "mse"}},
+        "training.rating_loss: got 'mse', expected one of",
+    ),
     ({"name": "x", "models": ["m"], "training": {"rating_batches": "word"}}, "training.rating_batches: got 'word'"),
-    ({"name": "x", "models": ["m"], "conditions": [{"training": {"stpes": 5}}]},
-     "conditions[0].training.stpes: not a training option (did you mean 'steps'?)"),
-    ({"name": "x", "models": ["m"], "conditions": [{"training": {"lora_rank": 0}}]}, "conditions[0].training.lora_rank: must be >= 1"),
-    ({"name": "x", "models": ["m"], "conditions": [{"training": {"seed": 1}}]}, "conditions[0].training.seed: not a training option here"),
-    ({"name": "x", "models": ["m"], "conditions": [{"training": {"steps": 5}}], "search": {"steps": {"grid": [5, 10]}}},
-     "conditions[0].training.steps: also searched (search.steps)"),
+    (
+        {"name": "x", "models": ["m"], "conditions": [{"training": {"stpes": 5}}]},
+        "conditions[0].training.stpes: not a training option (did you mean 'steps'?)",
+    ),
+    (
+        {"name": "x", "models": ["m"], "conditions": [{"training": {"lora_rank": 0}}]},
+        "conditions[0].training.lora_rank: must be >= 1",
+    ),
+    (
+        {"name": "x", "models": ["m"], "conditions": [{"training": {"seed": 1}}]},
+        "conditions[0].training.seed: not a training option here",
+    ),
+    (
+        {
+            "name": "x",
+            "models": ["m"],
+            "conditions": [{"training": {"steps": 5}}],
+            "search": {"steps": {"grid": [5, 10]}},
+        },
+        "conditions[0].training.steps: also searched (search.steps)",
+    ),
 ]
 
 
@@ -102,9 +151,13 @@ def test_a_conditions_own_training_options_override_the_jobs_for_its_trials_only
     from grid.configure import configure
     from grid.tuning import worker_config
 
-    job = {"name": "x", "models": ["m"], "training": {"steps": 40, "learning_rate": 1.0e-3},
-           "norms": {"en": {"source": "embedded", "validation": 50}},
-           "conditions": [{"name": "long"}, {"name": "short", "training": {"steps": 7, "batch_size": 3}}]}
+    job = {
+        "name": "x",
+        "models": ["m"],
+        "training": {"steps": 40, "learning_rate": 1.0e-3},
+        "norms": {"en": {"source": "embedded", "validation": 50}},
+        "conditions": [{"name": "long"}, {"name": "short", "training": {"steps": 7, "batch_size": 3}}],
+    }
     spec = parse_job(job)
     trains = {c: worker_config(spec, {"condition": c, "model": "m"})["train"] for c in ("long", "short")}
     assert (trains["long"].steps, trains["long"].batch_size) == (40, spec.training.batch_size)
@@ -125,13 +178,16 @@ def test_all_problems_are_reported_at_once():
     assert len(err.value.problems) == 3
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "job file is empty"),
-    (b"name: [unclosed", "not valid YAML"),
-    (b"\xff\xfe\x00garbage", "not UTF-8 text"),
-    (b"- just\n- a list\n", "(top level): expected a mapping"),
-    (b"!!python/object/apply:os.system ['echo pwned']", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "job file is empty"),
+        (b"name: [unclosed", "not valid YAML"),
+        (b"\xff\xfe\x00garbage", "not UTF-8 text"),
+        (b"- just\n- a list\n", "(top level): expected a mapping"),
+        (b"!!python/object/apply:os.system ['echo pwned']", "not valid YAML"),
+    ],
+)
 def test_unreadable_job_files_get_one_clear_error(tmp_path, capsys, content, message):
     path = tmp_path / "job.yaml"
     path.write_bytes(content)
@@ -146,13 +202,48 @@ def test_missing_job_file(tmp_path, capsys):
     assert "job file not found" in capsys.readouterr().err
 
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
-                     st.floats(allow_nan=True), st.text(max_size=12))
-_keys = st.sampled_from(["name", "models", "norms", "conditions", "training", "search", "tune", "evaluation",
-                         "resources", "storage", "seed", "mcq", "en", "nl", "format", "steps", "learning_rate",
-                         "grid", "loguniform", "low", "high", "workers", "layers", "languages", "ünïcode", "x" * 40])
-_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                         st.dictionaries(_keys, inner, max_size=5)), max_leaves=25)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+)
+_keys = st.sampled_from(
+    [
+        "name",
+        "models",
+        "norms",
+        "conditions",
+        "training",
+        "search",
+        "tune",
+        "evaluation",
+        "resources",
+        "storage",
+        "seed",
+        "mcq",
+        "en",
+        "nl",
+        "format",
+        "steps",
+        "learning_rate",
+        "grid",
+        "loguniform",
+        "low",
+        "high",
+        "workers",
+        "layers",
+        "languages",
+        "ünïcode",
+        "x" * 40,
+    ]
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=5)),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -211,8 +302,11 @@ def test_cluster_yaml_pins_versions_that_match_the_project():
 
 
 def _pins(path) -> dict[str, str]:
-    return dict(line.split("#")[0].strip().split("==") for line in path.read_text().splitlines()
-                if "==" in line and not line.lstrip().startswith("#"))
+    return dict(
+        line.split("#")[0].strip().split("==")
+        for line in path.read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    )
 
 
 def test_cluster_yaml_opens_no_port_to_the_world():

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_docs_jobs_md_is_current():
     assert (REPO / "docs" / "jobs.md").read_text(encoding="utf-8") == render_job_reference(), (
-        "docs/jobs.md is stale: egrid jobs doc --out docs/jobs.md")
+        "docs/jobs.md is stale: egrid jobs doc --out docs/jobs.md"
+    )
 
 
 def test_every_field_has_a_meaning():

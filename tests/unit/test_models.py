@@ -59,7 +59,9 @@ def test_embeddings_all_layers_pooled_over_concept_tokens():
     ids = tok.encode(" x", add_special_tokens=False)
     emb = model.get_input_embeddings().weight.detach().numpy()[ids].mean(0)
     assert np.allclose(one.layer(0)[2], emb, atol=1e-6)
-    assert np.allclose(one.layer(0, "last")[2], model.get_input_embeddings().weight.detach().numpy()[ids[-1]], atol=1e-6)
+    assert np.allclose(
+        one.layer(0, "last")[2], model.get_input_embeddings().weight.detach().numpy()[ids[-1]], atol=1e-6
+    )
     frame = one.to_frame()
     assert len(frame) == 2 * 4 * 3 and set(frame["pooling"]) == {"mean", "last"}
     assert extract_embeddings(model, tok, concepts, layers=[-1]).layers == [3]

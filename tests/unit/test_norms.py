@@ -6,8 +6,22 @@ from embodiment.errors import InputError
 from embodiment.norms import load_mapped_csv, load_norms, load_paired
 from embodiment.splits import Split, split_concepts
 
-LANC_HEADER = ["Word"] + [f"{d}.mean" for d in ("Auditory", "Gustatory", "Haptic", "Interoceptive", "Olfactory", "Visual",
-                                                 "Foot_leg", "Hand_arm", "Head", "Mouth", "Torso")]
+LANC_HEADER = ["Word"] + [
+    f"{d}.mean"
+    for d in (
+        "Auditory",
+        "Gustatory",
+        "Haptic",
+        "Interoceptive",
+        "Olfactory",
+        "Visual",
+        "Foot_leg",
+        "Hand_arm",
+        "Head",
+        "Mouth",
+        "Torso",
+    )
+]
 
 
 def _lancaster_csv(tmp_path, rows=None, name="lanc.csv", header=None):
@@ -62,18 +76,24 @@ def test_mapped_csv(tmp_path):
     assert norms.dimensions == ["Auditory", "Visual"]
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda p: p.unlink(), "file not found"),
-    (lambda p: p.write_text(""), "file is empty"),
-    (lambda p: p.write_bytes(b"Word,Auditory.mean\n\xff\xfe\x00bad,1\n"), "not UTF-8"),
-    (lambda p: p.write_text(p.read_text().replace("Foot_leg.mean", "Foot_leg.meen")), "column 'Foot_leg.mean': missing column \\(did you mean 'Foot_leg.meen'"),
-    (lambda p: p.write_text(p.read_text().replace("THUNDER", "apple")), "duplicate words"),
-    (lambda p: p.write_text(p.read_text().replace("4.5", "7.5")), "off the 0-5 scale in rows 3"),
-    (lambda p: p.write_text(p.read_text().replace("4.5", "")), "empty cells in rows 3"),
-    (lambda p: p.write_text(p.read_text().replace("4.5", "loud")), "non-numeric"),
-    (lambda p: p.write_text(p.read_text().replace("THUNDER", " ")), "empty word"),
-    (lambda p: p.write_text(LANC_HEADER[0] + "," + LANC_HEADER[1] + "\n"), "no rows"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda p: p.unlink(), "file not found"),
+        (lambda p: p.write_text(""), "file is empty"),
+        (lambda p: p.write_bytes(b"Word,Auditory.mean\n\xff\xfe\x00bad,1\n"), "not UTF-8"),
+        (
+            lambda p: p.write_text(p.read_text().replace("Foot_leg.mean", "Foot_leg.meen")),
+            "column 'Foot_leg.mean': missing column \\(did you mean 'Foot_leg.meen'",
+        ),
+        (lambda p: p.write_text(p.read_text().replace("THUNDER", "apple")), "duplicate words"),
+        (lambda p: p.write_text(p.read_text().replace("4.5", "7.5")), "off the 0-5 scale in rows 3"),
+        (lambda p: p.write_text(p.read_text().replace("4.5", "")), "empty cells in rows 3"),
+        (lambda p: p.write_text(p.read_text().replace("4.5", "loud")), "non-numeric"),
+        (lambda p: p.write_text(p.read_text().replace("THUNDER", " ")), "empty word"),
+        (lambda p: p.write_text(LANC_HEADER[0] + "," + LANC_HEADER[1] + "\n"), "no rows"),
+    ],
+)
 def test_bad_norms_files_get_one_clear_message(tmp_path, mutate, match):
     path = _lancaster_csv(tmp_path)
     mutate(path)

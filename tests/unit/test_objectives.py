@@ -18,25 +18,57 @@ def _run(rng):
     human = rng.uniform(0, 5, size=(40, 3))
     # noise per trial: t2 is the best on held-out concepts, but t1 has the higher validation score
     noise = {"base": 4.0, "t1": 1.0, "t2": 0.3, "t3": 2.0, "t4": 3.0}
-    ratings = pd.DataFrame([{"trial_id": t, "model": "m", "language": "en", "concept": w, "dimension": d,
-                             "human": human[i, j], "expected": human[i, j] + rng.normal(scale=s)}
-                            for t, s in noise.items() for i, w in enumerate(words) for j, d in enumerate(dims)])
-    trials = pd.DataFrame({"trial_id": ["t1", "t2", "t3", "t4"], "condition": ["rating", "rating", "pairwise", "pairwise"],
-                           "format": ["rating", "rating", "pairwise", "pairwise"], "eval_score": [0.6, 0.5, 0.2, 0.3]})
-    choices = pd.DataFrame([{"trial_id": t, "model": "m", "index": q, "option": 0, "is_correct": bool(q % k == 0)}
-                            for t, k in (("base", 4), ("t1", 2), ("t4", 3)) for q in range(60)])
+    ratings = pd.DataFrame(
+        [
+            {
+                "trial_id": t,
+                "model": "m",
+                "language": "en",
+                "concept": w,
+                "dimension": d,
+                "human": human[i, j],
+                "expected": human[i, j] + rng.normal(scale=s),
+            }
+            for t, s in noise.items()
+            for i, w in enumerate(words)
+            for j, d in enumerate(dims)
+        ]
+    )
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["t1", "t2", "t3", "t4"],
+            "condition": ["rating", "rating", "pairwise", "pairwise"],
+            "format": ["rating", "rating", "pairwise", "pairwise"],
+            "eval_score": [0.6, 0.5, 0.2, 0.3],
+        }
+    )
+    choices = pd.DataFrame(
+        [
+            {"trial_id": t, "model": "m", "index": q, "option": 0, "is_correct": bool(q % k == 0)}
+            for t, k in (("base", 4), ("t1", 2), ("t4", 3))
+            for q in range(60)
+        ]
+    )
     return ratings, trials, choices
 
 
 def test_best_trials_by_validation_score_with_held_out_values_and_cis(rng):
     ratings, trials, choices = _run(rng)
-    metrics = aggregate({"ratings": ratings, "trials": trials, "choices": choices}, subsets=("all",), n_boot=50)["metrics"]
+    metrics = aggregate({"ratings": ratings, "trials": trials, "choices": choices}, subsets=("all",), n_boot=50)[
+        "metrics"
+    ]
     table = objective_table(metrics, trials)
     assert list(dict.fromkeys(table["objective"])) == ["base", "rating", "pairwise"]
     assert set(table["trial_id"]) == {"base", "t1", "t4"}  # t2 is better held out but was not chosen
     for r in table.itertuples():
-        source = metrics[(metrics["trial_id"] == r.trial_id) & (metrics["subset"] == "all") & (metrics["metric"] == {
-            "mean Spearman": "mean_spearman", "rating RSA": "rsa", "colour accuracy": "accuracy"}[r.measure])].iloc[0]
+        source = metrics[
+            (metrics["trial_id"] == r.trial_id)
+            & (metrics["subset"] == "all")
+            & (
+                metrics["metric"]
+                == {"mean Spearman": "mean_spearman", "rating RSA": "rsa", "colour accuracy": "accuracy"}[r.measure]
+            )
+        ].iloc[0]
         assert (r.value, r.ci_low, r.ci_high) == (source["value"], source["ci_low"], source["ci_high"])
         assert r.ci_low <= r.value <= r.ci_high
     spear = metrics[(metrics["metric"] == "spearman") & (metrics["trial_id"] == "t1")]["value"].mean()
@@ -52,9 +84,24 @@ def test_best_trials_by_validation_score_with_held_out_values_and_cis(rng):
 
 
 def test_layered_measures_get_a_column_per_layer():
-    metrics = pd.DataFrame([{"trial_id": t, "language": "en", "eval_set": "en/embeddings", "metric": "rsa_hidden",
-                             "subset": "all", "layer": layer, "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "n": 9}
-                            for t, v in (("base", 0.1), ("a", 0.3)) for layer in (0, 5)])
+    metrics = pd.DataFrame(
+        [
+            {
+                "trial_id": t,
+                "language": "en",
+                "eval_set": "en/embeddings",
+                "metric": "rsa_hidden",
+                "subset": "all",
+                "layer": layer,
+                "value": v,
+                "ci_low": v - 0.1,
+                "ci_high": v + 0.1,
+                "n": 9,
+            }
+            for t, v in (("base", 0.1), ("a", 0.3))
+            for layer in (0, 5)
+        ]
+    )
     metrics["layer"] = metrics["layer"].astype("Int64")
     trials = pd.DataFrame({"trial_id": ["a"], "format": ["alignment"], "eval_score": [0.1]})
     text = objective_text(objective_table(metrics, trials, language="en"))
@@ -71,9 +118,12 @@ def test_a_run_with_several_objectives_gets_the_objectives_figure_and_table(rng,
     agg = aggregate({"ratings": ratings, "trials": trials, "choices": choices}, subsets=("all",), n_boot=50)
     run = tmp_path / "runs" / "search-0123456789"
     store = ResultsStore(str(run))
-    for name, frame in (("ratings", ratings.assign(condition=ratings["trial_id"])), ("metrics", agg["metrics"]),
-                        ("transfer", agg["transfer"]),
-                        ("trials", trials.assign(eval_on="validation", status="TERMINATED", model="m"))):
+    for name, frame in (
+        ("ratings", ratings.assign(condition=ratings["trial_id"])),
+        ("metrics", agg["metrics"]),
+        ("transfer", agg["transfer"]),
+        ("trials", trials.assign(eval_on="validation", status="TERMINATED", model="m")),
+    ):
         store.write(name, "all", frame)
     store.write_json("manifest.json", {"run_name": "search-0123456789", "status": "finished", "job": {}})
     assert main(["report", str(run), "--concepts", "8"]) == 0
@@ -136,10 +186,17 @@ def test_egrid_aggregate_recomputes_a_runs_metrics_from_its_tables_and_keeps_its
     from grid.results import ResultsStore
 
     ratings, trials, choices = _run(rng)
-    job = {"name": "search", "models": ["m"], "norms": {"en": {"source": "embedded", "max_test": 40}},
-           "conditions": [{"name": "rating", "format": "rating", "languages": ["en"]},
-                          {"name": "pairwise", "format": "pairwise", "languages": ["en"]}],
-           "evaluation": {"subsets": ["all"], "n_boot": 40}, "seed": 3}
+    job = {
+        "name": "search",
+        "models": ["m"],
+        "norms": {"en": {"source": "embedded", "max_test": 40}},
+        "conditions": [
+            {"name": "rating", "format": "rating", "languages": ["en"]},
+            {"name": "pairwise", "format": "pairwise", "languages": ["en"]},
+        ],
+        "evaluation": {"subsets": ["all"], "n_boot": 40},
+        "seed": 3,
+    }
     run = tmp_path / "search-0123456789"
     store = ResultsStore(str(run))
     store.write("ratings", "all", ratings.assign(condition=ratings["trial_id"]))
@@ -155,8 +212,13 @@ def test_egrid_aggregate_recomputes_a_runs_metrics_from_its_tables_and_keeps_its
     from grid.spec import parse_job
 
     trained = trained_on(parse_job(job).conditions, {"en": list(load_norms("embedded").dimensions)})
-    expected = aggregate({"ratings": store.read("ratings"), "choices": choices, "trials": store.read("trials")},
-                         subsets=("all",), n_boot=40, seed=3, trained=trained)["metrics"]
+    expected = aggregate(
+        {"ratings": store.read("ratings"), "choices": choices, "trials": store.read("trials")},
+        subsets=("all",),
+        n_boot=40,
+        seed=3,
+        trained=trained,
+    )["metrics"]
     assert (expected["metric"] == "transfer_delta").any()
     key = ["trial_id", "metric", "dimension", "subset"]
     got = written.sort_values(key).reset_index(drop=True)
@@ -171,10 +233,26 @@ def test_egrid_aggregate_recomputes_a_runs_metrics_from_its_tables_and_keeps_its
 
 
 def test_an_objective_with_a_head_shows_its_head_read_out_beside_its_prompts():
-    rows = [{"trial_id": t, "language": "en", "eval_set": f"en/{where}", "metric": metric, "subset": "all",
-             "layer": None, "value": v, "ci_low": v - 0.05, "ci_high": v + 0.05, "n": 30}
-            for t, where, metric, v in (("base", "rating", "rsa", 0.01), ("r", "rating", "rsa", 0.02),
-                                        ("r", "head", "head_rsa", 0.30), ("r", "head", "head_mean_spearman", 0.40))]
+    rows = [
+        {
+            "trial_id": t,
+            "language": "en",
+            "eval_set": f"en/{where}",
+            "metric": metric,
+            "subset": "all",
+            "layer": None,
+            "value": v,
+            "ci_low": v - 0.05,
+            "ci_high": v + 0.05,
+            "n": 30,
+        }
+        for t, where, metric, v in (
+            ("base", "rating", "rsa", 0.01),
+            ("r", "rating", "rsa", 0.02),
+            ("r", "head", "head_rsa", 0.30),
+            ("r", "head", "head_mean_spearman", 0.40),
+        )
+    ]
     metrics = pd.DataFrame(rows)
     trials = pd.DataFrame({"trial_id": ["r"], "format": ["regression"], "eval_score": [0.0]})
     text = objective_text(objective_table(metrics, trials, language="en"))

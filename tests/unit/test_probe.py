@@ -63,7 +63,9 @@ def test_held_out_figures_match_scipy():
     res = evaluate_probe(x[:200], y[:200], x[200:], y[200:], ["a", "b", "c", "d"], n_boot=50)
     sp = res.metrics[res.metrics["metric"] == "spearman"].set_index("dimension")
     for j, dim in enumerate("abcd"):
-        assert sp.at[dim, "value"] == pytest.approx(stats.spearmanr(res.predictions[:, j], y[200:, j]).statistic, abs=1e-12)
+        assert sp.at[dim, "value"] == pytest.approx(
+            stats.spearmanr(res.predictions[:, j], y[200:, j]).statistic, abs=1e-12
+        )
         assert sp.at[dim, "ci_low"] <= sp.at[dim, "value"] <= sp.at[dim, "ci_high"]
     whole = res.metrics[res.metrics["metric"] == "rsa"].iloc[0]  # custom dimensions: one subset, all
     assert whole["subset"] == "all" and whole["value"] == pytest.approx(rsa(res.predictions, y[200:], "wu2026").value)

@@ -73,7 +73,9 @@ def test_report_of_an_evaluation_draws_the_tables_numbers(evaluation, capsys, sv
     # an evaluation has no embeddings and no search: said, not silently dropped
     assert "RSA by layer" in html and "no hidden-state RSA rows" in html and "no trials recorded" in html
     provenance = json.loads((evaluation / "provenance.json").read_text(encoding="utf-8"))
-    assert provenance["command"].startswith("egrid ") and unescape(provenance["command"]) in unescape(html)  # the command
+    assert provenance["command"].startswith("egrid ") and unescape(provenance["command"]) in unescape(
+        html
+    )  # the command
     assert "Per-dimension Spearman" in printed and str(report / "index.html") in printed
 
 
@@ -99,7 +101,9 @@ def test_rdm_heatmap_equals_scipy_on_the_chosen_concepts(evaluation):
 def _figures_of(report):
     from grid.report.figures import build_figures
 
-    return build_figures(report.results, FigureOptions(concepts=sorted(report.results.table("ratings")["concept"].unique())[:6]))[0]
+    return build_figures(
+        report.results, FigureOptions(concepts=sorted(report.results.table("ratings")["concept"].unique())[:6])
+    )[0]
 
 
 def test_partial_run_is_reported_with_what_is_missing(tmp_path, ratings_table, capsys):
@@ -110,9 +114,19 @@ def test_partial_run_is_reported_with_what_is_missing(tmp_path, ratings_table, c
     base = rows[(rows["condition"] == "base") & (rows["word"] != "notaword")]
     long = base.rename(columns={"word": "concept", "rating": "expected"}).assign(
         dimension=lambda f: f["dimension"].replace({"foot": "Foot_leg", "hand": "Hand_arm"}),
-        human=np.linspace(0, 5, len(base)), trial_id="base", condition="base", language="en", model="m")
-    store.write("ratings", "base:en", long[["concept", "dimension", "language", "expected", "human", "trial_id",
-                                            "condition", "model"]].reset_index(drop=True))
+        human=np.linspace(0, 5, len(base)),
+        trial_id="base",
+        condition="base",
+        language="en",
+        model="m",
+    )
+    store.write(
+        "ratings",
+        "base:en",
+        long[["concept", "dimension", "language", "expected", "human", "trial_id", "condition", "model"]].reset_index(
+            drop=True
+        ),
+    )
     store.write_json("manifest.json", {"run_name": "partial-0123456789", "status": "running", "job": {}})
     before = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file())
     assert main(["report", str(run), "--concepts", "10"]) == 0
@@ -137,8 +151,10 @@ def test_report_of_a_folder_without_results_is_one_clear_error(tmp_path, capsys)
         build_report(tmp_path / "nope")
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
-                    reason="needs Chromium: `make browser` (as root), or sudo apt-get install chromium")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+    reason="needs Chromium: `make browser` (as root), or sudo apt-get install chromium",
+)
 def test_report_page_renders_in_headless_chromium(evaluation, tmp_path):
     from PIL import Image
 
@@ -164,8 +180,16 @@ def test_mcq_accuracy_figure_shows_accuracy_with_wilson_intervals(evaluation, sv
     from scipy.stats import binomtest
 
     metrics = pd.read_parquet(evaluation / "metrics.parquet")
-    extra = pd.DataFrame({"condition": ["base", "tuned"], "eval_set": "mcq", "metric": "accuracy", "subset": "all",
-                          "value": [10 / 40, 27 / 40], "n": [40, 40]})
+    extra = pd.DataFrame(
+        {
+            "condition": ["base", "tuned"],
+            "eval_set": "mcq",
+            "metric": "accuracy",
+            "subset": "all",
+            "value": [10 / 40, 27 / 40],
+            "n": [40, 40],
+        }
+    )
     pd.concat([metrics, extra], ignore_index=True).to_parquet(evaluation / "metrics.parquet")
     report = build_report(evaluation, options=FigureOptions(concepts=8))
     texts = svg_texts(report.figures["mcq_accuracy"][1])
@@ -191,8 +215,13 @@ def test_spread_keeps_order_and_gap_and_leaves_separate_labels_alone():
         # the closest such placement (least squares), as a general solver finds it
         v = np.asarray(values)[order]
         cons = [{"type": "ineq", "fun": lambda h, i=i: h[i + 1] - h[i] - gap} for i in range(len(v) - 1)]
-        best = minimize(lambda h: ((h - v) ** 2).sum(), v + np.arange(len(v)) * gap, constraints=cons,
-                        method="SLSQP", options={"ftol": 1e-12, "maxiter": 500}).x
+        best = minimize(
+            lambda h: ((h - v) ** 2).sum(),
+            v + np.arange(len(v)) * gap,
+            constraints=cons,
+            method="SLSQP",
+            options={"ftol": 1e-12, "maxiter": 500},
+        ).x
         np.testing.assert_allclose(placed, best, atol=1e-5)
 
 
@@ -202,13 +231,28 @@ def test_rsa_by_layer_value_labels_never_overlap_where_curves_meet(evaluation):
     metrics = pd.read_parquet(evaluation / "metrics.parquet")
     conditions = [*dict.fromkeys(metrics["condition"]), "third"][:3]
     curves = {conditions[0]: [0.10, 0.20, 0.30], conditions[1]: [0.10, 0.21, 0.50], conditions[2]: [0.11, 0.20, 0.05]}
-    rows = [{"condition": c, "eval_set": "en/embeddings", "metric": "rsa_hidden", "subset": "all", "layer": layer,
-             "value": v, "n": 30} for c, values in curves.items() for layer, v in enumerate(values)]
+    rows = [
+        {
+            "condition": c,
+            "eval_set": "en/embeddings",
+            "metric": "rsa_hidden",
+            "subset": "all",
+            "layer": layer,
+            "value": v,
+            "n": 30,
+        }
+        for c, values in curves.items()
+        for layer, v in enumerate(values)
+    ]
     pd.concat([metrics, pd.DataFrame(rows)], ignore_index=True).to_parquet(evaluation / "metrics.parquet")
     report = build_report(evaluation, options=FigureOptions(concepts=8))
     svg = Path(report.figures["rsa_by_layer"][1]).read_text(encoding="utf-8")
-    labels = [(float(x), float(y), text) for x, y, text in
-              re.findall(r'<text style="font-size: 6px[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>([\d.]+)</text>', svg)]
+    labels = [
+        (float(x), float(y), text)
+        for x, y, text in re.findall(
+            r'<text style="font-size: 6px[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>([\d.]+)</text>', svg
+        )
+    ]
     wanted = sorted(f"{v:.2f}" for values in curves.values() for v in values)
     assert sorted(text for _, _, text in labels) == wanted
     by_x: dict[float, list[float]] = {}

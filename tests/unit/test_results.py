@@ -130,8 +130,11 @@ def test_run_location_tells_local_folders_from_uris(tmp_path, monkeypatch):
     (tmp_path / "runs" / "demo-1" / "tune").mkdir(parents=True)
     assert local.exists("tune")
     remote = RunLocation.of("s3://bucket/runs/demo-1/")
-    assert remote.remote and remote.path == "s3://bucket/runs/demo-1/" and remote.child("tune") == "s3://bucket/runs/demo-1/tune"
-
+    assert (
+        remote.remote
+        and remote.path == "s3://bucket/runs/demo-1/"
+        and remote.child("tune") == "s3://bucket/runs/demo-1/tune"
+    )
 
 
 @pytest.mark.parametrize("writer", ["local", "pyarrow"])
@@ -174,9 +177,19 @@ def test_embedding_vectors_are_written_as_float32_lists_from_arrays(tmp_path):
 
     rng = np.random.default_rng(0)
     vectors = [rng.normal(size=7).astype(np.float32) for _ in range(5)]
-    frame = pd.DataFrame({"trial_id": "base", "condition": "base", "model": "m", "language": "en",
-                          "concept": [f"c{i}" for i in range(5)], "split": "test", "layer": 3, "pooling": "mean",
-                          "vector": vectors})
+    frame = pd.DataFrame(
+        {
+            "trial_id": "base",
+            "condition": "base",
+            "model": "m",
+            "language": "en",
+            "concept": [f"c{i}" for i in range(5)],
+            "split": "test",
+            "layer": 3,
+            "pooling": "mean",
+            "vector": vectors,
+        }
+    )
     store = ResultsStore(str(tmp_path / "run"))
     store.write("embeddings", "k", frame)
     files = list((tmp_path / "run" / "tables" / "embeddings").glob("*.parquet"))

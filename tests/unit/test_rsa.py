@@ -63,15 +63,18 @@ def _rho_a_loop(a, b):
     return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb)) / (n**3 - n)
 
 
-@pytest.mark.parametrize("method,oracle", [
-    ("spearman", lambda a, b: stats.spearmanr(a, b).statistic),
-    ("corr", lambda a, b: stats.pearsonr(a, b).statistic),
-    ("pearson", lambda a, b: stats.pearsonr(a, b).statistic),
-    ("tau-b", lambda a, b: stats.kendalltau(a, b).statistic),
-    ("tau-a", _tau_a_loop),
-    ("rho-a", _rho_a_loop),
-    ("cosine", lambda a, b: a @ b / np.sqrt((a @ a) * (b @ b))),
-])
+@pytest.mark.parametrize(
+    "method,oracle",
+    [
+        ("spearman", lambda a, b: stats.spearmanr(a, b).statistic),
+        ("corr", lambda a, b: stats.pearsonr(a, b).statistic),
+        ("pearson", lambda a, b: stats.pearsonr(a, b).statistic),
+        ("tau-b", lambda a, b: stats.kendalltau(a, b).statistic),
+        ("tau-a", _tau_a_loop),
+        ("rho-a", _rho_a_loop),
+        ("cosine", lambda a, b: a @ b / np.sqrt((a @ a) * (b @ b))),
+    ],
+)
 def test_comparisons_with_ties_equal_oracles(rng, method, oracle):
     a = rng.integers(0, 5, size=60).astype(float)  # ties on both sides
     b = np.round(a + rng.normal(size=60))
@@ -96,7 +99,9 @@ def test_streaming_spearman_exact_with_tied_distances(rng):
     model = rng.integers(0, 4, size=(70, 3)).astype(float)
     recipe = RSARecipe("none", "cityblock", "spearman", "t")
     a, b = pdist(model, "cityblock"), pdist(human, "cityblock")
-    assert rsa(model, human, recipe, max_dense_pairs=1).value == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert rsa(model, human, recipe, max_dense_pairs=1).value == pytest.approx(
+        stats.spearmanr(a, b).statistic, abs=1e-12
+    )
 
 
 def test_nan_and_zero_vectors_drop_concepts(rng):
@@ -129,6 +134,7 @@ def test_permutation_p_equals_naive_loop(rng):
     a = pdist(_zscore_loop(model), "cosine")
     b = pdist(_zscore_loop(human), "cosine")
     from scipy.spatial.distance import squareform
+
     sq = squareform(a)
     hits = 0
     for _ in range(50):

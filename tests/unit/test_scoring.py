@@ -63,7 +63,9 @@ def test_packed_suffixes_through_a_lora_adapter_equal_the_naive_oracle(tiny):
     from peft import LoraConfig, get_peft_model
 
     model, tok = tiny
-    wrapped = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    wrapped = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     wrapped.eval()
     packed = score_ratings(wrapped, tok, CONCEPTS, ["Visual", "foot"], batch_size=6)
     base = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=6)
@@ -100,7 +102,9 @@ def test_probabilities_are_a_distribution(tiny):
     assert np.allclose(out["expected"], p @ np.arange(6))
 
 
-@pytest.mark.parametrize("rating,expected", [(2.4, {2: 0.6, 3: 0.4}), (0.0, {0: 1.0}), (5.0, {5: 1.0}), (4.75, {4: 0.25, 5: 0.75})])
+@pytest.mark.parametrize(
+    "rating,expected", [(2.4, {2: 0.6, 3: 0.4}), (0.0, {0: 1.0}), (5.0, {5: 1.0}), (4.75, {4: 0.25, 5: 0.75})]
+)
 def test_soft_digit_target_has_the_rating_as_expectation(rating, expected):
     q = soft_digit_target(rating)
     assert q.sum() == pytest.approx(1.0) and q @ np.arange(6) == pytest.approx(rating)
@@ -108,7 +112,10 @@ def test_soft_digit_target_has_the_rating_as_expectation(rating, expected):
         assert q[k] == pytest.approx(v)
 
 
-@pytest.mark.parametrize("text,value", [("3", 3.0), (" 2.5 out of 5", 2.5), ("I'd say 4", 4.0), ("7", 5.0), ("none", float("nan")), ("1,5", 1.5)])
+@pytest.mark.parametrize(
+    "text,value",
+    [("3", 3.0), (" 2.5 out of 5", 2.5), ("I'd say 4", 4.0), ("7", 5.0), ("none", float("nan")), ("1,5", 1.5)],
+)
 def test_parse_rating(text, value):
     got = parse_rating(text)
     assert (np.isnan(got) and np.isnan(value)) or got == value
@@ -136,8 +143,13 @@ def test_loglikelihood_equals_naive_sum(tiny):
 def test_loglikelihoods_batched_by_length_come_back_in_the_given_order(tiny):
     model, tok = tiny
     # short first: batching longest-first reorders every pair
-    pairs = [("x", " a"), ("y z", " e f g"), ("mid length context", " d"),
-             ("another fairly long context here", " h"), ("A much longer context with many words in it", " b c")]
+    pairs = [
+        ("x", " a"),
+        ("y z", " e f g"),
+        ("mid length context", " d"),
+        ("another fairly long context here", " h"),
+        ("A much longer context with many words in it", " b c"),
+    ]
     by_length = loglikelihoods(model, tok, pairs, batch_size=2)
     as_given = loglikelihoods(model, tok, pairs, batch_size=2, by_length=False)
     for (c, x), (ll, n), (ll_given, n_given) in zip(pairs, by_length, as_given):
@@ -171,10 +183,20 @@ def test_pairs_with_the_same_input_share_one_forward_pass_and_equal_the_naive_su
 
 def test_score_mcq_variants(tiny):
     model, tok = tiny
-    items = [{"index": 1, "question": "Red plus blue?", "options": {"A": "purple", "B": "green", "C": "orange", "D": "cyan"},
-              "correct_option": "A"},
-             {"index": 2, "question": "Sky colour?", "options": {"A": "red", "B": "blue", "C": "black", "D": "brown"},
-              "correct_option": "B"}]
+    items = [
+        {
+            "index": 1,
+            "question": "Red plus blue?",
+            "options": {"A": "purple", "B": "green", "C": "orange", "D": "cyan"},
+            "correct_option": "A",
+        },
+        {
+            "index": 2,
+            "question": "Sky colour?",
+            "options": {"A": "red", "B": "blue", "C": "black", "D": "brown"},
+            "correct_option": "B",
+        },
+    ]
     out = score_mcq(model, tok, items)
     assert len(out) == 8
     assert np.allclose(out.groupby("index")["prob"].sum(), 1.0)
@@ -193,8 +215,12 @@ def test_rating_prompt_is_the_chat_template_rendered_with_the_concept(tiny, lang
     _, tok = tiny
     for concept in ("apple", "ice cream cone", "{concept}"):
         for dim in ("Visual", "Haptic"):
-            content = RATING_TEMPLATES[language].format(description=dimensions.get(dim).description, concept=" " + concept)
-            whole = tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+            content = RATING_TEMPLATES[language].format(
+                description=dimensions.get(dim).description, concept=" " + concept
+            )
+            whole = tok.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
             sp = rating_prompt(tok, concept, dim, language)
             assert sp.prefix + sp.suffix == whole
             assert sp.suffix.startswith(" " + concept)
@@ -205,8 +231,10 @@ def test_prefix_store_reuses_prefixes_across_calls_and_forgets_them_when_weights
 
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     store = PrefixStore()
-    halves = [score_ratings(model, tok, part, ["Visual", "foot"], batch_size=2, prefix_store=store)
-              for part in (CONCEPTS[:3], CONCEPTS[3:])]
+    halves = [
+        score_ratings(model, tok, part, ["Visual", "foot"], batch_size=2, prefix_store=store)
+        for part in (CONCEPTS[:3], CONCEPTS[3:])
+    ]
     assert len(store) == 2  # one prefix per dimension, kept from the first call for the second
     whole = score_ratings(model, tok, CONCEPTS, ["Visual", "foot"], batch_size=2)
     joined = pd.concat(halves).sort_values(["dimension", "concept"]).reset_index(drop=True)
@@ -221,4 +249,6 @@ def test_prefix_store_reuses_prefixes_across_calls_and_forgets_them_when_weights
         assert row["expected"] == pytest.approx(_naive_expected(model, tok, row["concept"], "Visual")[0], abs=1e-4)
     assert len(store) == 1
     before = halves[0][halves[0]["dimension"] == after["dimension"].iloc[0]]
-    assert not np.allclose(after["expected"], before["expected"], atol=1e-3)  # the change is visible, so a stale prefix would fail
+    assert not np.allclose(
+        after["expected"], before["expected"], atol=1e-3
+    )  # the change is visible, so a stale prefix would fail

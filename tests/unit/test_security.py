@@ -25,14 +25,17 @@ def _code_lines():
                 yield path.relative_to(REPO), no, code
 
 
-@pytest.mark.parametrize("pattern,why", [
-    (r"\bimport pickle\b|\bpickle\.loads?\(|\bcloudpickle\.loads?\(", "pickle of files"),
-    (r"torch\.load\((?![^)]*weights_only=True)", "torch.load without weights_only=True"),
-    (r"yaml\.load\(|yaml\.unsafe_load|yaml\.full_load", "YAML other than safe_load"),
-    (r"shell\s*=\s*True", "shell=True"),
-    (r"trust_remote_code\s*=\s*True", "trust_remote_code hard-wired on"),
-    (r"0\.0\.0\.0", "binding to every interface"),
-])
+@pytest.mark.parametrize(
+    "pattern,why",
+    [
+        (r"\bimport pickle\b|\bpickle\.loads?\(|\bcloudpickle\.loads?\(", "pickle of files"),
+        (r"torch\.load\((?![^)]*weights_only=True)", "torch.load without weights_only=True"),
+        (r"yaml\.load\(|yaml\.unsafe_load|yaml\.full_load", "YAML other than safe_load"),
+        (r"shell\s*=\s*True", "shell=True"),
+        (r"trust_remote_code\s*=\s*True", "trust_remote_code hard-wired on"),
+        (r"0\.0\.0\.0", "binding to every interface"),
+    ],
+)
 def test_the_code_has_no(pattern, why):
     hits = [f"{p}:{n}: {c.strip()}" for p, n, c in _code_lines() if re.search(pattern, c)]
     assert not hits, f"{why}:\n" + "\n".join(hits)
@@ -114,7 +117,7 @@ def test_a_bin_only_model_folder_is_refused_unless_the_job_allows_it(tmp_path):
 
 
 def test_workers_go_online_only_when_the_job_allows_downloads_and_the_driver_is_not_offline(monkeypatch):
-    from grid.runner import HUB_OFFLINE, hub_env
+    from grid.ray_session import HUB_OFFLINE, hub_env
 
     for key in HUB_OFFLINE:
         monkeypatch.delenv(key, raising=False)

@@ -15,9 +15,19 @@ from grid.tuning import expected_trials, worker_config
 def _trials(scores: dict[tuple[float, int], float]) -> pd.DataFrame:
     rows = []
     for i, ((lr, seed), score) in enumerate(scores.items()):
-        rows.append({"trial_id": f"t{i}", "condition": "rating", "model": "m", "seed": seed, "format": "rating",
-                     "config": json.dumps({"condition": "rating", "model": "m", "learning_rate": lr, "seed": seed},
-                                          sort_keys=True), "eval_score": score})
+        rows.append(
+            {
+                "trial_id": f"t{i}",
+                "condition": "rating",
+                "model": "m",
+                "seed": seed,
+                "format": "rating",
+                "config": json.dumps(
+                    {"condition": "rating", "model": "m", "learning_rate": lr, "seed": seed}, sort_keys=True
+                ),
+                "eval_score": score,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -33,10 +43,20 @@ def test_best_configuration_is_chosen_on_its_seeds_mean_not_on_one_lucky_seed():
 
 def test_seed_table_gives_each_seed_then_mean_and_spread():
     trials = _trials({(2e-3, 0): 0.41, (2e-3, 1): 0.39, (2e-3, 2): 0.45})
-    metrics = pd.DataFrame([{"trial_id": f"t{i}", "language": "en", "eval_set": "en/rating", "metric": metric,
-                             "subset": "all", "value": value}
-                            for i, (ms, rsa) in enumerate([(0.3, 0.2), (0.5, 0.4), (0.4, 0.3)])
-                            for metric, value in (("mean_spearman", ms), ("rsa", rsa))])
+    metrics = pd.DataFrame(
+        [
+            {
+                "trial_id": f"t{i}",
+                "language": "en",
+                "eval_set": "en/rating",
+                "metric": metric,
+                "subset": "all",
+                "value": value,
+            }
+            for i, (ms, rsa) in enumerate([(0.3, 0.2), (0.5, 0.4), (0.4, 0.3)])
+            for metric, value in (("mean_spearman", ms), ("rsa", rsa))
+        ]
+    )
     table = seed_table(metrics, trials)
     assert list(table["seed"]) == [0, 1, 2, "mean", "spread (SD)"]
     assert table.iloc[3]["mean Spearman"] == pytest.approx(0.4)
@@ -48,5 +68,7 @@ def test_seeds_repeat_each_trial_and_reach_the_training_config():
     spec = parse_job(job, "s.yaml")
     assert expected_trials(spec) == 3
     assert worker_config(spec, {"condition": spec.conditions[0].name, "model": "m", "seed": 2})["train"].seed == 2
-    assert parse_job({**job, "seeds": None}, "s.yaml").run_name == parse_job({k: v for k, v in job.items()
-                                                                             if k != "seeds"}, "s.yaml").run_name
+    assert (
+        parse_job({**job, "seeds": None}, "s.yaml").run_name
+        == parse_job({k: v for k, v in job.items() if k != "seeds"}, "s.yaml").run_name
+    )

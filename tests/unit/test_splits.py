@@ -32,8 +32,9 @@ def test_families_follow_the_stem_and_the_last_word():
 
 
 def test_embedded_demo_split_is_random_family_grouped_and_representative():
-    data = _prepare(en={"source": "embedded", "test_fraction": 0.4, "validation": 150, "max_train": 800,
-                        "max_test": 300})["en"]
+    data = _prepare(
+        en={"source": "embedded", "test_fraction": 0.4, "validation": 150, "max_train": 800, "max_test": 300}
+    )["en"]
     train, val, test = data.train.words, data.validation.words, data.test.words
     assert (len(train), len(val), len(test)) == (800, 150, 300)
     a, b, c = _family_sides(train, val, test)
@@ -91,8 +92,11 @@ def test_paired_tables_keep_translation_pairs_and_families_together(wu2026_table
 
 
 def test_fixed_test_table_drops_training_words_of_its_families(wu2026_tables):
-    spec = {"source": str(wu2026_tables / "lancaster_dutch_train.csv"), "paired": True,
-            "test_source": str(wu2026_tables / "lancaster_dutch_test.csv")}
+    spec = {
+        "source": str(wu2026_tables / "lancaster_dutch_train.csv"),
+        "paired": True,
+        "test_source": str(wu2026_tables / "lancaster_dutch_test.csv"),
+    }
     data = _prepare(en=spec)["en"]
     a, c = _family_sides(data.train.words, data.test.words)
     assert not a & c and len(data.train) > 1000
@@ -108,15 +112,21 @@ def test_draw_sides_matches_a_family_split():
 
 
 def _job(**over):
-    raw = {"name": "pick", "models": ["tiny"], "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 30}},
-           "conditions": [{"name": "a", "format": "rating"}, {"name": "b", "format": "pairwise"}],
-           "training": {"steps": 1, "batch_size": 2}}
+    raw = {
+        "name": "pick",
+        "models": ["tiny"],
+        "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 30}},
+        "conditions": [{"name": "a", "format": "rating"}, {"name": "b", "format": "pairwise"}],
+        "training": {"steps": 1, "batch_size": 2},
+    }
     raw.update(over)
     return parse_job(raw, "pick.yaml")
 
 
 def test_a_job_that_picks_among_trials_needs_a_validation_split():
-    with pytest.raises(SpecError, match=r"norms.en.validation: this job runs 2 trial configurations and picks the best"):
+    with pytest.raises(
+        SpecError, match=r"norms.en.validation: this job runs 2 trial configurations and picks the best"
+    ):
         configure(_job())
     norms = {"en": {"source": "embedded", "max_train": 40, "max_test": 30, "validation": 20}}
     assert len(configure(_job(norms=norms))) == 2

@@ -11,13 +11,13 @@ from scipy import stats
 from embodiment.metrics import RECIPES, holm, mean_correlation, paired_difference
 from embodiment.metrics.rdm import condensed_rdm, get_standardiser
 from embodiment.metrics.rsa_bootstrap import ResampledRSA
-from grid.aggregate import probe_layer
+from grid.hidden_states import probe_layer
 
 
 def _written_out(model, human, recipe, idx):
     """The resample's distinct-concept pairs, one by one (a loop over resample positions)."""
     square = []
-    for features, in ((model,), (human,)):
+    for (features,) in ((model,), (human,)):
         d = np.zeros((len(features),) * 2)
         d[np.triu_indices(len(features), 1)] = condensed_rdm(get_standardiser(recipe.standardise)(features), recipe.rdm)
         square.append(d + d.T)
@@ -30,8 +30,11 @@ def _written_out(model, human, recipe, idx):
     return np.array(a), np.array(b)
 
 
-SCIPY = {"spearman": lambda a, b: stats.spearmanr(a, b).statistic, "corr": lambda a, b: stats.pearsonr(a, b).statistic,
-         "cosine": lambda a, b: a @ b / np.sqrt((a @ a) * (b @ b))}
+SCIPY = {
+    "spearman": lambda a, b: stats.spearmanr(a, b).statistic,
+    "corr": lambda a, b: stats.pearsonr(a, b).statistic,
+    "cosine": lambda a, b: a @ b / np.sqrt((a @ a) * (b @ b)),
+}
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -102,8 +105,13 @@ def test_collapsed_dimension_counts_zero_in_mean_spearman():
 
 
 def test_probe_layer_is_chosen_by_cross_validated_error():
-    metrics = pd.DataFrame({
-        "metric": ["probe_cv_error", "probe_cv_error", "probe_rsa", "probe_rsa"],
-        "language": "en", "trial_id": "base", "layer": [8, 15, 8, 15],
-        "value": [0.70, 0.65, 0.40, 0.30]})  # layer 8 scores better held out, 15 fits better
+    metrics = pd.DataFrame(
+        {
+            "metric": ["probe_cv_error", "probe_cv_error", "probe_rsa", "probe_rsa"],
+            "language": "en",
+            "trial_id": "base",
+            "layer": [8, 15, 8, 15],
+            "value": [0.70, 0.65, 0.40, 0.30],
+        }
+    )  # layer 8 scores better held out, 15 fits better
     assert probe_layer(metrics, "en") == 15

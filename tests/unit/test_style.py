@@ -22,9 +22,11 @@ def test_no_function_in_grid_or_embodiment_is_over_80_lines():
 
 def test_architecture_page_names_every_module():
     page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
-    missing = [str(p.relative_to(REPO)) for p in sorted([*REPO.joinpath("grid").rglob("*.py"),
-                                                         *REPO.joinpath("embodiment").rglob("*.py")])
-               if p.name != "__init__.py" and f"{p.name}" not in page]
+    missing = [
+        str(p.relative_to(REPO))
+        for p in sorted([*REPO.joinpath("grid").rglob("*.py"), *REPO.joinpath("embodiment").rglob("*.py")])
+        if p.name != "__init__.py" and f"{p.name}" not in page
+    ]
     assert not missing, "docs/architecture.md names no row for: " + ", ".join(missing)
 
 
@@ -32,7 +34,9 @@ MAX_MODULE_LINES = 400
 
 
 def test_no_module_in_grid_or_embodiment_is_over_400_lines():
-    long = [f"{p.relative_to(REPO)} ({n} lines)" for p in sorted([*REPO.joinpath("grid").rglob("*.py"),
-                                                                  *REPO.joinpath("embodiment").rglob("*.py")])
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES]
+    long = [
+        f"{p.relative_to(REPO)} ({n} lines)"
+        for p in sorted([*REPO.joinpath("grid").rglob("*.py"), *REPO.joinpath("embodiment").rglob("*.py")])
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
     assert not long, "split these by concern: " + "; ".join(long)

@@ -19,7 +19,11 @@ from embodiment.training.batching import _epoch_order, _micro_batch_indices
 
 
 def _words(rng, n):
-    return list(dict.fromkeys(rng.choice(list("abcdef")) + "".join(rng.choice(list(string.ascii_lowercase), 3)) for _ in range(n)))
+    return list(
+        dict.fromkeys(
+            rng.choice(list("abcdef")) + "".join(rng.choice(list(string.ascii_lowercase), 3)) for _ in range(n)
+        )
+    )
 
 
 def _rule_norms(words, dims=("Visual",)):
@@ -29,12 +33,25 @@ def _rule_norms(words, dims=("Visual",)):
     return Norms(words, list(dims), np.column_stack(cols), "en", "synthetic")
 
 
-MCQ = [{"index": i, "question": f"Colour {c}?", "options": {"A": "red", "B": "blue", "C": "green", "D": "black"},
-        "correct_option": "ABCD"[i % 4]} for i, c in enumerate("abcdefgh")]
+MCQ = [
+    {
+        "index": i,
+        "question": f"Colour {c}?",
+        "options": {"A": "red", "B": "blue", "C": "green", "D": "black"},
+        "correct_option": "ABCD"[i % 4],
+    }
+    for i, c in enumerate("abcdefgh")
+]
 # questions from 1 to 24 words: batches drawn at random pad heavily
-VARIED_MCQ = [{"index": i, "question": " ".join(["what colour is it"] * (1 + (7 * i) % 6)) + "?",
-               "options": {"A": "red", "B": "blue", "C": "green", "D": "black"}, "correct_option": "ABCD"[i % 4]}
-              for i in range(48)]
+VARIED_MCQ = [
+    {
+        "index": i,
+        "question": " ".join(["what colour is it"] * (1 + (7 * i) % 6)) + "?",
+        "options": {"A": "red", "B": "blue", "C": "green", "D": "black"},
+        "correct_option": "ABCD"[i % 4],
+    }
+    for i in range(48)
+]
 
 
 def _data(rng, fmt):
@@ -70,7 +87,9 @@ def _check_summary_values(fmt: str, ev, data) -> None:
         rows = ev.ratings
         assert len(rows) == len(norms.words) * len(norms.dimensions)
         human = {(w, d): norms.means[i, j] for i, w in enumerate(norms.words) for j, d in enumerate(norms.dimensions)}
-        assert all(h == pytest.approx(human[(c, d)]) for c, d, h in zip(rows["concept"], rows["dimension"], rows["human"]))
+        assert all(
+            h == pytest.approx(human[(c, d)]) for c, d, h in zip(rows["concept"], rows["dimension"], rows["human"])
+        )
         per_dim = [stats.spearmanr(g["expected"], g["human"]).statistic for _, g in rows.groupby("dimension")]
         assert ev.summary["mean_spearman"] == pytest.approx(np.mean(per_dim), abs=1e-12)
         if fmt == "rating":
@@ -85,8 +104,9 @@ def _check_summary_values(fmt: str, ev, data) -> None:
         assert ev.summary["accuracy"] == pytest.approx(np.mean(hits))
     elif fmt == "pairwise":
         frame = ev.choices
-        assert ev.summary["accuracy"] == pytest.approx(np.mean([(("A" if p >= 0.5 else "B") == a)
-                                                                for p, a in zip(frame["p_a"], frame["answer"])]))
+        assert ev.summary["accuracy"] == pytest.approx(
+            np.mean([(("A" if p >= 0.5 else "B") == a) for p, a in zip(frame["p_a"], frame["answer"])])
+        )
         assert ev.summary["spearman_gap"] == pytest.approx(stats.spearmanr(frame["p_a"], frame["gap"]).statistic)
     elif fmt == "alignment":
         per_language = [v for k, v in ev.summary.items() if k.startswith("rsa_")]
@@ -122,7 +142,9 @@ def test_lora_adapter_saved_as_safetensors_and_reloads(tmp_path, rng, zero_stage
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=2)
     data = TaskData(norms={"en": _rule_norms(_words(rng, 40))})
-    cfg = TrainConfig(format="rating", lora=True, lora_rank=4, learning_rate=1e-2, steps=20, batch_size=8, zero_stage=zero_stage)
+    cfg = TrainConfig(
+        format="rating", lora=True, lora_rank=4, learning_rate=1e-2, steps=20, batch_size=8, zero_stage=zero_stage
+    )
     result = train(cfg, model, tok, data, tmp_path)
     assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
     assert verify_adapter(result.adapter_dir) > 0
@@ -141,8 +163,15 @@ def test_torch_fallback_engine_trains(tmp_path, rng):
     assert result.engine == "torch" and np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
 
 
-@pytest.mark.parametrize("engine,fmt,batches", [("torch", "rating", "concept"), ("deepspeed", "rating", "concept"),
-                                                ("deepspeed", "rating", "dimension"), ("torch", "mcq", "concept")])
+@pytest.mark.parametrize(
+    "engine,fmt,batches",
+    [
+        ("torch", "rating", "concept"),
+        ("deepspeed", "rating", "concept"),
+        ("deepspeed", "rating", "dimension"),
+        ("torch", "mcq", "concept"),
+    ],
+)
 def test_resume_continues_the_same_run_exactly(tmp_path, rng, engine, fmt, batches):
     """10 steps, then 10 more from the step-10 checkpoint (weights + AdamW moments) equal
     20 steps straight: same losses, same final adapter (mcq: batches grouped by length)."""
@@ -150,8 +179,18 @@ def test_resume_continues_the_same_run_exactly(tmp_path, rng, engine, fmt, batch
 
     tok = tiny_tokenizer()
     data = TaskData(norms={"en": _rule_norms(_words(rng, 40), ("Visual", "Haptic", "Auditory"))}, mcq_items=VARIED_MCQ)
-    cfg = TrainConfig(format=fmt, lora=True, learning_rate=1e-2, steps=20, batch_size=6, engine=engine, checkpoint_every=10,
-                      rating_batches=batches, lr_schedule="cosine", warmup=0.2)
+    cfg = TrainConfig(
+        format=fmt,
+        lora=True,
+        learning_rate=1e-2,
+        steps=20,
+        batch_size=6,
+        engine=engine,
+        checkpoint_every=10,
+        rating_batches=batches,
+        lr_schedule="cosine",
+        warmup=0.2,
+    )
     straight = train(cfg, tiny_causal_lm(tok, seed=5), tok, data, tmp_path / "a")
     ckpt = tmp_path / "a" / "checkpoints" / "step_000010"
     assert (ckpt / "train_state.json").exists() and (ckpt / "optimizer.safetensors").exists()
@@ -248,13 +287,17 @@ def test_rating_loss_matches_the_scorer_distribution():
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=4)
     fmt = get_format("rating")
-    examples = [{"concept": "apple", "dimension": "Visual", "language": "en", "target": 2.4},
-                {"concept": "a much longer concept", "dimension": "foot", "language": "en", "target": 5.0}]
+    examples = [
+        {"concept": "apple", "dimension": "Visual", "language": "en", "target": 2.4},
+        {"concept": "a much longer concept", "dimension": "foot", "language": "en", "target": 5.0},
+    ]
     module = ObjectiveModel(model, fmt.prepare(tok))
     with torch.no_grad():
         loss = float(module(**fmt.collate(examples, tok)))
     scored = {r["concept"]: r for _, r in score_ratings(model, tok, ["apple"], ["Visual"]).iterrows()}
-    scored.update({r["concept"]: r for _, r in score_ratings(model, tok, ["a much longer concept"], ["foot"]).iterrows()})
+    scored.update(
+        {r["concept"]: r for _, r in score_ratings(model, tok, ["a much longer concept"], ["foot"]).iterrows()}
+    )
     ref = []
     for ex in examples:
         r = scored[ex["concept"]]
@@ -286,10 +329,14 @@ def test_amp_bf16_trains_fp32_weights_with_bf16_matmuls(tmp_path, rng, engine):
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=1)
     seen = set()
-    hooks = [m.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
-             for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    cfg = TrainConfig(format="rating", lora=False, learning_rate=3e-3, steps=20, batch_size=8, engine=engine,
-                      precision="amp_bf16")
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    cfg = TrainConfig(
+        format="rating", lora=False, learning_rate=3e-3, steps=20, batch_size=8, engine=engine, precision="amp_bf16"
+    )
     result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 40))}), tmp_path)
     for h in hooks:
         h.remove()
@@ -299,9 +346,18 @@ def test_amp_bf16_trains_fp32_weights_with_bf16_matmuls(tmp_path, rng, engine):
 
 
 def _rating_examples():
-    return [{"concept": c, "dimension": d, "language": "en", "target": t} for c, d, t in
-            [("apple", "Visual", 3.2), ("a much longer concept", "Auditory", 4.6), ("lemon peel", "taste", 2.5),
-             ("cat", "Visual", 4.1), ("sky", "Visual", 4.9), ("noise", "Auditory", 0.4), ("x", "Haptic", 1.0)]]
+    return [
+        {"concept": c, "dimension": d, "language": "en", "target": t}
+        for c, d, t in [
+            ("apple", "Visual", 3.2),
+            ("a much longer concept", "Auditory", 4.6),
+            ("lemon peel", "taste", 2.5),
+            ("cat", "Visual", 4.1),
+            ("sky", "Visual", 4.9),
+            ("noise", "Auditory", 0.4),
+            ("x", "Haptic", 1.0),
+        ]
+    ]
 
 
 @pytest.mark.parametrize("lora", [True, False])
@@ -348,8 +404,9 @@ def test_shared_prefix_training_equals_plain_training(tmp_path, rng, engine):
     data = TaskData(norms={"en": _rule_norms(_words(rng, 24), ("Visual", "Haptic", "Auditory"))})
     runs = {}
     for shared in (False, True):
-        cfg = TrainConfig(format="rating", lora=True, learning_rate=1e-2, steps=6, batch_size=6, engine=engine,
-                          shared_prefix=shared)
+        cfg = TrainConfig(
+            format="rating", lora=True, learning_rate=1e-2, steps=6, batch_size=6, engine=engine, shared_prefix=shared
+        )
         runs[shared] = train(cfg, tiny_causal_lm(tok, seed=2), tok, data, tmp_path / str(shared))
     np.testing.assert_allclose(runs[True].losses, runs[False].losses, rtol=1e-4)
     a = load_file(f"{runs[False].adapter_dir}/adapter_model.safetensors")
@@ -371,13 +428,13 @@ def test_concept_batches_hold_every_dimension_of_their_concepts():
         order = _epoch_order(len(examples), 7, epoch, 6, plan)
         assert sorted(order) == list(range(len(examples)))
         for start in range(0, len(order), 6):
-            concepts = [examples[i]["concept"] for i in order[start: start + 6]]
+            concepts = [examples[i]["concept"] for i in order[start : start + 6]]
             assert len(set(concepts)) == 2 and all(concepts.count(c) == 3 for c in concepts)
     assert list(_epoch_order(len(examples), 7, 0, 6, plan)) != list(_epoch_order(len(examples), 7, 1, 6, plan))
     # dimension batches: one prompt prefix per batch wherever a dimension has a full batch left
     plan = batch_plan(RatingFormat(batches="dimension"), examples, tiny_tokenizer(), cfg)
     order = _epoch_order(len(examples), 7, 0, 5, plan)
-    one_dim = [len({examples[i]["dimension"] for i in order[s: s + 5]}) == 1 for s in range(0, 30, 5)]
+    one_dim = [len({examples[i]["dimension"] for i in order[s : s + 5]}) == 1 for s in range(0, 30, 5)]
     assert sum(one_dim) >= 4 and sorted(order) == list(range(30))
 
 
@@ -402,9 +459,15 @@ def test_lora_on_the_top_blocks_only_trains_those_blocks(tmp_path, rng):
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=3)
     last = model.config.num_hidden_layers - 1
-    linears = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and f".layers.{last}." in n}
+    linears = {
+        n.rsplit(".", 1)[-1]
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and f".layers.{last}." in n
+    }
     cfg = TrainConfig(format="rating", lora_top_layers=1, learning_rate=1e-2, steps=12, batch_size=6, engine="torch")
-    result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 30), ("Visual", "Haptic"))}), tmp_path)
+    result = train(
+        cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 30), ("Visual", "Haptic"))}), tmp_path
+    )
     keys = load_file(f"{result.adapter_dir}/adapter_model.safetensors")
     assert keys and all(f".layers.{last}." in k for k in keys)
     assert {k.split(f".layers.{last}.")[1].split(".")[1] for k in keys} == linears
@@ -436,7 +499,10 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(lora):
         fmt = RatingFormat(shared_prefix=shared)
         loss = ObjectiveModel(model, fmt.prepare(tok))(**fmt.collate(_rating_examples(), tok))
         loss.backward()
-        results[checkpointing] = (float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        results[checkpointing] = (
+            float(loss),
+            {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad},
+        )
         assert model.is_gradient_checkpointing == checkpointing if hasattr(model, "is_gradient_checkpointing") else True
     (plain_loss, plain), (ckpt_loss, ckpt) = results[False], results[True]
     assert ckpt_loss == pytest.approx(plain_loss, rel=1e-6)
@@ -451,8 +517,15 @@ def test_training_with_checkpointing_lowers_the_loss_on_full_prompts(tmp_path, r
 
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, seed=3)
-    cfg = TrainConfig(format="rating", lora=False, learning_rate=3e-3, steps=20, batch_size=8, engine="torch",
-                      gradient_checkpointing=True)
+    cfg = TrainConfig(
+        format="rating",
+        lora=False,
+        learning_rate=3e-3,
+        steps=20,
+        batch_size=8,
+        engine="torch",
+        gradient_checkpointing=True,
+    )
     result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 40))}), tmp_path)
     assert model.is_gradient_checkpointing
     assert np.mean(result.losses[-5:]) < 0.8 * np.mean(result.losses[:5])

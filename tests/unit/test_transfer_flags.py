@@ -11,14 +11,18 @@ from embodiment.norms import DUTCH_DIMS, LANCASTER_DIMS
 from grid.aggregate import aggregate, group_label, trained_on
 from grid.spec import parse_job
 
-JOB = {"name": "transfer", "models": ["m"],
-       "norms": {"en": {"source": "embedded", "validation": 20}, "nl": {"source": "embedded", "validation": 20}},
-       "conditions": [{"name": "en_all", "format": "rating", "languages": ["en"]},
-                      {"name": "nl_all", "format": "rating", "languages": ["nl"]},
-                      {"name": "en_three", "format": "rating", "languages": ["en"],
-                       "dimensions": ["Visual", "Auditory", "Haptic"]},
-                      {"name": "colour", "format": "mcq"}],
-       "mcq": {"train": "wu2026:mcq-train", "test": "wu2026:mcq-test"}}
+JOB = {
+    "name": "transfer",
+    "models": ["m"],
+    "norms": {"en": {"source": "embedded", "validation": 20}, "nl": {"source": "embedded", "validation": 20}},
+    "conditions": [
+        {"name": "en_all", "format": "rating", "languages": ["en"]},
+        {"name": "nl_all", "format": "rating", "languages": ["nl"]},
+        {"name": "en_three", "format": "rating", "languages": ["en"], "dimensions": ["Visual", "Auditory", "Haptic"]},
+        {"name": "colour", "format": "mcq"},
+    ],
+    "mcq": {"train": "wu2026:mcq-train", "test": "wu2026:mcq-test"},
+}
 TRIALS = {"t_en": "en_all", "t_nl": "nl_all", "t_three": "en_three", "t_mcq": "colour"}
 
 
@@ -29,9 +33,20 @@ def _ratings(rng, n=60):
         for k, trial in enumerate(["base", *TRIALS]):
             model = human + rng.normal(scale=3.0 - 0.4 * k, size=human.shape)
             for j, d in enumerate(dims):
-                rows.append(pd.DataFrame({"trial_id": trial, "condition": TRIALS.get(trial, "base"), "model": "m",
-                                          "language": language, "concept": [f"{language}{i}" for i in range(n)],
-                                          "dimension": d, "human": human[:, j], "expected": model[:, j]}))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "trial_id": trial,
+                            "condition": TRIALS.get(trial, "base"),
+                            "model": "m",
+                            "language": language,
+                            "concept": [f"{language}{i}" for i in range(n)],
+                            "dimension": d,
+                            "human": human[:, j],
+                            "expected": model[:, j],
+                        }
+                    )
+                )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -44,7 +59,11 @@ def test_transfer_rows_flag_dimension_language_and_format(rng, wu2026_tables):
     t = out["transfer"].set_index(["trial_id", "language", "dimension"])
     # English-trained on all dimensions: English rows trained; Dutch rows another language,
     # their senses the equivalents of trained English ones
-    assert t.loc[("t_en", "en", "Torso"), ["dimension_trained", "language_trained", "format_trained"]].tolist() == [True, True, True]
+    assert t.loc[("t_en", "en", "Torso"), ["dimension_trained", "language_trained", "format_trained"]].tolist() == [
+        True,
+        True,
+        True,
+    ]
     assert t.loc[("t_en", "nl", "Zien"), ["dimension_trained", "language_trained"]].tolist() == [True, False]
     # Dutch-trained: English motor dimensions have no Dutch equivalent -> untrained
     assert t.loc[("t_nl", "en", "Visual"), ["dimension_trained", "language_trained"]].tolist() == [True, False]
@@ -58,13 +77,18 @@ def test_transfer_rows_flag_dimension_language_and_format(rng, wu2026_tables):
 
     # each group's mean delta against a loop over its dimensions (scipy), CI around it
     groups = out["metrics"][out["metrics"]["metric"] == "transfer_delta"]
-    row = groups[(groups["trial_id"] == "t_three") & (groups["language"] == "en")
-                 & (groups["subset"] == group_label(False, True, True))].iloc[0]
+    row = groups[
+        (groups["trial_id"] == "t_three")
+        & (groups["language"] == "en")
+        & (groups["subset"] == group_label(False, True, True))
+    ].iloc[0]
     en = ratings[ratings["language"] == "en"]
     deltas = []
     for d in [d for d in LANCASTER_DIMS if d not in ("Visual", "Auditory", "Haptic")]:
         part = en[en["dimension"] == d].pivot(index="concept", columns="trial_id", values="expected")
         human = en[en["dimension"] == d].drop_duplicates("concept").set_index("concept")["human"].loc[part.index]
-        deltas.append(stats.spearmanr(part["t_three"], human).statistic - stats.spearmanr(part["base"], human).statistic)
+        deltas.append(
+            stats.spearmanr(part["t_three"], human).statistic - stats.spearmanr(part["base"], human).statistic
+        )
     assert row["value"] == pytest.approx(np.mean(deltas), abs=1e-12)
     assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n"] == 60

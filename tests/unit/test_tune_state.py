@@ -17,8 +17,11 @@ def _run_folder(tmp_path, pickled: bytes, recorded: str | None):
     run = tmp_path / "demo-0123456789"
     (run / "tune").mkdir(parents=True)
     (run / "tune" / "tuner.pkl").write_bytes(pickled)
-    job = {"name": "demo", "models": ["smollm2-135m"], "norms": {"en": {"source": "embedded", "max_train": 20,
-                                                                         "max_test": 10}}}
+    job = {
+        "name": "demo",
+        "models": ["smollm2-135m"],
+        "norms": {"en": {"source": "embedded", "max_train": 20, "max_test": 10}},
+    }
     manifest = {"job": job, "job_file": "demo.yaml", "status": "interrupted"}
     if recorded is not None:
         manifest["tune_state_sha256"] = recorded

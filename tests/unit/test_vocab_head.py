@@ -23,8 +23,9 @@ def tiny():
 def _full_logits_loss(model, batch):
     """The oracle: logits on every position, then the shifted cross-entropy."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                             batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1), ignore_index=-100
+    )
 
 
 def test_continuation_loss_and_gradients_equal_the_full_head(tiny):
@@ -32,9 +33,11 @@ def test_continuation_loss_and_gradients_equal_the_full_head(tiny):
     enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
     # prompts of different lengths, one- and three-token continuations: the rows predict
     # at different positions, and padding follows the short rows
-    pairs = [(enc("Which colour is a ripe banana? Answer:"), enc(" B")),
-             (enc("Pick:"), enc(" yellow and green")),
-             (enc("The sky on a clear day is"), enc(" A"))]
+    pairs = [
+        (enc("Which colour is a ripe banana? Answer:"), enc(" B")),
+        (enc("Pick:"), enc(" yellow and green")),
+        (enc("The sky on a clear day is"), enc(" A")),
+    ]
     batch = continuation_batch(pairs, pad=0)
     assert (batch["labels"][:, 1:] != -100).any(0).sum() < batch["labels"].shape[1] - 1  # some positions skipped
 
@@ -56,8 +59,11 @@ def test_pooled_hidden_equals_the_full_forward(tiny):
     batch = concept_span_batch(tok, CONCEPTS)
     with torch.no_grad():
         got = pooled_hidden(model, batch["input_ids"], batch["attention_mask"], batch["span_mask"])
-        last = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     output_hidden_states=True).hidden_states[-1].float()
+        last = (
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+            .hidden_states[-1]
+            .float()
+        )
     w = batch["span_mask"].float()
     want = (last * w[..., None]).sum(1) / w.sum(1, keepdim=True)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
@@ -72,7 +78,7 @@ def test_embeddings_of_every_layer_equal_the_full_forward(tiny):
         with torch.no_grad():
             hidden = model(input_ids=torch.tensor([prefix + own]), output_hidden_states=True).hidden_states
         for layer, h in enumerate(hidden):
-            span = h[0, len(prefix):].float().numpy()
+            span = h[0, len(prefix) :].float().numpy()
             np.testing.assert_allclose(got.layer(layer)[i], span.mean(0), atol=1e-5)
             np.testing.assert_allclose(got.layer(layer, "last")[i], span[-1], atol=1e-5)
 
@@ -85,6 +91,7 @@ def test_hidden_states_only_spares_causal_heads_and_leaves_encoders_alone(tiny):
     assert hidden_states_only(model) == {"logits_to_keep": 1}
     wrapped = get_peft_model(tiny_causal_lm(tiny_tokenizer(), seed=1), LoraConfig(r=2, target_modules=["q_proj"]))
     assert hidden_states_only(wrapped) == {"logits_to_keep": 1}
-    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                   intermediate_size=32))
+    encoder = BertModel(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     assert hidden_states_only(encoder) == {}
