@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from embodiment.errors import InputError, StorageError
 from grid.cli_evaluate import _add_evaluate_ratings
 from grid.cli_library import _add_data, _add_jobs
+from grid.cli_plan import add_plan
 from grid.cli_report import _add_report
 from grid.cli_status import cmd_status, read_manifest
 from grid.location import RunLocation
@@ -52,6 +53,7 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     from grid.job_file import load_job
 
     spec = load_job(args.job)
+    _say_plan(spec)
     summary = run_job(
         spec,
         address=args.address,
@@ -66,6 +68,19 @@ def cmd_run(args: argparse.Namespace, resume: bool = False) -> int:
     if not getattr(args, "no_report", False):
         _write_report(summary["run_dir"], summary.get("differences"))
     return 0
+
+
+def _say_plan(spec) -> None:
+    """The plan's one-line total before a run starts (``egrid plan`` has the details);
+    a model the plan cannot read (a hub id not yet downloaded) only skips the line."""
+    from grid.cli_plan import DEFAULT_MFU, plan_rows, plan_total
+
+    try:
+        frame = plan_rows(spec, gpu_memory_gib=None, gpu=None, mfu=DEFAULT_MFU)
+    except (InputError, OSError, ValueError) as exc:
+        print(f"plan: not available ({type(exc).__name__}: {str(exc)[:200]})", flush=True)
+        return
+    print(plan_total(frame, spec.resources.max_concurrent_trials or 1), flush=True)
 
 
 def _write_report(folder: str, differences: pd.DataFrame | None = None) -> None:
@@ -267,7 +282,7 @@ def _add_grid_commands(sub) -> None:
 
 
 #: Subcommand registrars; each adds its parser and sets ``func``.
-COMMANDS = [_add_grid_commands, _add_evaluate_ratings, _add_report, _add_data, _add_jobs]
+COMMANDS = [_add_grid_commands, add_plan, _add_evaluate_ratings, _add_report, _add_data, _add_jobs]
 
 
 def build_parser() -> argparse.ArgumentParser:
