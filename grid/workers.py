@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from embodiment.models import load_model
 from embodiment.training import TrainConfig, train, weight_dtype
+from embodiment.training.distributed import partitioned_loading
 from grid.data import training_data
 from grid.node_cache import local_copy
 from grid.progress import quiet_train_worker
@@ -31,6 +33,9 @@ def train_worker(config: dict) -> None:
     cfg: TrainConfig = config["train"]  # validated with the job spec; searched values within its ranges
     context = ray.train.get_context()
     rank = context.get_world_rank()
+    # ZeRO-3: each rank loads only its partition of the weights, and training stays in the block
+    zero3 = ExitStack()
+    zero3.enter_context(partitioned_loading(cfg))
     lm = load_model(
         local_copy(config["model"]),
         device="cuda" if config.get("use_gpu") else "cpu",
@@ -62,7 +67,10 @@ def train_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
     out = scratch / "out"
-    result = train(cfg, lm.model, lm.tokenizer, data, out, resume_from=resume, report=report)
+    try:
+        result = train(cfg, lm.model, lm.tokenizer, data, out, resume_from=resume, report=report)
+    finally:
+        zero3.close()
     final = ray.train.Checkpoint.from_directory(str(out)) if rank == 0 else None
     ray.train.report(
         {

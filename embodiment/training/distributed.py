@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -73,3 +75,26 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
         },
         "steps_per_print": 10**9,
     }
+
+
+@contextmanager
+def partitioned_loading(cfg: TrainConfig) -> Iterator[None]:
+    """Under ZeRO-3, models loaded inside this block (``from_pretrained``) are partitioned
+    across the ranks as their weights load (DeepSpeed's ``zero.Init`` through transformers'
+    DeepSpeed integration): no rank ever holds the whole model. Keep training inside the
+    block too: transformers and PEFT ask whether ZeRO-3 is on while they wrap the model.
+    Other stages and engines: nothing changes."""
+    if cfg.engine != "deepspeed" or cfg.zero_stage != 3:
+        yield
+        return
+    from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
+
+    _, world = ensure_distributed()
+    config = deepspeed_config(cfg)
+    config["train_batch_size"] = cfg.batch_size * cfg.grad_accum * world
+    keep = HfDeepSpeedConfig(config)  # transformers holds it by weak reference: alive for the block
+    try:
+        yield
+    finally:
+        del keep
+        unset_hf_deepspeed_config()

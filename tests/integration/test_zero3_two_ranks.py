@@ -1,6 +1,7 @@
 """ZeRO-3 across two ranks (gloo, CPU) trains as ZeRO-0 does: the same losses, step by step,
-to fp32 tolerance (full fine-tuning and LoRA): partitioning changes where the weights,
-gradients and optimizer state live, not the arithmetic."""
+to fp32 tolerance (full fine-tuning and LoRA; and a saved model partitioned as it loads):
+partitioning changes where the weights, gradients and optimizer state live, not the
+arithmetic."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_ranks(stage: int, lora: str, out: Path) -> dict:
+def _two_ranks(stage: int, lora: str, out: Path, *extra: str) -> dict:
     port = str(_free_port())
     procs = []
     for rank in range(2):
@@ -39,7 +40,7 @@ def _two_ranks(stage: int, lora: str, out: Path) -> dict:
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(HERE / "two_rank_training.py"), str(stage), lora, str(out)],
+                [sys.executable, str(HERE / "two_rank_training.py"), str(stage), lora, str(out), *extra],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -60,3 +61,12 @@ def test_zero3_on_two_ranks_gives_the_losses_of_zero0(tmp_path, lora):
     assert len(zero0["losses"]) == len(zero3["losses"]) == 6
     np.testing.assert_allclose(zero3["losses"], zero0["losses"], rtol=1e-4, atol=1e-5)
     assert zero0["losses"][-1] != zero0["losses"][0]  # it trained
+
+
+def test_zero3_partitions_the_weights_as_they_load_and_trains_the_same(tmp_path):
+    """A saved model loaded under ZeRO-3 (zero.Init through transformers): no rank holds a
+    whole weight, and LoRA training gives the losses of the unpartitioned run."""
+    zero0 = _two_ranks(0, "lora", tmp_path / "zero0.json")
+    loaded = _two_ranks(3, "lora", tmp_path / "loaded.json", "loaded")
+    assert loaded["partitioned"] is True
+    np.testing.assert_allclose(loaded["losses"], zero0["losses"], rtol=1e-4, atol=1e-5)

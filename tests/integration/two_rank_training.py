@@ -7,6 +7,7 @@ embedded norms with a ZeRO stage and writes its losses as JSON.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
@@ -14,6 +15,7 @@ import torch
 
 def main() -> None:
     stage, lora, out = int(sys.argv[1]), sys.argv[2] == "lora", sys.argv[3]
+    loaded = len(sys.argv) > 4 and sys.argv[4] == "loaded"  # from a saved folder, partitioned as it loads
     torch.set_num_threads(1)
     from embodiment.formats import TaskData
     from embodiment.models.tiny import tiny_causal_lm, tiny_tokenizer
@@ -34,10 +36,25 @@ def main() -> None:
         engine="deepspeed",
         seed=0,
     )
-    result = train(cfg, tiny_causal_lm(tok, seed=1), tok, TaskData(norms={"en": picked}), f"{out}.d")
+    partitioned = None
+    if loaded:
+        from embodiment.models import load_model
+        from embodiment.models.tiny import save_tiny_model
+        from embodiment.training.distributed import ensure_distributed, partitioned_loading
+
+        # each rank saves its own copy before the group exists (save_pretrained writes on rank 0 only)
+        folder = save_tiny_model(f"{out}.model{os.environ['RANK']}", seed=1)
+        ensure_distributed()
+        with partitioned_loading(cfg):
+            model = load_model(folder, device="cpu", dtype="float32").model
+            # numel() of a ZeRO-3 parameter is 0 on every rank: its values live in partitions
+            partitioned = all(hasattr(p, "ds_id") and p.numel() == 0 for p in model.parameters())
+            result = train(cfg, model, tok, TaskData(norms={"en": picked}), f"{out}.d")
+    else:
+        result = train(cfg, tiny_causal_lm(tok, seed=1), tok, TaskData(norms={"en": picked}), f"{out}.d")
     if torch.distributed.get_rank() == 0:
         with open(out, "w") as fh:
-            json.dump({"losses": result.losses, "world": result.world_size}, fh)
+            json.dump({"losses": result.losses, "world": result.world_size, "partitioned": partitioned}, fh)
 
 
 if __name__ == "__main__":
