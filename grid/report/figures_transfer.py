@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from embodiment.evaluate import significance_stars
-from grid.report.figures import Figure, FigureOptions, _grouped_bars, _labels_of, figure
+from grid.report.figures import PALETTE, Figure, FigureOptions, _grouped_bars, _labels_of, figure
 from grid.report.results import Results
 
 
@@ -84,6 +84,40 @@ def _wilson(p: float, n: int, z: float = 1.959963984540054) -> tuple[float, floa
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
+
+
+@figure("transfer_groups")
+def transfer_groups(res: Results, opt: FigureOptions, missing: list) -> Figure | None:
+    m = res.shown("metrics")
+    groups = m[m["metric"] == "transfer_delta"].copy() if not m.empty else m
+    if groups.empty:
+        return None  # a job without trained-dimension flags (or without a base) has no groups
+    groups = groups.sort_values(["language", "label", "subset"]).reset_index(drop=True)
+    rows = [
+        f"{label} ({lang}): {subset}"
+        for label, lang, subset in zip(groups["label"], groups["language"], groups["subset"])
+    ]
+    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.38 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    labels = _labels_of(groups)
+    colours = [PALETTE[labels.index(str(lbl)) % len(PALETTE)] for lbl in groups["label"]]
+    err = np.vstack([groups["value"] - groups["ci_low"], groups["ci_high"] - groups["value"]])
+    for yi, v, e0, e1, c in zip(y, groups["value"], err[0], err[1], colours):
+        ax.errorbar(v, yi, xerr=[[e0], [e1]], fmt="o", color=c, capsize=3)
+        ax.text(v, yi + 0.18, f"{v:+.3f}", ha="center", va="bottom", fontsize=7)
+    ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
+    ax.set_yticks(y, rows, fontsize=7)
+    ax.set_xlabel("mean Spearman delta against base (paired bootstrap 95% CI)")
+    fig.tight_layout()
+    return Figure(
+        "transfer_groups",
+        "Transfer by what was trained",
+        "Each condition's mean per-dimension Spearman change against the untrained model, over the dimensions "
+        "it trained on and those it did not, in its own and the other language and format; both models on the "
+        "same resamples of concepts. A CI that excludes 0 is a change the held-out concepts resolve.",
+        fig,
+        groups[["language", "label", "subset", "value", "ci_low", "ci_high", "n"]],
+    )
 
 
 @figure("mcq_accuracy")

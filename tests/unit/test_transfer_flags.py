@@ -92,3 +92,39 @@ def test_transfer_rows_flag_dimension_language_and_format(rng, wu2026_tables):
         )
     assert row["value"] == pytest.approx(np.mean(deltas), abs=1e-12)
     assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n"] == 60
+
+
+def test_the_report_draws_each_groups_delta_with_its_ci(rng, wu2026_tables, tmp_path, svg_texts):
+    from grid.report import build_report
+    from grid.results import ResultsStore
+
+    spec = parse_job(JOB, "transfer.yaml")
+    trained = trained_on(spec.conditions, {"en": list(LANCASTER_DIMS), "nl": list(DUTCH_DIMS)})
+    ratings = _ratings(rng)
+    trials = pd.DataFrame(
+        {
+            "trial_id": list(TRIALS),
+            "condition": list(TRIALS.values()),
+            "model": "m",
+            "status": "TERMINATED",
+            "eval_score": 0.5,
+        }
+    )
+    out = aggregate({"ratings": ratings, "trials": trials}, subsets=("all",), n_boot=100, seed=1, trained=trained)
+    run = tmp_path / "transfer-0123456789"
+    store = ResultsStore(str(run))
+    store.write("ratings", "all", ratings)
+    store.write("trials", "all", trials)
+    for table, frame in out.items():
+        store.write(table, "aggregate", frame)
+    store.write_json("manifest.json", {"run_name": run.name, "status": "finished", "job": JOB})
+    report = build_report(str(run))
+    assert "transfer_groups" in report.figures, (report.results.labels, report.missing)
+    texts = svg_texts(report.figures["transfer_groups"][1])
+    groups = out["metrics"][out["metrics"]["metric"] == "transfer_delta"]
+    # every group of every condition, with its delta as drawn
+    for row in groups.itertuples():
+        assert f"{row.condition} ({row.language}): {row.subset}" in texts  # the condition's best trial, by name
+        assert f"{row.value:+.3f}" in texts
+    drawn = report.results.tables["metrics"]
+    assert len(drawn[drawn["metric"] == "transfer_delta"]) == len(groups)
