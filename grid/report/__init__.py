@@ -92,6 +92,7 @@ def build_report(
         job_differences,
         objective_table,
         objective_text,
+        seed_table,
         several_objectives,
     )
     from grid.report.page import render_page
@@ -119,7 +120,8 @@ def build_report(
     differences = differences_text(differences)
     missing = res.missing + missing
     index = out / "index.html"
-    write_text_atomic(render_page(res, figures, missing, best, objectives, differences), index)
+    seeds = seed_table(res.table("metrics"), trials) if not trials.empty else pd.DataFrame()
+    write_text_atomic(render_page(res, figures, missing, best, objectives, differences, seeds), index)
     if remote:
         from grid.node_cache import publish_folder
 

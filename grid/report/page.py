@@ -95,6 +95,7 @@ def render_page(
     best: pd.DataFrame,
     objectives: pd.DataFrame | None = None,
     differences: pd.DataFrame | None = None,
+    seeds: pd.DataFrame | None = None,
 ) -> str:
     """The report page's HTML text."""
     title = f"egrid report: {res.name}"
@@ -123,6 +124,13 @@ def render_page(
             "* the 95 % CI excludes 0)</h3>" + _table(differences.reset_index())
         )
     body = "".join(_figure_html(f) for f in figures if f.name != "search")
+    if seeds is not None and not seeds.empty:
+        body += (
+            '<section id="seeds"><h2>Training seeds</h2><p>Each best configuration run with several training '
+            "seeds: every seed's held-out figures, their mean and their spread (standard deviation) across seeds. "
+            "Read the spread beside the bootstrap CIs: a difference smaller than it is within what a seed "
+            "changes.</p>" + _table(seeds) + "</section>"
+        )
     search = next((f for f in figures if f.name == "search"), None)
     search_html = _figure_html(search).replace("</section>", best_html + "</section>") if search else ""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -72,3 +72,41 @@ def test_seeds_repeat_each_trial_and_reach_the_training_config():
         parse_job({**job, "seeds": None}, "s.yaml").run_name
         == parse_job({k: v for k, v in job.items() if k != "seeds"}, "s.yaml").run_name
     )
+
+
+def test_the_report_page_gives_each_seed_its_mean_and_spread(tmp_path):
+    from html import unescape
+
+    from grid.report import build_report
+    from grid.results import ResultsStore
+
+    trials = _trials({(2e-3, 0): 0.41, (2e-3, 1): 0.39, (2e-3, 2): 0.45}).assign(status="TERMINATED")
+    values = [(0.3, 0.2), (0.5, 0.4), (0.4, 0.3)]
+    metrics = pd.DataFrame(
+        [
+            {
+                "trial_id": f"t{i}",
+                "condition": "rating",
+                "model": "m",
+                "language": "en",
+                "eval_set": "en/rating",
+                "metric": metric,
+                "subset": "all",
+                "value": value,
+            }
+            for i, (ms, rsa) in enumerate(values)
+            for metric, value in (("mean_spearman", ms), ("rsa", rsa))
+        ]
+    )
+    run = tmp_path / "seeds-0123456789"
+    store = ResultsStore(str(run))
+    store.write("trials", "all", trials)
+    store.write("metrics", "aggregate", metrics)
+    store.write_json("manifest.json", {"run_name": run.name, "status": "finished", "job": {}})
+    page = unescape(build_report(str(run)).index.read_text(encoding="utf-8"))
+    section = page[page.index('<section id="seeds">') :]
+    section = section[: section.index("</section>")]
+    for seed, (ms, rsa) in enumerate(values):
+        assert f"<td>t{seed}</td>" in section
+    assert "mean" in section and "spread (SD)" in section
+    assert "0.4" in section and "0.1" in section  # the mean Spearman and the RSA's spread
