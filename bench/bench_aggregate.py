@@ -10,7 +10,7 @@ same whatever the values; only the sizes set the cost.
 Run it on two commits to compare them on the same machine in one session, e.g.
 ``python bench/bench_aggregate.py --n-boot 200`` on the commit before the vectorised RSA
 bootstrap and ``python bench/bench_aggregate.py --n-boot 1000`` after it.
-Usage: python bench/bench_aggregate.py [--n-boot 1000] [--concepts 1000] [--seed 0]
+Usage: python bench/bench_aggregate.py [--n-boot 1000] [--concepts 1000] [--seed 0] [--store none|all|layers]\n(--store: the driver's peak memory with the embeddings read whole or a layer at a time.)
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ DIMS = [
 LAYERS = (0, 8, 15, 22, 30)
 
 
-def tables(n_test: int, n_train: int, seed: int):
+def tables(n_test: int, n_train: int, seed: int, embeddings: bool = True, layers=LAYERS):
+    """The synthetic tables and the training norms (``embeddings=False``: the same draws, no hidden states)."""
     from embodiment.norms import Norms
 
     rng = np.random.default_rng(seed)
@@ -64,8 +65,10 @@ def tables(n_test: int, n_train: int, seed: int):
                 )
             )
         who = words if trial == "base" else test
-        for layer in LAYERS:
+        for layer in layers:
             vectors = rng.normal(size=(len(who), 576)).astype(np.float32)
+            if not embeddings:
+                continue
             emb.append(
                 pd.DataFrame(
                     {
@@ -94,13 +97,35 @@ def tables(n_test: int, n_train: int, seed: int):
     norms = Norms(train, DIMS, human[n_test:], "en", "synthetic")
     return {
         "ratings": pd.concat(ratings, ignore_index=True),
-        "embeddings": pd.concat(emb, ignore_index=True),
+        "embeddings": pd.concat(emb, ignore_index=True) if emb else pd.DataFrame(),
         "choices": choices,
         "trials": trials,
     }, {"en": norms}
 
 
+def _write_store(data: dict, folder: str) -> None:
+    """The tables as a run's results store in ``folder``."""
+    from grid.results import ResultsStore
+
+    store = ResultsStore(folder)
+    for name, frame in data.items():
+        store.write(name, "bench", frame)
+
+
+def _read_store(folder: str, layers: bool) -> dict:
+    """The tables read back as the aggregate stage reads them: embeddings whole, or a layer at a time."""
+    from grid.hidden_states import EmbeddingLayers
+    from grid.results import ResultsStore
+
+    store = ResultsStore(folder)
+    tables = {t: store.read(t) for t in ("ratings", "choices", "trials")}
+    tables["embeddings"] = EmbeddingLayers(store=store) if layers else store.read("embeddings")
+    return tables
+
+
 def main() -> None:
+    import resource
+
     from grid.aggregate import aggregate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,17 +133,30 @@ def main() -> None:
     parser.add_argument("--concepts", type=int, default=1000)
     parser.add_argument("--train", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all-layers", action="store_true", help="every one of SmolLM2's 31 hidden states, not 5")
+    parser.add_argument("--write-store", default=None, metavar="DIR", help="write the tables as a results store; exit")
+    parser.add_argument("--read-store", default=None, metavar="DIR", help="aggregate a store of --write-store")
+    parser.add_argument("--layers", action="store_true", help="with --read-store: embeddings a layer at a time")
     args = parser.parse_args()
-    data, train_norms = tables(args.concepts, args.train, args.seed)
+    layers = tuple(range(31)) if args.all_layers else LAYERS
+    data, train_norms = tables(args.concepts, args.train, args.seed, embeddings=not args.read_store, layers=layers)
+    if args.write_store:
+        _write_store(data, args.write_store)
+        return
+    if args.read_store:  # the in-memory tables are dropped first: only what the store gives stays
+        data = _read_store(args.read_store, args.layers)
     started = time.perf_counter()
     out = aggregate(data, subsets=("all", "sensory", "motor"), n_boot=args.n_boot, seed=0, train_norms=train_norms)
     seconds = time.perf_counter() - started
+    read = ("a layer at a time" if args.layers else "whole") if args.read_store else "in memory"
     print(
         json.dumps(
             {
                 "n_boot": args.n_boot,
                 "concepts": args.concepts,
+                "embeddings": read,
                 "seconds": round(seconds, 1),
+                "peak_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "metrics_rows": len(out["metrics"]),
                 "transfer_rows": len(out["transfer"]),
             }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from embodiment.metrics import rsa
 from grid.schema import BASE
@@ -48,7 +49,7 @@ def _hidden_state_metrics(
     ``probe_pearson`` per dimension, ``probe_rsa`` per subset, ``probe_wordwise_similarity``).
     ``predictions``, when given, receives each probe's held-out predictions under
     (model, trial_id, language, layer): (concepts, dimensions, (n, d) array)."""
-    split = _split_of(emb)
+    source = EmbeddingLayers.of(emb)
     human = ratings.drop_duplicates(["language", "concept", "dimension"])
     # each language's held-out human ratings as a concept x dimension table, once (not per
     # model, trial and layer), dimensions in the ratings' order
@@ -57,29 +58,90 @@ def _hidden_state_metrics(
         for lang, part in human.groupby("language", sort=False)
     }
     out = []
-    for (model, trial_id, language, layer), g in emb.groupby(["model", "trial_id", "language", "layer"], sort=False):
-        if language not in wide:
-            continue
-        h = wide[language]
-        test = g[(split[g.index] == "test") & g["concept"].isin(h.index)]
-        if len(test) < 3:
-            continue
-        vectors = np.stack(test["vector"].map(np.asarray).to_list())
-        target = h.loc[test["concept"]].to_numpy()
-        tag = {
-            "trial_id": trial_id,
-            "condition": cond_of.get(trial_id, trial_id),
-            "model": model,
-            "language": language,
-            "layer": int(layer),
-        }
-        out.append(_hidden_rsa_row(vectors, target, tag, n_boot=n_boot, seed=seed))
-        train = g[split[g.index] == "train"]
-        norms = (train_norms or {}).get(language)
-        if norms is None or len(train) < 10:
-            continue
+    for layer_id in source.layers():  # one layer's hidden states in memory at a time
+        frame = source.layer(layer_id)
+        pa.default_memory_pool().release_unused()  # Arrow's read buffers: back to the system, not kept per layer
+        split = _split_of(frame)
+        for (model, trial_id, language, layer), g in frame.groupby(
+            ["model", "trial_id", "language", "layer"], sort=False
+        ):
+            out += _layer_rows(
+                g,
+                split,
+                wide,
+                train_norms,
+                cond_of,
+                (model, trial_id, language, layer),
+                rsa_recipe=rsa_recipe,
+                subsets=subsets,
+                n_boot=n_boot,
+                seed=seed,
+                predictions=predictions,
+            )
+    return out
+
+
+def _layer_rows(g, split, wide, train_norms, cond_of, key, *, rsa_recipe, subsets, n_boot, seed, predictions) -> list:
+    """The RSA row and the probe's rows of one (model, trial, language, layer)."""
+    model, trial_id, language, layer = key
+    if language not in wide:
+        return []
+    h = wide[language]
+    test = g[(split[g.index] == "test") & g["concept"].isin(h.index)]
+    if len(test) < 3:
+        return []
+    vectors = np.stack(test["vector"].map(np.asarray).to_list())
+    target = h.loc[test["concept"]].to_numpy()
+    tag = {
+        "trial_id": trial_id,
+        "condition": cond_of.get(trial_id, trial_id),
+        "model": model,
+        "language": language,
+        "layer": int(layer),
+    }
+    out = [_hidden_rsa_row(vectors, target, tag, n_boot=n_boot, seed=seed)]
+    train = g[split[g.index] == "train"]
+    norms = (train_norms or {}).get(language)
+    if norms is not None and len(train) >= 10:
         out += _probe_rows(train, norms, test, vectors, target, h, tag, rsa_recipe, subsets, n_boot, seed, predictions)
     return out
+
+
+class EmbeddingLayers:
+    """A run's hidden states, one layer at a time: from a frame already in memory, or read
+    from the results store layer by layer (only that layer's rows of each file), so the
+    aggregate never holds every layer of every model at once.
+
+    Args:
+        frame: the embeddings table, in memory.
+        store: a :class:`~grid.results.ResultsStore` whose ``embeddings`` table is read.
+    """
+
+    def __init__(self, frame: pd.DataFrame | None = None, store=None):
+        self.frame, self.store = frame, store
+
+    @classmethod
+    def of(cls, source) -> "EmbeddingLayers":
+        """``source`` as it is if already one, else a frame wrapped."""
+        return source if isinstance(source, EmbeddingLayers) else cls(frame=source)
+
+    def layers(self) -> list[int]:
+        """The layers present, in order."""
+        if self.store is None:
+            values = self.frame["layer"] if len(self.frame) else []
+        else:
+            stored = self.store.read("embeddings", columns=["layer"])
+            values = stored["layer"] if len(stored) else []
+        return sorted({int(v) for v in values})
+
+    def layer(self, layer: int) -> pd.DataFrame:
+        """Every row of one layer."""
+        if self.store is None:
+            return self.frame[self.frame["layer"] == layer]
+        return self.store.read("embeddings", filters=[("layer", "==", layer)])
+
+    def __len__(self) -> int:
+        return len(self.layers())
 
 
 def _hidden_rsa_row(vectors: np.ndarray, target: np.ndarray, tag: dict, *, n_boot: int, seed: int) -> pd.DataFrame:

@@ -22,11 +22,16 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from grid.location import RunLocation
 from grid.schema import TABLES, conform  # the tables and their columns: one definition
+
+
+#: tables written one Parquet row group per ``layer`` (the aggregate reads them a layer at a time)
+LAYERED_TABLES = ("embeddings",)
 
 
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
@@ -113,7 +118,15 @@ class ResultsStore:
         data = data.replace_schema_metadata({b"egrid_key": key.encode()})
         final = f"{folder}/{key_name(key)}"
         with atomic_output(self.fs, final) as sink:
-            pq.write_table(data, sink)
+            if table in LAYERED_TABLES and data.num_rows:
+                # one row group per layer: a reader asking for one layer skips the others' bytes
+                with pq.ParquetWriter(sink, data.schema) as writer:
+                    layers = data.column("layer")
+                    for layer in sorted(set(layers.to_pylist()), key=lambda v: (v is None, v)):
+                        mask = pa.compute.is_null(layers) if layer is None else pa.compute.equal(layers, layer)
+                        writer.write_table(data.filter(mask))
+            else:
+                pq.write_table(data, sink)
         return final
 
     def delete(self, table: str, key: str) -> bool:
@@ -137,19 +150,21 @@ class ResultsStore:
             out.add(meta.get(b"egrid_key", name.encode()).decode())
         return out
 
-    def read(self, table: str) -> pd.DataFrame:
-        """The whole table (empty frame when nothing was written)."""
+    def read(self, table: str, *, columns: list[str] | None = None, filters: list | None = None) -> pd.DataFrame:
+        """The table (empty frame when nothing was written); ``columns`` and ``filters``
+        (pyarrow's, e.g. ``[("layer", "==", 8)]``) read only part of it from each file."""
         folder = self.table_dir(table)
         files = [
             i.path
             for i in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
             if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")
         ]
-        if not files:
-            return pd.DataFrame()
-        return pd.concat(
-            [pq.read_table(self.fs.open_input_file(f)).to_pandas() for f in sorted(files)], ignore_index=True
-        )
+        parts = [
+            pq.read_table(self.fs.open_input_file(f), columns=columns, filters=filters).to_pandas()
+            for f in sorted(files)
+        ]
+        parts = [p for p in parts if len(p)] or parts[:1]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def write_json(self, name: str, payload: dict) -> None:
         """A small JSON record (run manifest) written atomically beside the tables."""

@@ -9,6 +9,7 @@ import time
 import pandas as pd
 
 from embodiment.errors import InputError
+from grid.hidden_states import EmbeddingLayers
 from grid.ray_session import versions
 from grid.results import ResultsStore
 from grid.schema import TABLES
@@ -21,7 +22,8 @@ def aggregate_stage(spec: JobSpec, store: ResultsStore, data: dict, say, write) 
     stores each non-empty table under the key ``aggregate``."""
     from grid.aggregate import aggregate, trained_on
 
-    tables = {t: store.read(t) for t in ("ratings", "head_ratings", "embeddings", "choices", "trials")}
+    tables = {t: store.read(t) for t in ("ratings", "head_ratings", "choices", "trials")}
+    tables["embeddings"] = EmbeddingLayers(store=store)  # read a layer at a time by the aggregate
     agg = aggregate(
         tables,
         rsa_recipe=spec.evaluation.rsa_recipe,

@@ -123,3 +123,36 @@ def test_a_trial_minus_the_probe_is_paired_on_the_same_concepts_at_the_cv_layer(
         assert row["layer"] == layer and row["n"] == 30
         assert row["value"] == pytest.approx(stat(mine) - stat(pred), abs=1e-12)
         assert row["ci_low"] < row["value"] < row["ci_high"] and row["alternative"] == "two-sided"
+
+
+def test_hidden_states_read_a_layer_at_a_time_from_the_store_give_the_in_memory_metrics(rng, tmp_path):
+    from grid.hidden_states import EmbeddingLayers
+    from grid.results import ResultsStore
+
+    _, _, _, ratings, emb, norms = _tables(rng)
+    store = ResultsStore(str(tmp_path / "run"))
+    half = len(emb) // 3  # two files, each holding rows of both layers
+    store.write("embeddings", "a", emb.iloc[:half].reset_index(drop=True))
+    store.write("embeddings", "b", emb.iloc[half:].reset_index(drop=True))
+    import pyarrow.parquet as pq
+
+    groups = []
+    for path in sorted((tmp_path / "run" / "tables" / "embeddings").glob("*.parquet")):  # a row group per layer
+        meta = pq.ParquetFile(path).metadata
+        column = meta.schema.names.index("layer")
+        groups.append([meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)])
+    assert sorted(len(g) for g in groups) == [1, 2]  # key a: layer 0 only; key b: both layers
+    assert all(st.min == st.max for g in groups for st in g)
+    stored = EmbeddingLayers(store=store)
+    assert stored.layers() == [0, 3]
+    layer = stored.layer(3)
+    assert set(layer["layer"]) == {3} and len(layer) == (emb["layer"] == 3).sum()  # only that layer's rows
+    kwargs = dict(subsets=("all",), n_boot=50, seed=0, train_norms={"en": norms})
+    as_stored = emb.assign(vector=[np.asarray(v, dtype=np.float32) for v in emb["vector"]])  # the store's float32
+    from_memory = aggregate({"ratings": ratings, "embeddings": as_stored}, **kwargs)["metrics"]
+    from_store = aggregate({"ratings": ratings, "embeddings": stored}, **kwargs)["metrics"]
+    keys = ["trial_id", "metric", "subset", "dimension", "layer"]
+    a = from_memory.sort_values(keys).reset_index(drop=True)
+    b = from_store.sort_values(keys).reset_index(drop=True)
+    assert len(a) == len(b) and (a["layer"].dropna().astype(int).isin([0, 3])).all()
+    np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float), rtol=0, atol=1e-12)
