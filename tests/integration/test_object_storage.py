@@ -179,6 +179,7 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     code, out = _finish(driver)
     assert code == 130, out[-4000:]
     assert f"egrid resume {run}" in out
+    assert "plan: 2 trial(s)" in out  # planned from the model's config in the store, before the run
     assert ResultsStore(run).read_json("manifest.json")["status"] == "interrupted"
     code, out = _finish(_egrid(driver_dir, *doc["status"]))
     assert code == 0 and "interrupted" in out, out[-3000:]
