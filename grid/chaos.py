@@ -172,8 +172,8 @@ def run_with_chaos(
 ) -> tuple[list[Kill], bool]:
     """Run ``job`` on ``cluster`` and make up to ``kills`` kills while it runs.
 
-    Each kill picks, among the kinds that have a victim right now, the one used least so
-    far (ties at random), so every kind gets its turn as the run goes through its stages.
+    Each kill goes to a kind used least so far (:func:`_next_kind`), so every kind gets its
+    turn as the run goes through its stages.
     A killed driver is followed by ``egrid resume``; so is a driver that exits with an
     error after a kill (at most a few times).
 
@@ -186,9 +186,7 @@ def run_with_chaos(
         driver = _egrid(cluster.work, log, "run", str(job), "--address", cluster.address)
         resumes = 0
         while True:
-            deadline = time.time() + rng.uniform(*gap)
-            while time.time() < deadline and driver.poll() is None:
-                time.sleep(0.2)
+            kind = _next_kind(cluster, made, driver, rng, gap) if len(made) < kills else None
             code = driver.poll()
             if code == 0:
                 return made, True
@@ -199,12 +197,9 @@ def run_with_chaos(
                 say(f"[chaos] driver exited with {code}; egrid resume")
                 driver = _egrid(cluster.work, log, "resume", run_dir, "--address", cluster.address)
                 continue
-            if len(made) >= kills:
-                continue  # no kills left: let it finish
-            available = [k for k in KINDS if _victims(cluster, k)]
-            used = {k: sum(m.kind == k for m in made) for k in available}
-            fewest = min(used.values())
-            kind = rng.choice([k for k in available if used[k] == fewest])
+            if kind is None:
+                time.sleep(0.5)  # no kills left (or no victim): let it run
+                continue
             target = _kill(cluster, kind, driver, rng)
             if target is None:
                 continue
@@ -213,6 +208,32 @@ def run_with_chaos(
             if kind == "driver":
                 driver.wait()
                 driver = _egrid(cluster.work, log, "resume", run_dir, "--address", cluster.address)
+
+
+def _next_kind(
+    cluster: ChaosCluster, made: list[Kill], driver: subprocess.Popen, rng: random.Random, gap: tuple[float, float]
+) -> str | None:
+    """Wait between ``gap[0]`` and ``gap[1]`` seconds, then name the kind to kill.
+
+    Once ``gap[0]`` has passed, a kind used least so far is taken the moment it has a victim
+    (a training worker lives only while its trial trains: seconds, in a small grid); at
+    ``gap[1]``, the least used of the kinds that have one. None when the driver ended first.
+    """
+    started, wait = time.time(), rng.uniform(*gap)
+    used = {k: sum(m.kind == k for m in made) for k in KINDS}
+    rarest = [k for k in KINDS if used[k] == min(used.values())]
+    while driver.poll() is None:
+        elapsed = time.time() - started
+        if elapsed >= gap[0]:
+            ready = [k for k in rarest if _victims(cluster, k)]
+            if ready:
+                return rng.choice(ready)
+        if elapsed >= wait:
+            available = [k for k in KINDS if _victims(cluster, k)]
+            fewest = min(used[k] for k in available)
+            return rng.choice([k for k in available if used[k] == fewest])
+        time.sleep(0.25)
+    return None
 
 
 def _kill(cluster: ChaosCluster, kind: str, driver: subprocess.Popen, rng: random.Random) -> str | None:
