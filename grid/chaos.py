@@ -44,6 +44,8 @@ KEYS = {
 #: process can differ in float32's last bits, which reorders near-tied distances of the tiny
 #: model's nearly flat ratings in an RSA (the fault tests measured up to 6e-4)
 METRIC_TOLERANCE = 5e-3
+#: seconds to wait for a victim of a kind no kill has reached yet (a training worker)
+RARE_PATIENCE_S = 90.0
 
 
 @dataclass
@@ -217,11 +219,16 @@ def _next_kind(
 
     Once ``gap[0]`` has passed, a kind used least so far is taken the moment it has a victim
     (a training worker lives only while its trial trains: seconds, in a small grid); at
-    ``gap[1]``, the least used of the kinds that have one. None when the driver ended first.
+    ``gap[1]`` (up to :data:`RARE_PATIENCE_S` when only such short-lived kinds are left
+    untouched), the least used of the kinds that have one. None when the driver ended first.
     """
     started, wait = time.time(), rng.uniform(*gap)
     used = {k: sum(m.kind == k for m in made) for k in KINDS}
     rarest = [k for k in KINDS if used[k] == min(used.values())]
+    if all(k in PROCESS_NAMES for k in rarest) and len(made) >= len(KINDS) - 1:
+        # only short-lived processes are left to catch: let the run reach them (killing
+        # the always-present driver or a node again would only restart it from its checkpoints)
+        wait = max(wait, RARE_PATIENCE_S)
     while driver.poll() is None:
         elapsed = time.time() - started
         if elapsed >= gap[0]:
