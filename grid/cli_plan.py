@@ -23,9 +23,9 @@ ACCELERATORS = {
 }
 #: the fraction of peak a LoRA fine-tuning step reaches on a GPU (a stated assumption)
 DEFAULT_MFU = 0.35
-#: this project's 2-core AVX2 CPU, fp32: seconds per GFLOP of a training step, measured
-#: with bench/bench_training.py (docs/performance.md)
-CPU_SECONDS_PER_GFLOP = 1.0 / 11.0
+#: seconds per GFLOP of a CPU training step (fp32): this project's 2-core AVX2 CPU, measured
+#: with bench/bench_plan.py (docs/performance.md); other machines: re-measure with it
+CPU_SECONDS_PER_GFLOP = 1.0 / 97.0
 GIB = 2**30
 
 
