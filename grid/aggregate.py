@@ -12,7 +12,7 @@ import pandas as pd
 from embodiment.evaluate import EvaluationOptions, evaluate_joined
 from embodiment.metrics import proportion
 from embodiment.ratings import JoinedRatings
-from grid.hidden_states import _hidden_state_metrics, _readout_rows, probe_differences
+from grid.hidden_states import difference_fields, _hidden_state_metrics, _readout_rows, probe_differences
 from grid.schema import BASE
 
 
@@ -282,13 +282,7 @@ def transfer_groups(joined, transfer: pd.DataFrame, *, n_boot: int, seed: int, p
                 "eval_set": first["eval_set"],
                 "metric": "transfer_delta",
                 "subset": group_label(group, first["language_trained"], first["format_trained"]),
-                "value": d.value,
-                "ci_low": d.ci_low,
-                "ci_high": d.ci_high,
-                "p": d.p,
-                "alternative": "two-sided",
-                "n": d.n,
-                "n_dropped": int((~keep).sum()),
+                **difference_fields(d, int((~keep).sum())),
                 "note": f"mean Spearman delta over {len(cols)} dimension(s): {', '.join(part['dimension'])}",
             }
         )

@@ -221,6 +221,19 @@ def _probe_rows(train, norms, test, vectors, target, h, tag, rsa_recipe, subsets
     return out
 
 
+def difference_fields(d, dropped: int) -> dict:
+    """A paired bootstrap difference's columns of a metrics row (two-sided p)."""
+    return {
+        "value": d.value,
+        "ci_low": d.ci_low,
+        "ci_high": d.ci_high,
+        "p": d.p,
+        "alternative": "two-sided",
+        "n": d.n,
+        "n_dropped": dropped,
+    }
+
+
 #: trial minus probe, per measure: (metric name, what the statistic is)
 MINUS_PROBE = {"minus_probe_mean_spearman": "mean Spearman", "minus_probe_rsa": "rating RSA"}
 
@@ -294,13 +307,7 @@ def probe_differences(
                         "subset": "all",
                         "layer": layer,
                         "recipe": rsa_recipe if metric.endswith("rsa") else None,
-                        "value": d.value,
-                        "ci_low": d.ci_low,
-                        "ci_high": d.ci_high,
-                        "p": d.p,
-                        "alternative": "two-sided",
-                        "n": d.n,
-                        "n_dropped": int((~keep).sum()),
+                        **difference_fields(d, int((~keep).sum())),
                         "note": f"paired bootstrap: the trial's prompted ratings minus the base probe (layer {layer})",
                     }
                 )
