@@ -202,7 +202,7 @@ def run_with_chaos(
                     return made, False
                 resumes += 1
                 say(f"[chaos] driver exited with {code}; egrid resume")
-                driver = _egrid(cluster.work, log, "resume", run_dir, "--address", cluster.address)
+                driver = _restart(cluster, log, job, run_dir)
                 continue
             if kind is None:
                 time.sleep(0.5)  # no kills left (or no victim): let it run
@@ -214,7 +214,17 @@ def run_with_chaos(
             say(f"[chaos] {made[-1].at:7.1f} s  kill {len(made)}: {kind} ({target})")
             if kind == "driver":
                 driver.wait()
-                driver = _egrid(cluster.work, log, "resume", run_dir, "--address", cluster.address)
+                driver = _restart(cluster, log, job, run_dir)
+
+
+def _restart(cluster: ChaosCluster, log, job: Path, run_dir: str) -> subprocess.Popen:
+    """``egrid resume`` of the run; ``egrid run`` again when the driver died before the run
+    folder held its manifest (nothing to resume yet)."""
+    from grid.results import ResultsStore
+
+    if ResultsStore(run_dir).read_json("manifest.json") is None:
+        return _egrid(cluster.work, log, "run", str(job), "--address", cluster.address)
+    return _egrid(cluster.work, log, "resume", run_dir, "--address", cluster.address)
 
 
 def _next_kind(
