@@ -1,5 +1,6 @@
 """ZeRO-3 across two ranks (gloo, CPU) trains as ZeRO-0 does: the same losses, step by step,
-to fp32 tolerance (full fine-tuning and LoRA; and a saved model partitioned as it loads):
+to fp32 tolerance (LoRA; and a saved model partitioned as it loads; full fine-tuning was
+checked the same way when this was written, and left out of the suite for its time):
 partitioning changes where the weights, gradients and optimizer state live, not the
 arithmetic."""
 
@@ -55,12 +56,12 @@ def _two_ranks(stage: int, lora: str, out: Path, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def zero0(tmp_path_factory) -> dict:
-    """The unpartitioned runs every ZeRO-3 run is compared with (full fine-tuning and LoRA)."""
+    """The unpartitioned LoRA run every ZeRO-3 run is compared with."""
     folder = tmp_path_factory.mktemp("zero0")
-    return {lora: _two_ranks(0, lora, folder / f"{lora}.json") for lora in ("full", "lora")}
+    return {lora: _two_ranks(0, lora, folder / f"{lora}.json") for lora in ("lora",)}
 
 
-@pytest.mark.parametrize("lora", ["full", "lora"])
+@pytest.mark.parametrize("lora", ["lora"])
 def test_zero3_on_two_ranks_gives_the_losses_of_zero0(tmp_path, lora, zero0):
     zero3 = _two_ranks(3, lora, tmp_path / "zero3.json")
     assert zero0[lora]["world"] == zero3["world"] == 2
