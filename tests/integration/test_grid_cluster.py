@@ -181,6 +181,7 @@ def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts
         "rsa_by_subset",
         "rsa_by_layer",
         "transfer_matrix",
+        "transfer_groups",
         "rdm_heatmaps",
         "wordwise_similarity",
         "search",
