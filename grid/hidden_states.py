@@ -119,6 +119,7 @@ class EmbeddingLayers:
 
     def __init__(self, frame: pd.DataFrame | None = None, store=None):
         self.frame, self.store = frame, store
+        self._layers: list[int] | None = None  # listed once: the store's layer column is read one time
 
     @classmethod
     def of(cls, source) -> "EmbeddingLayers":
@@ -127,12 +128,15 @@ class EmbeddingLayers:
 
     def layers(self) -> list[int]:
         """The layers present, in order."""
+        if self._layers is not None:
+            return self._layers
         if self.store is None:
             values = self.frame["layer"] if len(self.frame) else []
         else:
             stored = self.store.read("embeddings", columns=["layer"])
             values = stored["layer"] if len(stored) else []
-        return sorted({int(v) for v in values})
+        self._layers = sorted({int(v) for v in values})
+        return self._layers
 
     def layer(self, layer: int) -> pd.DataFrame:
         """Every row of one layer."""
