@@ -11,7 +11,7 @@ import pandas as pd
 
 from embodiment.errors import InputError
 from embodiment.training.plan import model_shape, step_flops, training_memory
-from grid.node_cache import is_uri
+from grid.node_cache import is_uri, local_copy
 
 #: peak dense bf16 TFLOPs of accelerators a job may name (``--gpu``), and their memory in GiB
 ACCELERATORS = {
@@ -55,20 +55,8 @@ def micro_batches(fmt, data, tokenizer, cfg, sample: int = 8) -> list[dict]:
     return out
 
 
-def _config_folder(uri: str) -> str:
-    """A model folder in object storage without its weights: its config and tokenizer files
-    (every file under 50 MB) copied to a temporary folder, which is all a plan reads."""
-    import tempfile
-
-    import pyarrow.fs as pafs
-
-    fs, base = pafs.FileSystem.from_uri(uri.rstrip("/"))
-    target = tempfile.mkdtemp(prefix="egrid-plan-")
-    for info in fs.get_file_info(pafs.FileSelector(base, recursive=False)):
-        if info.type == pafs.FileType.File and info.size < 50 * 2**20:
-            with fs.open_input_stream(info.path) as src, open(f"{target}/{info.base_name}", "wb") as dst:
-                dst.write(src.read())
-    return target
+#: a plan reads a model's config and tokenizer, never its weights: files above this stay in the store
+CONFIG_FILE_BYTES = 50 * 2**20
 
 
 def plan_rows(spec, *, gpu_memory_gib: float | None, gpu: str | None, mfu: float) -> pd.DataFrame:
@@ -79,7 +67,11 @@ def plan_rows(spec, *, gpu_memory_gib: float | None, gpu: str | None, mfu: float
 
     rows = []
     for model in spec.models:
-        folder = _config_folder(model) if is_uri(model) else locate(model, allow_download=spec.allow_download)[0]
+        folder = (
+            local_copy(model, max_file_bytes=CONFIG_FILE_BYTES)
+            if is_uri(model)
+            else locate(model, allow_download=spec.allow_download)[0]
+        )
         shape = model_shape(str(folder), trust_remote_code=spec.trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
         for condition in spec.conditions:

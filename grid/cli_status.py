@@ -9,7 +9,6 @@ import time
 
 from embodiment.errors import InputError
 from grid.location import RunLocation
-from grid.node_cache import exists
 
 
 def _status_text(run: str) -> tuple[str, str]:
@@ -24,7 +23,7 @@ def _status_text(run: str) -> tuple[str, str]:
     lines = [f"run {manifest['run_name']}: {manifest.get('status')} (updated {manifest.get('updated')})"]
     live = []
     tune_dir = RunLocation.of(run).child("tune")
-    if exists(tune_dir):
+    if RunLocation(tune_dir).exists():
         from grid.internals import read_trial_states
 
         try:

@@ -46,9 +46,10 @@ def _listing(fs: pafs.FileSystem, base: str) -> dict[str, int]:
     return {f.path[len(base) :].lstrip("/"): f.size for f in files if f.type == pafs.FileType.File}
 
 
-def _cache_dir(uri: str) -> Path:
+def _cache_dir(uri: str, variant: str = "") -> Path:
     name = uri.rstrip("/").rsplit("/", 1)[-1] or "root"
-    return cache_root() / "store" / f"{name}-{hashlib.sha256(uri.rstrip('/').encode()).hexdigest()[:16]}"
+    key = hashlib.sha256(f"{uri.rstrip('/')}{variant}".encode()).hexdigest()[:16]
+    return cache_root() / "store" / f"{name}{variant}-{key}"
 
 
 def _matches(folder: Path, uri: str, listing: dict[str, int]) -> bool:
@@ -61,10 +62,16 @@ def _matches(folder: Path, uri: str, listing: dict[str, int]) -> bool:
     return all((folder / rel).is_file() and (folder / rel).stat().st_size == size for rel, size in listing.items())
 
 
-def local_copy(path: str | os.PathLike) -> str:
+def local_copy(path: str | os.PathLike, *, max_file_bytes: int | None = None) -> str:
     """A local path for ``path``: itself if local, else this node's checked copy of it.
 
     A URI naming a folder gives the cached folder; naming a file, the cached file.
+
+    Args:
+        path: a local path or a storage URI.
+        max_file_bytes: copy only the files of at most this size (a model's config and
+            tokenizer without its weights); such a partial copy is cached apart from the
+            whole one.
 
     Raises:
         InputError: the URI names nothing in the store, or the copy came out short.
@@ -75,10 +82,14 @@ def local_copy(path: str | os.PathLike) -> str:
     uri = text.rstrip("/")
     fs, base = pafs.FileSystem.from_uri(uri)
     listing = _listing(fs, base)
+    variant = ""
+    if max_file_bytes is not None:
+        listing = {rel: size for rel, size in listing.items() if size <= max_file_bytes}
+        variant = f"-upto{max_file_bytes}"
     if not listing:
         raise InputError("nothing found at this storage URI (expected a folder or a file)", source=uri)
     single = fs.get_file_info(base).type == pafs.FileType.File
-    target = _cache_dir(uri)
+    target = _cache_dir(uri, variant)
     if not _matches(target, uri, listing):
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -104,11 +115,6 @@ def local_copy(path: str | os.PathLike) -> str:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return str(target / next(iter(listing))) if single else str(target)
-
-
-def exists(path: str) -> bool:
-    """Whether a file or folder exists at a local path or URI."""
-    return RunLocation(str(path)).exists()
 
 
 def publish_folder(local: str | os.PathLike, dest: str) -> None:

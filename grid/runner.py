@@ -18,7 +18,6 @@ from grid import progress as progress_mode
 from grid.console import ci_text
 from grid.internals import is_tune_experiment_state
 from grid.location import RunLocation
-from grid.node_cache import exists
 from grid.run_summary import aggregate_stage, finished_summary, summary_of
 from grid.ray_session import hub_env, init_ray, results_actor, versions
 from grid.results import ResultsStore, _filesystem
@@ -171,7 +170,7 @@ def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor,
         if ray.get(actor.has.remote("choices", key)) or ray.get(actor.has.remote("ratings", key)):
             continue
         weights = str(row.adapter)  # a LoRA adapter folder, or a fully fine-tuned model's (a path or a URI)
-        model, adapter = (row.model, weights) if exists(f"{weights}/adapter_config.json") else (weights, None)
+        model, adapter = (row.model, weights) if RunLocation(weights).exists("adapter_config.json") else (weights, None)
         say(f"best {row.format} trial {row.trial_id}: {', '.join(spec.evaluation.best_only)}")
         evaluated = evaluate_model(spec, model, adapter, data, embeddings=False, formats=spec.evaluation.best_only)
         for table, frame in evaluated.items():

@@ -18,7 +18,7 @@ import pandas as pd
 
 from embodiment.training import TrainConfig
 from grid.location import RunLocation
-from grid.node_cache import exists, publish_folder
+from grid.node_cache import publish_folder
 from grid.progress import is_plain, say as _say  # module level: the callback is pickled with the Tuner
 from grid.spec import JobSpec
 
@@ -197,7 +197,7 @@ def _trial_head(spec: JobSpec, config: dict, adapter_dir: str):
     from grid.pipeline import TrialHead
 
     path = f"{adapter_dir}/{HEAD_FILE}"
-    if not exists(path):
+    if not RunLocation(path).exists():
         return None
     plain = worker_config(spec, config)
     task = training_data(plain["condition"], plain["norms"], spec.seed, spec.mcq)
