@@ -12,23 +12,19 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from embodiment.training.distributed import free_port
+
 
 BUCKET = "egrid-test"
 #: a secret no file or log of a run may hold (credentials come from the environment only)
 SECRET = "egrid-test-secret-5f3a9c"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def s3_server_running(folder: Path):
     """moto's S3 server on 127.0.0.1 with :data:`BUCKET` in it, and the standard AWS
     variables of this process set to reach it (put back afterwards); yields its URL."""
-    port = _free_port()
+    port = free_port()
     log = folder / "server.log"
     with open(log, "w") as out:
         server = subprocess.Popen(

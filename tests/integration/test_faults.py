@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
+from egrid_process import finish, start_egrid
 from ray_processes import session_of_driver, stop_ray_under
 
 from grid.runner import run_job
@@ -161,16 +161,6 @@ def test_results_actor_killed_restarts_from_disk(tmp_path):
         ray.shutdown()
 
 
-def _egrid(*args, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "grid.cli", *args], env=env, start_new_session=True, **popen)
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out or "", err or ""
-
-
 def _when(condition, proc: subprocess.Popen, what: str, timeout: float = 600) -> None:
     deadline = time.time() + timeout
     while not condition():
@@ -197,17 +187,16 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
     Without permission to mount a small disk only the driver kill is exercised."""
     storage = small_disk.path if small_disk else tmp_path
     run_dir = Path(load_job(fault_job).run_dir(str(storage)))
-    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
 
     def _last_error(err: str) -> str:
         lines = [line for line in err.splitlines() if line.strip()]
         return lines[-1] if lines else ""
 
-    driver = _egrid("run", fault_job, "--storage", str(storage), "--num-cpus", "2", "--no-report", **pipe)
+    driver = start_egrid("run", fault_job, "--storage", str(storage), "--num-cpus", "2", "--no-report")
     if small_disk:
         _when(lambda: 3 in _checkpoint_steps(run_dir), driver, "the first checkpoint")
         small_disk.fill()
-        code, _, err = _finish(driver)
+        code, _, err = finish(driver)
         _stop_ray(driver)
         assert code == 2, err[-3000:]
         assert _last_error(err) == (
@@ -216,7 +205,7 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
             f"folder writable, then: egrid resume {run_dir}"
         )
         small_disk.free()
-        driver = _egrid("resume", str(run_dir), "--no-report", **pipe)
+        driver = start_egrid("resume", str(run_dir), "--no-report")
 
     _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 6, driver, "the step-6 checkpoint")
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
@@ -227,12 +216,12 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
     if small_disk:
         before = _table_files(run_dir)
         small_disk.read_only()
-        code, _, err = _finish(_egrid("resume", str(run_dir), "--no-report", **pipe))
+        code, _, err = finish(start_egrid("resume", str(run_dir), "--no-report"))
         small_disk.writable()
         assert code == 2 and "storage cannot be written: Read-only file system" in _last_error(err), err[-3000:]
         assert _table_files(run_dir) == before
 
-    code, out, err = _finish(_egrid("resume", str(run_dir), "--no-report", **pipe))
+    code, out, err = finish(start_egrid("resume", str(run_dir), "--no-report"))
     assert code == 0, err[-3000:]
     assert "Per-dimension Spearman" in out
     tables = _tables(run_dir)
@@ -328,18 +317,17 @@ def test_ctrl_c_during_the_trials_leaves_an_interrupted_run_that_resume_finishes
     which would make `egrid run` show the half-made tables as results); `egrid resume`
     then finishes with the uninterrupted run's results."""
     run_dir = Path(load_job(fault_job).run_dir(str(tmp_path)))
-    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    driver = _egrid("run", fault_job, "--storage", str(tmp_path), "--num-cpus", "2", "--no-report", **pipe)
+    driver = start_egrid("run", fault_job, "--storage", str(tmp_path), "--num-cpus", "2", "--no-report")
     _when(lambda: 3 in _checkpoint_steps(run_dir), driver, "the first checkpoint")
     driver.send_signal(signal.SIGINT)
-    code, out, err = _finish(driver)
+    code, out, err = finish(driver)
     _stop_ray(driver)
     assert code == 130, err[-3000:]
     assert f"finish with: egrid resume {run_dir}" in out + err
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert not list((run_dir / "tables").glob("metrics/*.parquet"))
 
-    code, out, err = _finish(_egrid("resume", str(run_dir), "--no-report", **pipe))
+    code, out, err = finish(start_egrid("resume", str(run_dir), "--no-report"))
     assert code == 0, err[-3000:]
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
     tables = _tables(run_dir)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from object_store import BUCKET
 from ray_processes import latest_session, stop_ray_under
 
 
+from embodiment.training.distributed import free_port
 from grid.cli import main as egrid
 from grid.job_file import load_job
 from grid.results import ResultsStore
@@ -23,29 +23,23 @@ from grid.results import ResultsStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _own_ports() -> list[str]:
     """Free ports for the head's agents: their defaults are fixed numbers, taken already
     where another Ray runs on this machine (a user's job), and its job agent would not start."""
     return [
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
-        f"--node-manager-port={_free_port()}",
-        f"--object-manager-port={_free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
     ]
 
 
 @pytest.fixture
 def ray_head(tmp_path):
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     # the cluster's `python` is this environment's, as on a real cluster's nodes
     env = {
         **os.environ,
@@ -141,7 +135,7 @@ def test_a_test_stops_its_own_ray_and_no_other():
                 *ray_cli,
                 "start",
                 "--head",
-                f"--port={_free_port()}",
+                f"--port={free_port()}",
                 "--num-cpus=1",
                 "--include-dashboard=false",
                 "--disable-usage-stats",
