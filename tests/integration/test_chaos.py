@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_short_chaos_run_across_three_nodes_loses_and_duplicates_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "grid.chaos", "--kills", "5", "--nodes", "3", "--trials", "2", "--work", str(tmp_path)],
+        [sys.executable, "-m", "grid.chaos", "--kills", "5", "--nodes", "3", "--trials", "1", "--work", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

@@ -11,11 +11,8 @@ node (or an earlier stage) wrote would fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import pytest
 
 from object_store import BUCKET, SECRET
 from doc_commands import doc_commands
+from egrid_process import finish, start_egrid
 
 from grid.node_cache import RECORD, local_copy, publish_folder
 from grid.results import ResultsStore
@@ -96,22 +94,10 @@ def _wipe(scratch: dict[str, Path]) -> None:
             (folder / sub).mkdir()
 
 
-def _egrid(cwd: Path, *args) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen(
-        [sys.executable, "-m", "grid.cli", *args],
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out + err
+def _output(result: tuple[int, str, str]) -> tuple[int, str]:
+    """(exit code, stdout and stderr together): what a user saw."""
+    code, out, err = result
+    return code, out + err
 
 
 def _checkpoints(run: str) -> list[str]:
@@ -142,7 +128,7 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
             {"name": "regression_en", "format": "regression", "languages": ["en"]},
         ],
         norms={"en": {"source": "embedded", "max_train": 32, "max_test": 20, "validation": 10}},
-        training={"steps": 9, "checkpoint_every": 3},
+        training={"steps": 6, "checkpoint_every": 3},
         search={"learning_rate": 3.0e-3},
         evaluation={"layers": [2], "n_boot": 20},
         resources={"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2},
@@ -161,13 +147,13 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     )
     assert set(doc) == {"validate", "run", "status", "resume", "aggregate", "report", "submit"}
 
-    code, out = _finish(_egrid(driver_dir, *doc["validate"]))
+    code, out = _output(finish(start_egrid(*doc["validate"], cwd=driver_dir)))
     assert code == 0, out[-3000:]
     # Stage 1: run, interrupted after the first checkpoint reached the store.
-    driver = _egrid(driver_dir, *doc["run"])
+    driver = start_egrid(*doc["run"], cwd=driver_dir)
     deadline = time.time() + 400
     while not _checkpoints(run):
-        assert driver.poll() is None, _finish(driver)[1][-4000:]
+        assert driver.poll() is None, _output(finish(driver))[1][-4000:]
         assert time.time() < deadline, "no checkpoint reached the store"
         time.sleep(0.5)
     # every node that ran something fetched the model once into its own cache, checked
@@ -176,17 +162,17 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     ]
     assert copies and all(json.loads((p / RECORD).read_text())["uri"] == model for p in copies)
     driver.send_signal(signal.SIGINT)
-    code, out = _finish(driver)
+    code, out = _output(finish(driver))
     assert code == 130, out[-4000:]
     assert f"egrid resume {run}" in out
     assert "plan: 2 trial(s)" in out  # planned from the model's config in the store, before the run
     assert ResultsStore(run).read_json("manifest.json")["status"] == "interrupted"
-    code, out = _finish(_egrid(driver_dir, *doc["status"]))
+    code, out = _output(finish(start_egrid(*doc["status"], cwd=driver_dir)))
     assert code == 0 and "interrupted" in out, out[-3000:]
 
-    # Stage 2: resume from the store alone (its report made from the store too).
+    # Stage 2: resume from the store alone (its report is built once, in stage 3, on a fresh folder).
     _wipe(scratch)
-    code, printed = _finish(_egrid(driver_dir, *doc["resume"]))
+    code, printed = _output(finish(start_egrid(*doc["resume"], "--no-report", cwd=driver_dir)))
     assert code == 0, printed[-4000:]
     store = ResultsStore(run)
     assert store.read_json("manifest.json")["status"] == "finished"
@@ -206,19 +192,19 @@ def test_a_run_in_object_storage_is_interrupted_resumed_and_reported_from_the_st
     _wipe(scratch)
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    code, out = _finish(_egrid(fresh, *doc["status"]))
+    code, out = _output(finish(start_egrid(*doc["status"], cwd=fresh)))
     assert code == 0 and "finished" in out, out[-3000:]
     printed += out
     keys = ["trial_id", "metric", "subset", "dimension", "layer"]
     before = metrics.sort_values(keys).reset_index(drop=True)
-    code, out = _finish(_egrid(fresh, *doc["aggregate"]))
+    code, out = _output(finish(start_egrid(*doc["aggregate"], cwd=fresh)))
     assert code == 0, out[-4000:]
     printed += out
     after = ResultsStore(run).read("metrics").sort_values(keys).reset_index(drop=True)
     pd.testing.assert_series_equal(before["value"], after["value"], check_names=False)
     fs, base = _store(run)
-    fs.delete_dir_contents(f"{base}/report")
-    code, out = _finish(_egrid(fresh, *doc["report"]))
+    fs.delete_dir_contents(f"{base}/report", missing_dir_ok=True)
+    code, out = _output(finish(start_egrid(*doc["report"], cwd=fresh)))
     assert code == 0, out[-4000:]
     printed += out
     index = fs.get_file_info(f"{base}/report/index.html")
