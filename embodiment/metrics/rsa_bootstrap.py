@@ -8,8 +8,9 @@ and a comparison of the two becomes a weighted statistic of vectors computed onc
 
 * Spearman: a value's average rank in the weighted multiset is the weight of all smaller
   values plus half (its tie group's weight + 1), so one sorted order per RDM, computed
-  once, serves every resample: a gather, a cumulative sum and a weighted Pearson,
-  O(pairs) a draw instead of two O(pairs log pairs) sorts.
+  once, serves every resample: a gather, a prefix sum (a tie group's average rank from
+  the prefix sums at group ends) and a weighted Pearson, O(pairs) a draw instead of two
+  O(pairs log pairs) sorts.
 * Pearson (``corr``) and cosine: weighted sums.
 * other comparisons: the multiset written out, then the method itself (exact, slower).
 
@@ -25,6 +26,15 @@ import numpy as np
 from embodiment.metrics.compare import Comparison, get_comparison
 
 
+def _prefix_sums(w: np.ndarray) -> np.ndarray:
+    """Inclusive prefix sums of ``w`` in float64. torch's scan, on the same memory: numpy's
+    cumsum adds one element at a time (docs/performance.md). The weights are integers, so
+    every order of addition gives the same sums."""
+    import torch
+
+    return torch.cumsum(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)), 0).numpy()
+
+
 class _RankedSide:
     """One RDM's sorted order and tie groups, for weighted average ranks."""
 
@@ -36,20 +46,26 @@ class _RankedSide:
         new_group[:1] = True
         np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
         self.ties = not new_group.all()
-        self.group = np.cumsum(new_group) - 1 if self.ties else None
+        self.group = self.group_end = None
+        if self.ties:
+            self.group = np.cumsum(new_group) - 1
+            # the last position of each tie group: its prefix sum is the weight up to the group's end
+            self.group_end = np.flatnonzero(np.append(new_group[1:], True))
 
     def centred_ranks(self, counts: np.ndarray, mean: float) -> tuple[np.ndarray, np.ndarray]:
         """(weights, weighted average ranks minus ``mean``), both in this side's sorted order."""
         w = np.take(counts, self.rows)  # np.take, not fancy indexing: docs/performance.md
         w *= np.take(counts, self.cols)
+        ranks = _prefix_sums(w)
         if not self.ties:
-            ranks = np.cumsum(w, dtype=np.float64)
             ranks -= 0.5 * w
         else:
-            group_weight = np.bincount(self.group, weights=w)
-            ranks = np.cumsum(group_weight)
-            ranks -= 0.5 * group_weight
-            ranks = np.take(ranks, self.group)
+            # a tie group's average rank: halfway between the weight before it and the weight up to its end
+            ends = np.take(ranks, self.group_end)
+            middle = ends.copy()
+            middle[1:] += ends[:-1]
+            middle *= 0.5
+            ranks = np.take(middle, self.group)
         ranks += 0.5 - mean
         return w, ranks
 
@@ -111,14 +127,13 @@ class ResampledRSA:
 
     def from_counts(self, counts: np.ndarray) -> float:
         """RSA of the resample that holds concept i ``counts[i]`` times."""
-        # float32 weights hold c_i * c_j exactly; ranks and sums are float64
-        counts = np.asarray(counts, dtype=np.float32)
+        # weights c_i * c_j, ranks and sums in float64 (integers and half-integers: exact)
+        counts = np.asarray(counts, dtype=np.float64)
         name = self.comparison.name
         if self._ranked is not None:
             side_a, side_b, b_of_a = self._ranked
             # every pair's weighted average rank has mean (W + 1) / 2, W the total weight
-            c = counts.astype(np.float64)
-            mean = ((c.sum() ** 2 - c @ c) / 2.0 + 1.0) / 2.0
+            mean = ((counts.sum() ** 2 - counts @ counts) / 2.0 + 1.0) / 2.0
             w_a, rank_a = side_a.centred_ranks(counts, mean)
             w_b, rank_b = side_b.centred_ranks(counts, mean)
             weighted_a = w_a * rank_a
@@ -126,7 +141,7 @@ class ResampledRSA:
             var_b = (w_b * rank_b) @ rank_b
             denom = np.sqrt(var_a * var_b)
             return float((weighted_a @ np.take(rank_b, b_of_a)) / denom) if denom > 0 else float("nan")
-        w = np.take(counts, self.rows).astype(np.float64) * np.take(counts, self.cols)
+        w = np.take(counts, self.rows) * np.take(counts, self.cols)
         if name == "corr":
             return _weighted_pearson(w, self.a, self.b)
         if name == "cosine":
