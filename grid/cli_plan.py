@@ -106,6 +106,7 @@ def _condition_row(spec, model: str, condition, shape, tokenizer, gpu_memory_gib
             rows=max(1, int(big["rows"] * scale)),
             checkpointing=cfg.gradient_checkpointing,
             logits_per_row=logits,
+            offload_optimizer=cfg.offload_optimizer,
         )
 
     plan = memory(1.0)

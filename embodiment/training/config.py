@@ -124,6 +124,10 @@ class TrainConfig(BaseModel):
             recompute its activations in the backward (activation memory of one block, not of
             all; a step costs about a third more). Same gradients. Rating prompts then run
             whole (a checkpointed model returns no key/value cache for shared prefixes).
+        offload_optimizer: keep the optimizer's states (and its step) in CPU memory, not on
+            the accelerator (DeepSpeed ZeRO-Offload; needs ``engine: deepspeed`` and
+            ``zero_stage`` 1-3). Frees 8 bytes per trainable parameter (fp32 AdamW) on the
+            device; each step copies gradients out and weights back.
     """
 
     # strict: YAML's own types only (no "2" for 2, no true for 1); ints pass as floats.
@@ -158,6 +162,14 @@ class TrainConfig(BaseModel):
     lr_schedule: LrSchedule = "constant"
     warmup: Fraction = 0.0
     gradient_checkpointing: bool = False
+    offload_optimizer: bool = False
+
+    @field_validator("offload_optimizer")
+    @classmethod
+    def _offload_needs_zero(cls, offload, info):
+        if offload and (info.data.get("engine") != "deepspeed" or not info.data.get("zero_stage")):
+            raise ValueError("offload_optimizer needs engine: deepspeed and zero_stage 1, 2 or 3")
+        return offload
 
     @field_validator("epochs")
     @classmethod

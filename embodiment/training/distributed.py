@@ -60,14 +60,20 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
     """The DeepSpeed config of a run: micro-batch, accumulation, clipping, ZeRO stage, precision.
 
     The optimizer is a torch one passed to ``deepspeed.initialize`` (FusedAdam would
-    JIT-compile on every fresh worker), hence ``zero_allow_untested_optimizer``.
+    JIT-compile on every fresh worker), hence ``zero_allow_untested_optimizer``; offloaded,
+    it steps on the CPU copies of the weights (DeepSpeedCPUAdam would compile too), hence
+    ``zero_force_ds_cpu_optimizer`` off.
     """
+    zero: dict = {"stage": cfg.zero_stage}
+    if cfg.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     return {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
         "gradient_clipping": cfg.max_grad_norm,
-        "zero_optimization": {"stage": cfg.zero_stage},
+        "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
         "bf16": {"enabled": cfg.precision == "bf16"},
         "fp16": {"enabled": cfg.precision == "fp16"},
         "torch_autocast": {

@@ -529,3 +529,36 @@ def test_training_with_checkpointing_lowers_the_loss_on_full_prompts(tmp_path, r
     result = train(cfg, model, tok, TaskData(norms={"en": _rule_norms(_words(rng, 40))}), tmp_path)
     assert model.is_gradient_checkpointing
     assert np.mean(result.losses[-5:]) < 0.8 * np.mean(result.losses[:5])
+
+
+def test_optimizer_offload_follows_the_same_losses_and_weights(tmp_path, rng):
+    """ZeRO-2 with the optimizer's states in CPU memory takes the steps ZeRO-2 takes on the
+    device; the option refuses a setup without ZeRO."""
+    from safetensors.torch import load_file
+
+    from embodiment.training.distributed import deepspeed_config
+
+    tok = tiny_tokenizer()
+    data = TaskData(norms={"en": _rule_norms(_words(rng, 24), ("Visual", "Haptic"))})
+    runs = {}
+    for offload in (False, True):
+        cfg = TrainConfig(
+            format="rating",
+            lora=True,
+            learning_rate=1e-2,
+            steps=6,
+            batch_size=6,
+            zero_stage=2,
+            offload_optimizer=offload,
+        )
+        assert ("offload_optimizer" in deepspeed_config(cfg)["zero_optimization"]) is offload
+        runs[offload] = train(cfg, tiny_causal_lm(tok, seed=2), tok, data, tmp_path / str(offload))
+    assert np.mean(runs[True].losses[-2:]) < np.mean(runs[True].losses[:2])
+    np.testing.assert_allclose(runs[True].losses, runs[False].losses, rtol=1e-5)
+    a = load_file(f"{runs[False].adapter_dir}/adapter_model.safetensors")
+    b = load_file(f"{runs[True].adapter_dir}/adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-7)
+    for bad in ({"offload_optimizer": True}, {"offload_optimizer": True, "zero_stage": 2, "engine": "torch"}):
+        with pytest.raises(InputError, match="offload_optimizer needs engine: deepspeed and zero_stage"):
+            TrainConfig.from_dict(bad)
