@@ -84,15 +84,21 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
     from grid.aggregate import aggregate
     from grid.hidden_states import probe_layer
 
-    agg = aggregate(
-        evaluated,
-        rsa_recipe=spec.evaluation.rsa_recipe,
-        subsets=("all",),
-        n_boot=spec.evaluation.n_boot,
-        seed=spec.seed,
-        train_norms={lang: d.train for lang, d in data.items()},
-    )
-    m = agg["metrics"]
+    common = {
+        "rsa_recipe": spec.evaluation.rsa_recipe,
+        "subsets": ("all",),
+        "seed": spec.seed,
+        "train_norms": {lang: d.train for lang, d in data.items()},
+    }
+    emb = evaluated.get("embeddings")
+    if emb is not None and len(emb) and "layer" in emb:
+        # the probe's layer is its least cross-validated error, which needs no bootstrap:
+        # find it first, then draw CIs only for what is printed here (the aggregate stage
+        # at the end has every layer's)
+        quick = aggregate(evaluated, n_boot=0, **common)["metrics"]
+        chosen = {probe_layer(quick, lang) for lang in data} - {None}
+        evaluated = {**evaluated, "embeddings": emb[emb["layer"].isin(chosen)]}
+    m = aggregate(evaluated, n_boot=spec.evaluation.n_boot, **common)["metrics"]
     if m.empty:
         return
     for lang, part in m.groupby("language", sort=False):

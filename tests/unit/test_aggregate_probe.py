@@ -156,3 +156,32 @@ def test_hidden_states_read_a_layer_at_a_time_from_the_store_give_the_in_memory_
     b = from_store.sort_values(keys).reset_index(drop=True)
     assert len(a) == len(b) and (a["layer"].dropna().astype(int).isin([0, 3])).all()
     np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float), rtol=0, atol=1e-12)
+
+
+def test_the_baseline_lines_quote_the_aggregates_figures_at_the_probes_cv_layer(rng):
+    """The run's first lines draw CIs only for what they print, yet print exactly what the
+    full aggregate gives: the rating RSA, and the probe at its least cross-validated error."""
+    from types import SimpleNamespace
+
+    from grid.console import ci_text
+    from grid.hidden_states import probe_layer
+    from grid.runner import _say_baseline
+
+    words, human, vectors, ratings, emb, norms = _tables(rng)
+    noisy = emb["layer"] == 3  # a worse layer: the probe's choice is not a tie
+    emb["vector"] = [
+        list(np.asarray(v) + rng.normal(scale=4.0, size=len(v))) if bad else v for v, bad in zip(emb["vector"], noisy)
+    ]
+    evaluated = {"ratings": ratings, "embeddings": emb}
+    spec = SimpleNamespace(evaluation=SimpleNamespace(rsa_recipe="wu2026", n_boot=200), seed=0)
+    printed = []
+    _say_baseline(spec, {"en": SimpleNamespace(train=norms)}, evaluated, printed.append)
+
+    full = aggregate(evaluated, subsets=("all",), n_boot=200, seed=0, train_norms={"en": norms})["metrics"]
+    layer = probe_layer(full, "en")
+    assert layer == 0
+    rating = full[(full["metric"] == "rsa") & (full["subset"] == "all")].iloc[0]
+    probe = full[(full["metric"] == "probe_rsa") & (full["subset"] == "all") & (full["layer"] == layer)].iloc[0]
+    assert printed[0].startswith(f"baseline (en, 30 held-out concepts): RSA {ci_text(rating)},")
+    assert printed[1].startswith(f"frozen probe (en, ridge on layer {layer} of the base model,")
+    assert printed[1].endswith(f"RSA {ci_text(probe)}")
