@@ -115,10 +115,13 @@ class EmbeddingLayers:
     Args:
         frame: the embeddings table, in memory.
         store: a :class:`~grid.results.ResultsStore` whose ``embeddings`` table is read.
+        where: with ``store``, only rows whose columns hold these values
+            (``{"trial_id": "base", "model": m}``).
     """
 
-    def __init__(self, frame: pd.DataFrame | None = None, store=None):
+    def __init__(self, frame: pd.DataFrame | None = None, store=None, where: dict | None = None):
         self.frame, self.store = frame, store
+        self.where = [(column, "==", value) for column, value in (where or {}).items()]
         self._layers: list[int] | None = None  # listed once: the store's layer column is read one time
 
     @classmethod
@@ -133,7 +136,7 @@ class EmbeddingLayers:
         if self.store is None:
             values = self.frame["layer"] if len(self.frame) else []
         else:
-            stored = self.store.read("embeddings", columns=["layer"])
+            stored = self.store.read("embeddings", columns=["layer"], filters=self.where or None)
             values = stored["layer"] if len(stored) else []
         self._layers = sorted({int(v) for v in values})
         return self._layers
@@ -142,7 +145,16 @@ class EmbeddingLayers:
         """Every row of one layer."""
         if self.store is None:
             return self.frame[self.frame["layer"] == layer]
-        return self.store.read("embeddings", filters=[("layer", "==", layer)])
+        return self.store.read("embeddings", filters=[("layer", "==", layer), *self.where])
+
+    def only(self, layers) -> "EmbeddingLayers":
+        """The same rows, of ``layers`` only."""
+        keep = sorted(set(layers) & set(self.layers()))
+        if self.store is None:
+            return EmbeddingLayers(frame=self.frame[self.frame["layer"].isin(keep)])
+        out = EmbeddingLayers(store=self.store)
+        out.where, out._layers = self.where, keep
+        return out
 
     def __len__(self) -> int:
         return len(self.layers())

@@ -2,13 +2,15 @@
 
 One call evaluates one model (the base, or a trial's adapter) on the evaluation suite:
 ratings for every (concept, dimension) of each evaluation language, hidden-state
-embeddings, and multiple-choice items; results come back as pandas tables.
+embeddings, and multiple-choice items; results come back as pandas tables, or, for the
+hidden states, block by block to a writer the caller gives.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 
@@ -16,6 +18,11 @@ from grid.data import LanguageData, load_mcq
 from grid.progress import Milestones, is_plain
 from grid.spec import JobSpec
 from grid.scorers import ChoiceScorer, EmbeddingExtractor, HeadScorer, RatingScorer
+
+
+#: tables a caller may take block by block (``evaluate_model(sink=...)``): the hidden states,
+#: layers x poolings x hidden size floats a concept, the one that grows with the model
+STREAMED = ("embeddings",)
 
 
 @dataclass
@@ -90,19 +97,26 @@ def _scored_in_blocks(spec: JobSpec, frame: pd.DataFrame, scorer: type, kwargs: 
     )
 
 
-def _collected(ds, keys: pd.DataFrame, label: str) -> pd.DataFrame:
-    """A lazy Dataset run to a pandas frame; in plain progress mode, a line at 0 / 50 / 100 %
-    of the input rows (``keys``: their identifying columns, as the scorer's output carries them)."""
+def _collected(ds, keys: pd.DataFrame, label: str, sink=None) -> pd.DataFrame | None:
+    """A lazy Dataset run to a pandas frame, or with ``sink`` each block handed to it as it
+    comes (never all of them in memory; returns None). In plain progress mode, a line at
+    0 / 50 / 100 % of the input rows (``keys``: their identifying columns, as the scorer's
+    output carries them)."""
     marks = Milestones(label, len(keys.drop_duplicates())) if is_plain() else None
     columns, seen, frames = list(keys.columns), set(), []
     if marks is not None:
         marks.advance(0)  # "started", before the first block comes back
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-        frames.append(batch)
         if marks is not None:
             before = len(seen)
             seen.update(map(tuple, batch[columns].drop_duplicates().itertuples(index=False)))
             marks.advance(len(seen) - before)
+        if sink is not None:
+            sink(batch)
+        else:
+            frames.append(batch)
+    if sink is not None:
+        return None
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -117,6 +131,7 @@ def evaluate_model(
     validation: bool = False,
     head: TrialHead | None = None,
     formats: list[str] | None = None,
+    sink=None,
 ) -> dict[str, pd.DataFrame]:
     """Ratings (and embeddings, choices) of one model on the job's evaluation suite, via Ray Data.
 
@@ -135,6 +150,9 @@ def evaluate_model(
             ratings read through the head, returned as ``head_ratings``.
         formats: the evaluation formats of this pass (default: the job's
             ``evaluation.formats``).
+        sink: called as ``sink(table, frame)`` with each block of the tables in
+            :data:`STREAMED` as it comes (hidden states: the largest table, written by the
+            caller block by block and never held whole); those tables are then not returned.
 
     Returns:
         ``ratings`` (concept, dimension, language, expected, p0..p5, digit_mass, human),
@@ -163,10 +181,17 @@ def evaluate_model(
     # allow; otherwise Ray queues the later pool's actors until the first pool is done).
     with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="egrid-eval") as pool:
         futures = {
-            table: pool.submit(_collected, ds, keys, f"{who}: {table.replace('_', ' ')} of {len(keys):,} rows")
+            table: pool.submit(
+                _collected,
+                ds,
+                keys,
+                f"{who}: {table.replace('_', ' ')} of {len(keys):,} rows",
+                partial(sink, table) if sink is not None and table in STREAMED else None,
+            )
             for table, (ds, keys) in pending.items()
         }
-        return {table: future.result() for table, future in futures.items()}
+        out = {table: future.result() for table, future in futures.items()}
+    return {table: frame for table, frame in out.items() if frame is not None}
 
 
 def _rating_passes(

@@ -202,6 +202,15 @@ class ResultsActor:
         self.written[table].discard(key)
         return self.store.delete(table, key)
 
+    def clear(self, table: str, owner: str) -> int:
+        """Remove ``owner``'s rows of ``table``: its key and every part of it (``<owner>:part<i>``,
+        :class:`PartWriter`), so an evaluation run again never keeps an earlier attempt's blocks;
+        returns how many keys went."""
+        gone = [k for k in self.written[table] if k == owner or k.startswith(f"{owner}{PART}")]
+        for key in gone:
+            self.delete(table, key)
+        return len(gone)
+
     def has(self, table: str, key: str) -> bool:
         return key in self.written[table]
 
@@ -213,3 +222,37 @@ class ResultsActor:
 
     def ping(self) -> float:
         return self.started
+
+
+#: separates an owner's key from a part's number
+PART = ":part"
+
+
+class PartWriter:
+    """One owner's rows (a trial's, a base model's) written to the results actor block by
+    block, each block under its own key ``<owner>:part<i>`` with the owner's columns added.
+
+    Call :meth:`clear` before the first block: a second attempt at the same evaluation then
+    replaces the first one's blocks, whatever their number (retries never duplicate rows).
+
+    Args:
+        actor: the :class:`ResultsActor` handle.
+        owner: the key the owner's rows would have as one piece (``trial:<id>``).
+        columns: added to every block (``trial_id``, ``model`` ...).
+    """
+
+    def __init__(self, actor, owner: str, columns: dict):
+        self.actor, self.owner, self.columns = actor, owner, columns
+        self.parts: dict[str, int] = {}
+
+    def clear(self, tables) -> None:
+        import ray
+
+        ray.get([self.actor.clear.remote(table, self.owner) for table in tables])
+
+    def __call__(self, table: str, frame: pd.DataFrame) -> None:
+        import ray
+
+        part = self.parts.get(table, 0)
+        self.parts[table] = part + 1
+        ray.get(self.actor.write.remote(table, f"{self.owner}{PART}{part:05d}", frame.assign(**self.columns)))

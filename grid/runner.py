@@ -82,7 +82,7 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
     """The base model's held-out figures (and the probe's) as soon as they exist, long
     before the trials finish: the first numbers of a run."""
     from grid.aggregate import aggregate
-    from grid.hidden_states import probe_layer
+    from grid.hidden_states import EmbeddingLayers, probe_layer
 
     common = {
         "rsa_recipe": spec.evaluation.rsa_recipe,
@@ -91,13 +91,13 @@ def _say_baseline(spec: JobSpec, data: dict, evaluated: dict, say) -> None:
         "train_norms": {lang: d.train for lang, d in data.items()},
     }
     emb = evaluated.get("embeddings")
-    if emb is not None and len(emb) and "layer" in emb:
+    if emb is not None and len(emb):
         # the probe's layer is its least cross-validated error, which needs no bootstrap:
         # find it first, then draw CIs only for what is printed here (the aggregate stage
         # at the end has every layer's)
         quick = aggregate(evaluated, n_boot=0, **common)["metrics"]
         chosen = {probe_layer(quick, lang) for lang in data} - {None}
-        evaluated = {**evaluated, "embeddings": emb[emb["layer"].isin(chosen)]}
+        evaluated = {**evaluated, "embeddings": EmbeddingLayers.of(emb).only(chosen)}
     m = aggregate(evaluated, n_boot=spec.evaluation.n_boot, **common)["metrics"]
     if m.empty:
         return
@@ -131,12 +131,15 @@ def _check_same_job(manifest: dict | None, spec: JobSpec, run_dir: str, resume: 
     )
 
 
-def _evaluate_base_models(spec: JobSpec, data: dict, actor, say) -> None:
+def _evaluate_base_models(spec: JobSpec, data: dict, store: ResultsStore, actor, say) -> None:
     """Stage 1: each untrained model on the evaluation suite (best-only formats included:
-    the base is what every trial is read against); a resumed run skips what is written."""
+    the base is what every trial is read against); a resumed run skips what is written.
+    Hidden states go to the store block by block, and are read back a layer at a time."""
     import ray
 
-    from grid.pipeline import evaluate_model
+    from grid.hidden_states import EmbeddingLayers
+    from grid.pipeline import STREAMED, evaluate_model
+    from grid.results import PartWriter
 
     for model in spec.models:
         key = f"base:{model}"
@@ -146,6 +149,9 @@ def _evaluate_base_models(spec: JobSpec, data: dict, actor, say) -> None:
         say(
             f"stage 1/3 baseline: evaluating {model} on {sum(len(d.test) for d in data.values())} held-out concepts (Ray Data)"
         )
+        columns = {"trial_id": "base", "condition": "base", "model": model}
+        parts = PartWriter(actor, key, columns)
+        parts.clear(STREAMED)
         evaluated = evaluate_model(
             spec,
             model,
@@ -153,10 +159,14 @@ def _evaluate_base_models(spec: JobSpec, data: dict, actor, say) -> None:
             data,
             probe=spec.evaluation.probe != "none",
             formats=[*spec.evaluation.formats, *spec.evaluation.best_only],
+            sink=parts,
         )
         for table, frame in evaluated.items():
-            ray.get(actor.write.remote(table, key, frame.assign(trial_id="base", condition="base", model=model)))
-        _say_baseline(spec, data, {t: f.assign(trial_id="base", model=model) for t, f in evaluated.items()}, say)
+            ray.get(actor.write.remote(table, key, frame.assign(**columns)))
+        tagged = {t: f.assign(trial_id="base", model=model) for t, f in evaluated.items()}
+        if parts.parts:
+            tagged["embeddings"] = EmbeddingLayers(store=store, where={"trial_id": "base", "model": model})
+        _say_baseline(spec, data, tagged, say)
 
 
 def _evaluate_best_trials(spec: JobSpec, data: dict, store: ResultsStore, actor, say) -> None:
@@ -254,7 +264,7 @@ def _run_job(
 
     data = prepare_norms(spec.norms, spec.seed)
     _record_splits(store, manifest, data)
-    _evaluate_base_models(spec, data, actor, say)
+    _evaluate_base_models(spec, data, store, actor, say)
     failed = _tune_stage(spec, run_dir, store, manifest, actor, actor_name, resume=resume, say=say)
     _evaluate_best_trials(spec, data, store, actor, say)
 

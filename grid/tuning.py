@@ -88,7 +88,8 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
 
     from grid.aggregate import summary_score
     from grid.data import prepare_norms
-    from grid.pipeline import evaluate_model
+    from grid.pipeline import STREAMED, evaluate_model
+    from grid.results import PartWriter
 
     started = time.time()
     trial_id = tune.get_context().get_trial_id()
@@ -104,10 +105,6 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
         model = f"{adapter_dir}/model" if adapter is None and (local / "model").exists() else config["model"]
         head = _trial_head(spec, config, adapter_dir)
     data = prepare_norms(spec.norms, spec.seed)
-    evaluated = evaluate_model(
-        spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True, head=head
-    )
-    validation = evaluated.pop("validation_ratings", None)
     actor = ray.get_actor(results_actor_name)
     tag = {
         "trial_id": trial_id,
@@ -115,6 +112,13 @@ def trial(config: dict, spec: JobSpec, run_dir: str, results_actor_name: str) ->
         "model": config["model"],
         "seed": int(config.get("seed", spec.seed)),
     }
+    # hidden states go to the store block by block as they come; an earlier attempt's go first
+    parts = PartWriter(actor, f"trial:{trial_id}", tag)
+    parts.clear(STREAMED)
+    evaluated = evaluate_model(
+        spec, model, adapter, data, probe=spec.evaluation.probe == "all", validation=True, head=head, sink=parts
+    )
+    validation = evaluated.pop("validation_ratings", None)
     for table, frame in evaluated.items():
         ray.get(actor.write.remote(table, f"trial:{trial_id}", frame.assign(**tag)))
     if validation is not None:  # kept: the score below can be recomputed from the run's tables

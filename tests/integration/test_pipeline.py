@@ -124,3 +124,47 @@ def test_a_trial_with_a_head_is_rated_through_it_as_one_plain_call_does(local_ra
     for j, dim in enumerate(test.dimensions):
         assert spearman[dim] == pytest.approx(stats.spearmanr(plain[:, j], test.means[:, j]).statistic, abs=1e-9)
     assert {"head_rsa", "head_spearman"} <= set(metrics["metric"]) and set(metrics["eval_set"]) == {"en/head"}
+
+
+def test_hidden_states_stream_block_by_block_and_a_second_attempt_replaces_the_first(
+    local_ray, tiny_model_dir, tmp_path
+):
+    """With a writer, the embeddings come back in blocks (never the whole table in one
+    frame), rows equal to the collected table's; a part writer cleared before each
+    attempt leaves one attempt's parts in the store, however many the first one wrote."""
+    import ray
+
+    from grid.results import PART, PartWriter, ResultsActor, ResultsStore
+
+    raw = {
+        "name": "stream",
+        "models": [tiny_model_dir],
+        "norms": {"en": {"source": "embedded", "max_train": 10, "max_test": 24}},
+        "evaluation": {"batch_size": 2, "layers": [0, 2], "formats": ["rating"]},
+        "resources": {"scorer_actors": 2, "cpus_per_worker": 1},
+    }
+    spec = parse_job(raw)
+    data = prepare_norms(spec.norms, spec.seed)
+    whole = evaluate_model(spec, tiny_model_dir, None, data)["embeddings"]
+    blocks_seen = []
+    streamed = evaluate_model(
+        spec, tiny_model_dir, None, data, sink=lambda table, frame: blocks_seen.append((table, frame))
+    )
+    assert "embeddings" not in streamed and "ratings" in streamed
+    assert len(blocks_seen) >= 2 and {t for t, _ in blocks_seen} == {"embeddings"}
+    keys = ["concept", "layer", "pooling"]
+    joined = pd.concat([f for _, f in blocks_seen], ignore_index=True).sort_values(keys).reset_index(drop=True)
+    whole = whole.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined[keys], whole[keys])
+    np.testing.assert_allclose(np.stack(joined["vector"]), np.stack(whole["vector"]), atol=1e-5)
+
+    actor = ray.remote(ResultsActor).remote(str(tmp_path / "run"))
+    for attempt, frames in enumerate(([whole[:5], whole[5:10], whole[10:]], [whole[:20], whole[20:]])):
+        writer = PartWriter(actor, "trial:t1", {"trial_id": "t1", "model": "m"})
+        writer.clear(["embeddings"])
+        for frame in frames:
+            writer("embeddings", frame)
+    assert ray.get(actor.keys.remote("embeddings")) == [f"trial:t1{PART}00000", f"trial:t1{PART}00001"]
+    stored = ResultsStore(str(tmp_path / "run")).read("embeddings")
+    assert len(stored) == len(whole) and not stored.duplicated(keys).any()
+    assert set(stored["trial_id"]) == {"t1"}

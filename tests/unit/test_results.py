@@ -197,3 +197,38 @@ def test_embedding_vectors_are_written_as_float32_lists_from_arrays(tmp_path):
     back = store.read("embeddings").set_index("concept").loc[[f"c{i}" for i in range(5)]]
     for got, want in zip(back["vector"], vectors):
         assert np.array_equal(np.asarray(got, dtype=np.float32), want)
+
+
+def test_embedding_layers_read_one_owners_layers_from_the_store(tmp_path):
+    """The baseline's hidden states, read back from the store a layer at a time: only the
+    rows ``where`` names (a trial's rows in the same table stay out), only the layers asked."""
+    from grid.hidden_states import EmbeddingLayers
+
+    store = ResultsStore(str(tmp_path))
+    rows = pd.DataFrame(
+        [
+            {
+                "trial_id": trial,
+                "model": "m",
+                "language": "en",
+                "concept": f"c{i}",
+                "layer": layer,
+                "pooling": "mean",
+                "split": "test",
+                "vector": np.full(4, layer, np.float32),
+            }
+            for trial in ("base", "t1")
+            for layer in (0, 3, 5)
+            for i in range(3)
+        ]
+    )
+    store.write("embeddings", "base:m:part00000", rows[rows["trial_id"] == "base"])
+    store.write("embeddings", "trial:t1", rows[(rows["trial_id"] == "t1") & (rows["layer"] != 5)].assign(layer=7))
+    base = EmbeddingLayers(store=store, where={"trial_id": "base", "model": "m"})
+    assert base.layers() == [0, 3, 5]
+    third = base.layer(3)
+    assert (
+        len(third) == 3 and set(third["trial_id"]) == {"base"} and np.stack(third["vector"]).tolist() == [[3.0] * 4] * 3
+    )
+    only = base.only([3, 7])
+    assert only.layers() == [3] and len(only) == 1 and len(only.layer(3)) == 3
