@@ -162,7 +162,9 @@ def _load_evaluation(root: Path) -> Results:
 
 
 def _labels(res: Results) -> dict[str, str]:
-    """What the condition figures show: base, then the best trial of each condition."""
+    """What the condition figures show: base, then each condition's best configuration (by
+    its seeds' mean validation score): its one trial, or, run with several training seeds,
+    every seed's trial (``<condition> · seed <s>``), never one seed picked for its score."""
     if res.kind == "evaluation":
         conds = res.table("metrics")["condition"].dropna().unique().tolist() if not res.table("metrics").empty else []
         conds = sorted(conds, key=lambda c: (c != BASE, c))
@@ -174,7 +176,26 @@ def _labels(res: Results) -> dict[str, str]:
         scored = trials.assign(_score=trials["eval_score"].fillna(-np.inf) if "eval_score" in trials else 0.0)
         multi_model = scored["model"].nunique() > 1 if "model" in scored else False
         for (model, condition), group in scored.groupby(["model", "condition"], sort=True):
-            best = group.loc[group["_score"].idxmax()]
             name = f"{Path(str(model)).name} · {condition}" if multi_model else str(condition)
-            labels[str(best["trial_id"])] = name
+            chosen = _best_configuration(group)
+            if len(chosen) == 1:
+                labels[str(chosen["trial_id"].iloc[0])] = name
+                continue
+            for trial_id, seed in zip(chosen["trial_id"], chosen["seed"]):
+                labels[str(trial_id)] = f"{name} · seed {seed}"
     return labels
+
+
+def _best_configuration(group: pd.DataFrame) -> pd.DataFrame:
+    """The trials (one per training seed, lowest seed first) of the configuration whose
+    seeds' mean score is highest; a trial without a recorded configuration stands alone."""
+    from grid.objectives import _configuration
+
+    config = group["config"] if "config" in group else pd.Series(None, index=group.index, dtype=object)
+    key = pd.Series(
+        [_configuration(c) if isinstance(c, str) else f"trial {t}" for c, t in zip(config, group["trial_id"])],
+        index=group.index,
+    )
+    best = group["_score"].groupby(key).mean().idxmax()
+    chosen = group[key == best]
+    return chosen.sort_values(["seed", "trial_id"]) if "seed" in chosen else chosen.iloc[:1]

@@ -41,6 +41,18 @@ def test_best_configuration_is_chosen_on_its_seeds_mean_not_on_one_lucky_seed():
     assert row["mean_eval_score"] == pytest.approx(0.40) and row["n_seeds"] == 2
 
 
+def test_report_figures_show_every_seed_of_the_best_configuration_never_a_lucky_one():
+    from grid.report.results import Results, _labels
+
+    # lr 1e-3 holds the single best seed (0.50) but the lower mean (0.30)
+    trials = _trials({(1e-3, 0): 0.50, (1e-3, 1): 0.10, (2e-3, 1): 0.39, (2e-3, 0): 0.41})
+    res = Results(root="run", kind="run", provenance={}, tables={"trials": trials})
+    assert _labels(res) == {"t3": "rating · seed 0", "t2": "rating · seed 1"}
+    one_seed = trials[trials["seed"] == 0]
+    res = Results(root="run", kind="run", provenance={}, tables={"trials": one_seed})
+    assert _labels(res) == {"t0": "rating"}  # one seed: the best trial, by its score
+
+
 def test_seed_table_gives_each_seed_then_mean_and_spread():
     trials = _trials({(2e-3, 0): 0.41, (2e-3, 1): 0.39, (2e-3, 2): 0.45})
     metrics = pd.DataFrame(
