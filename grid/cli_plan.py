@@ -10,7 +10,6 @@ import random
 import pandas as pd
 
 from embodiment.errors import InputError
-from embodiment.training.plan import model_shape, step_flops, training_memory
 from grid.node_cache import is_uri, local_copy
 
 #: peak dense bf16 TFLOPs of accelerators a job may name (``--gpu``), and their memory in GiB
@@ -64,6 +63,7 @@ def plan_rows(spec, *, gpu_memory_gib: float | None, gpu: str | None, mfu: float
     from transformers import AutoTokenizer
 
     from embodiment.models.loading import locate
+    from embodiment.training.plan import model_shape
 
     rows = []
     for model in spec.models:
@@ -81,6 +81,7 @@ def plan_rows(spec, *, gpu_memory_gib: float | None, gpu: str | None, mfu: float
 
 def _condition_row(spec, model: str, condition, shape, tokenizer, gpu_memory_gib, gpu, mfu) -> dict:
     from embodiment.formats import get_format
+    from embodiment.training.plan import step_flops, training_memory
     from grid.data import training_data
     from grid.tuning import expected_trials, worker_config
 
