@@ -55,6 +55,10 @@ def main() -> None:
     if torch.distributed.get_rank() == 0:
         with open(out, "w") as fh:
             json.dump({"losses": result.losses, "world": result.world_size, "partitioned": partitioned}, fh)
+    # both ranks leave together and close the group: a rank that exits while gloo's threads
+    # still serve its peer aborts ("terminate called without an active exception")
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
