@@ -21,6 +21,8 @@ from embodiment.registry import lookup
 def _zscore(x: np.ndarray) -> np.ndarray:
     """z-score each column across rows (ddof=1); a constant column becomes all zeros
     (it carries no information, and dividing by its zero SD would poison every row)."""
+    if len(x) == 0:  # nothing to standardise (and no numpy warning about an empty mean)
+        return np.asarray(x, dtype=float)
     mean = x.mean(axis=0)
     sd = x.std(axis=0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1])
     safe = np.where(sd > 0, sd, 1.0)

@@ -225,3 +225,18 @@ def test_average_ranks_equal_scipy_rankdata(rng, n):
     with_nan[n // 2] = np.nan
     for x in (continuous, tied, with_nan, np.zeros(n), -np.arange(n, dtype=float)):
         np.testing.assert_array_equal(average_ranks(x), stats.rankdata(x))
+
+
+def test_standardising_no_rows_gives_no_rows_and_no_warning():
+    """A table whose rows were all dropped standardises to an empty table, silently (numpy's
+    mean of an empty column would warn and give NaN)."""
+    import warnings
+
+    from embodiment.metrics.rdm import STANDARDISERS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = STANDARDISERS["zscore"](np.empty((0, 3)))
+    assert out.shape == (0, 3)
+    x = np.array([[1.0, 2.0, 5.0], [3.0, 2.0, 1.0], [2.0, 2.0, 0.0]])
+    np.testing.assert_allclose(STANDARDISERS["zscore"](x), np.nan_to_num(stats.zscore(x, ddof=1)))
