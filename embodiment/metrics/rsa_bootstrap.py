@@ -21,18 +21,34 @@ re-standardise. Tests compare every path with the written-out multiset and scipy
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from embodiment.metrics.compare import Comparison, get_comparison
 
 
-def _prefix_sums(w: np.ndarray) -> np.ndarray:
-    """Inclusive prefix sums of ``w`` in float64. torch's scan, on the same memory: numpy's
-    cumsum adds one element at a time (docs/performance.md). The weights are integers, so
-    every order of addition gives the same sums."""
+class _Workspace:
+    """Per-thread buffers of one pair count, reused by every draw of every RSA of that size:
+    a fresh 4 MB array per step of a draw cost more in page faults than the step itself
+    (docs/performance.md)."""
+
+    _local = threading.local()
+
+    @classmethod
+    def of(cls, pairs: int) -> dict[str, np.ndarray]:
+        spaces = cls._local.__dict__.setdefault("spaces", {})
+        if pairs not in spaces:
+            spaces.clear()  # one size at a time: RSAs of one aggregate share their concepts
+            spaces[pairs] = {name: np.empty(pairs) for name in ("w_a", "rank_a", "w_b", "rank_b", "scratch", "cross")}
+        return spaces[pairs]
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Dot product in float64 through torch (numpy's took several times longer here)."""
     import torch
 
-    return torch.cumsum(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)), 0).numpy()
+    return float(torch.dot(torch.from_numpy(x), torch.from_numpy(y)))
 
 
 class _RankedSide:
@@ -48,26 +64,32 @@ class _RankedSide:
         self.ties = not new_group.all()
         self.group = self.group_end = None
         if self.ties:
-            self.group = np.cumsum(new_group) - 1
+            self.group = (np.cumsum(new_group) - 1).astype(np.int32)
             # the last position of each tie group: its prefix sum is the weight up to the group's end
             self.group_end = np.flatnonzero(np.append(new_group[1:], True))
 
-    def centred_ranks(self, counts: np.ndarray, mean: float) -> tuple[np.ndarray, np.ndarray]:
-        """(weights, weighted average ranks minus ``mean``), both in this side's sorted order."""
-        w = np.take(counts, self.rows)  # np.take, not fancy indexing: docs/performance.md
-        w *= np.take(counts, self.cols)
-        ranks = _prefix_sums(w)
+    def shifted_ranks(self, counts: np.ndarray, w: np.ndarray, ranks: np.ndarray, scratch: np.ndarray) -> None:
+        """Write the pairs' weights and their weighted average ranks minus 1/2, both in this
+        side's sorted order, into ``w`` and ``ranks`` (``scratch``: a buffer of their size)."""
+        import torch
+
+        # mode="clip": numpy buffers the output of a take with out= in its default mode
+        np.take(counts, self.rows, out=w, mode="clip")
+        np.take(counts, self.cols, out=scratch, mode="clip")
+        np.multiply(w, scratch, out=w)
+        torch_w, torch_ranks = torch.from_numpy(w), torch.from_numpy(ranks)
+        # torch's scan: numpy's cumsum adds one element at a time (docs/performance.md); the
+        # weights are integers, so every order of addition gives the same sums
+        torch.cumsum(torch_w, 0, out=torch_ranks)
         if not self.ties:
-            ranks -= 0.5 * w
-        else:
-            # a tie group's average rank: halfway between the weight before it and the weight up to its end
-            ends = np.take(ranks, self.group_end)
-            middle = ends.copy()
-            middle[1:] += ends[:-1]
-            middle *= 0.5
-            ranks = np.take(middle, self.group)
-        ranks += 0.5 - mean
-        return w, ranks
+            torch_ranks.sub_(torch_w, alpha=0.5)
+            return
+        # a tie group's average rank: halfway between the weight before it and the weight up to its end
+        ends = np.take(ranks, self.group_end)
+        middle = ends.copy()
+        middle[1:] += ends[:-1]
+        middle *= 0.5
+        np.take(middle, self.group, out=ranks, mode="clip")
 
 
 def _weighted_pearson(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -109,7 +131,7 @@ class ResampledRSA:
             where_in_b = np.empty(self.a.size, dtype=np.int64)
             where_in_b[side_b.order] = np.arange(self.a.size)
             # position in b's sorted order of each pair of a's sorted order
-            self._ranked = (side_a, side_b, where_in_b[side_a.order])
+            self._ranked = (side_a, side_b, where_in_b[side_a.order].astype(np.int32))
 
     @classmethod
     def of(cls, model: np.ndarray, human: np.ndarray, recipe) -> "ResampledRSA":
@@ -131,16 +153,7 @@ class ResampledRSA:
         counts = np.asarray(counts, dtype=np.float64)
         name = self.comparison.name
         if self._ranked is not None:
-            side_a, side_b, b_of_a = self._ranked
-            # every pair's weighted average rank has mean (W + 1) / 2, W the total weight
-            mean = ((counts.sum() ** 2 - counts @ counts) / 2.0 + 1.0) / 2.0
-            w_a, rank_a = side_a.centred_ranks(counts, mean)
-            w_b, rank_b = side_b.centred_ranks(counts, mean)
-            weighted_a = w_a * rank_a
-            var_a = weighted_a @ rank_a
-            var_b = (w_b * rank_b) @ rank_b
-            denom = np.sqrt(var_a * var_b)
-            return float((weighted_a @ np.take(rank_b, b_of_a)) / denom) if denom > 0 else float("nan")
+            return self._spearman(counts)
         w = np.take(counts, self.rows) * np.take(counts, self.cols)
         if name == "corr":
             return _weighted_pearson(w, self.a, self.b)
@@ -151,8 +164,73 @@ class ResampledRSA:
         repeat = w.astype(np.int64)
         return self.comparison.dense(np.repeat(self.a, repeat), np.repeat(self.b, repeat))
 
-    def draws(self, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-        """``n_boot`` bootstrap values (concepts resampled with replacement). One thread: a
-        draw is memory-bound, and two threads on two cores ran slower than one
-        (docs/performance.md)."""
-        return np.array([self(rng.integers(0, self.n, size=self.n)) for _ in range(n_boot)])
+    def _spearman(self, counts: np.ndarray) -> float:
+        """Weighted Pearson of the two sides' weighted average ranks. Shifted ranks r' = r - 1/2
+        average W / 2 over the total weight W; the sums are taken uncentred (no pass to centre)
+        and centred in closing: both variances are about W^3 / 12 against sums of about W^3 / 3,
+        so nothing cancels."""
+        side_a, side_b, b_of_a = self._ranked
+        space = _Workspace.of(self.a.size)
+        w_a, rank_a, w_b, rank_b = space["w_a"], space["rank_a"], space["w_b"], space["rank_b"]
+        scratch, cross = space["scratch"], space["cross"]
+        total = (counts.sum() ** 2 - counts @ counts) / 2.0
+        side_a.shifted_ranks(counts, w_a, rank_a, scratch)
+        side_b.shifted_ranks(counts, w_b, rank_b, scratch)
+        shift = total * (total / 2.0) ** 2  # W * mean^2, the mean of r' being W / 2
+        np.multiply(w_b, rank_b, out=scratch)
+        var_b = _dot(scratch, rank_b) - shift
+        np.take(rank_b, b_of_a, out=cross, mode="clip")  # b's ranks in a's order of pairs
+        np.multiply(w_a, rank_a, out=scratch)
+        var_a = _dot(scratch, rank_a) - shift
+        covariance = _dot(scratch, cross) - shift
+        denom = np.sqrt(var_a * var_b)
+        return float(covariance / denom) if denom > 0 else float("nan")
+
+    def draws(self, n_boot: int, rng: np.random.Generator, threads: int | None = None) -> np.ndarray:
+        """``n_boot`` bootstrap values (concepts resampled with replacement).
+
+        The resamples are drawn in order from ``rng`` first, so the values do not depend on
+        ``threads``: how many draws run at once (default: one per core, up to
+        :data:`MAX_THREADS`), each on its own buffers. Inside a draw every step runs on one
+        thread: its steps are too short for a second one to pay (docs/performance.md).
+        """
+        counts = [np.bincount(rng.integers(0, self.n, size=self.n), minlength=self.n) for _ in range(n_boot)]
+        threads = max(1, min(threads or _cores(), MAX_THREADS, n_boot))
+        if threads == 1:
+            with _one_torch_thread():
+                return np.array([self.from_counts(c) for c in counts])
+        from concurrent.futures import ThreadPoolExecutor
+
+        def run(part: int) -> list[float]:
+            return [self.from_counts(c) for c in counts[part::threads]]
+
+        out = np.empty(n_boot)
+        with _one_torch_thread(), ThreadPoolExecutor(threads) as pool:
+            for part, values in enumerate(pool.map(run, range(threads))):
+                out[part::threads] = values
+        return out
+
+
+#: the most draws run at once
+MAX_THREADS = 8
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class _one_torch_thread:
+    """torch's intra-op threads set to one while draws run, restored after."""
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
