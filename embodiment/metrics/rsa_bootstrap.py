@@ -27,6 +27,9 @@ import numpy as np
 
 from embodiment.metrics.compare import Comparison, get_comparison
 
+#: the most bootstrap draws run at once (one thread each)
+MAX_THREADS = 8
+
 
 class _Workspace:
     """Per-thread buffers of one pair count, reused by every draw of every RSA of that size:
@@ -209,10 +212,6 @@ class ResampledRSA:
             for part, values in enumerate(pool.map(run, range(threads))):
                 out[part::threads] = values
         return out
-
-
-#: the most draws run at once
-MAX_THREADS = 8
 
 
 def _cores() -> int:
