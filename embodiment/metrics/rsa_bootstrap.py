@@ -32,9 +32,8 @@ MAX_THREADS = 8
 
 
 class _Workspace:
-    """Per-thread buffers of one pair count, reused by every draw of every RSA of that size:
-    a fresh 4 MB array per step of a draw cost more in page faults than the step itself
-    (docs/performance.md)."""
+    """Per-thread buffers of one pair count, reused by every draw of every RSA of that size
+    on that thread (draws on several threads each need their own)."""
 
     _local = threading.local()
 
@@ -48,7 +47,7 @@ class _Workspace:
 
 
 def _dot(x: np.ndarray, y: np.ndarray) -> float:
-    """Dot product in float64 through torch (numpy's took several times longer here)."""
+    """Dot product in float64, by torch on the arrays' own memory."""
     import torch
 
     return float(torch.dot(torch.from_numpy(x), torch.from_numpy(y)))
