@@ -198,13 +198,14 @@ class ResampledRSA:
         """
         counts = [np.bincount(rng.integers(0, self.n, size=self.n), minlength=self.n) for _ in range(n_boot)]
         threads = max(1, min(threads or _cores(), MAX_THREADS, n_boot))
-        if threads == 1:
-            with _one_torch_thread():
-                return np.array([self.from_counts(c) for c in counts])
-        from concurrent.futures import ThreadPoolExecutor
 
         def run(part: int) -> list[float]:
             return [self.from_counts(c) for c in counts[part::threads]]
+
+        if threads == 1:
+            with _one_torch_thread():
+                return np.array(run(0))
+        from concurrent.futures import ThreadPoolExecutor
 
         out = np.empty(n_boot)
         with _one_torch_thread(), ThreadPoolExecutor(threads) as pool:
