@@ -548,7 +548,10 @@ def test_optimizer_offload_follows_the_same_losses_and_weights(tmp_path, rng):
         runs[offload] = train(cfg, tiny_causal_lm(tok, seed=2), tok, data, tmp_path / str(offload))
     assert np.mean(runs[True].losses[-2:]) < np.mean(runs[True].losses[:2])
     np.testing.assert_allclose(runs[True].losses, runs[False].losses, rtol=1e-5)
-    _assert_same_adapters(runs[True].adapter_dir, runs[False].adapter_dir, rtol=1e-4, atol=1e-6)
+    # DeepSpeed's CPU Adam orders its float32 arithmetic differently from torch's Adam (and by the
+    # CPU's vector width), so weights may differ by rounding: 1e-4 is 1 % of one step's size at
+    # this learning rate, far below what a missed or different step would leave.
+    _assert_same_adapters(runs[True].adapter_dir, runs[False].adapter_dir, rtol=1e-3, atol=1e-4)
     for bad in ({"offload_optimizer": True}, {"offload_optimizer": True, "zero_stage": 2, "engine": "torch"}):
         with pytest.raises(InputError, match="offload_optimizer needs engine: deepspeed and zero_stage"):
             TrainConfig.from_dict(bad)
