@@ -12,6 +12,9 @@ translation pair and both words' families always travel together.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -20,6 +23,10 @@ from embodiment.norms import normalise_word
 
 #: languages with a stemmer, by ISO 639-1 code -> snowballstemmer's algorithm name
 STEMMERS = {"en": "english", "nl": "dutch"}
+#: tables from this many rows keep their families in the user cache: stemming every word of
+#: the full English norms is seconds of pure Python, paid by each process that splits them
+#: (the driver, every trial and every training worker)
+CACHED_FROM_ROWS = 2000
 
 
 @lru_cache(maxsize=len(STEMMERS))
@@ -54,6 +61,45 @@ def family_groups(columns: dict[str, Sequence[str]]) -> list[str]:
     n = len(columns[languages[0]])
     if any(len(columns[lang]) != n for lang in languages):
         raise InputError("paired columns of unequal length", key="columns")
+    if n < CACHED_FROM_ROWS:
+        return _linked_families(columns, languages, n)
+    path = _cache_path(columns)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            labels = json.load(fh)
+        if isinstance(labels, list) and len(labels) == n and all(isinstance(x, str) for x in labels):
+            return labels
+    except (OSError, ValueError):
+        pass  # not cached yet (or a damaged file): computed and written again
+    labels = _linked_families(columns, languages, n)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(labels), encoding="utf-8")
+        os.replace(partial, path)  # whole or absent: a reader never sees half a file
+    except OSError:
+        pass  # a read-only cache costs the next process the stemming, nothing else
+    return labels
+
+
+def _cache_path(columns: dict[str, Sequence[str]]):
+    """Where the families of these exact columns are kept: named by a digest of the labels,
+    the stemmer's version and the languages, so any change computes them afresh."""
+    import importlib.metadata as md
+
+    from embodiment.cache import cache_root
+
+    digest = hashlib.sha256()
+    # "v1": raise it whenever family_key or the linking changes what a row's label is
+    digest.update(f"families v1; snowballstemmer {md.version('snowballstemmer')}".encode())
+    for lang, words in columns.items():
+        digest.update(f"\0{lang}\0".encode())
+        digest.update("\0".join(map(str, words)).encode())
+    return cache_root() / "families" / f"{digest.hexdigest()[:32]}.json"
+
+
+def _linked_families(columns: dict[str, Sequence[str]], languages: list[str], n: int) -> list[str]:
+    """The connected components of the rows' keys (see :func:`family_groups`)."""
     parent: dict[str, str] = {}
 
     def find(key: str) -> str:

@@ -31,6 +31,27 @@ def test_families_follow_the_stem_and_the_last_word():
     assert groups[0] == groups[1] != groups[2]
 
 
+def test_large_tables_keep_their_families_in_the_cache_with_the_same_labels(tmp_path, monkeypatch):
+    from embodiment import families
+
+    monkeypatch.setenv("EGRID_CACHE", str(tmp_path))
+    words = load_norms("embedded").words[: families.CACHED_FROM_ROWS + 7]
+    linked = families._linked_families({"en": words}, ["en"], len(words))
+    assert family_groups({"en": words}) == linked  # computed, then written
+    (written,) = (tmp_path / "families").iterdir()
+    assert family_groups({"en": words}) == linked  # read back
+    written.write_text('["half')  # damaged: computed again and rewritten
+    assert family_groups({"en": words}) == linked
+    assert len(list((tmp_path / "families").iterdir())) == 1
+    # another table (one word changed) gets its own entry, never the first one's labels
+    other = [*words[:-1], "dogs"]
+    assert family_groups({"en": other})[-1] == family_key("dog")
+    assert len(list((tmp_path / "families").iterdir())) == 2
+    # small tables are not cached
+    family_groups({"en": ["dog", "dogs"]})
+    assert len(list((tmp_path / "families").iterdir())) == 2
+
+
 def test_embedded_demo_split_is_random_family_grouped_and_representative():
     data = _prepare(
         en={"source": "embedded", "test_fraction": 0.4, "validation": 150, "max_train": 800, "max_test": 300}
