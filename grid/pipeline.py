@@ -191,27 +191,35 @@ def evaluate_model(
             for table, (ds, keys) in pending.items()
         }
         out = {table: future.result() for table, future in futures.items()}
-    return {table: frame for table, frame in out.items() if frame is not None}
+    return _part_validation({table: frame for table, frame in out.items() if frame is not None})
 
 
 def _rating_passes(
     spec: JobSpec, data: dict, concepts: pd.DataFrame, weights: dict, batch: int, validation: bool
 ) -> dict:
-    """The held-out ratings pass, and the validation concepts' where asked for (kept apart)."""
+    """The held-out ratings pass; the validation concepts, where asked for, ride in the same
+    pass (one actor pool and one model load fewer) and are parted by :func:`_part_validation`."""
     ev = spec.evaluation
     dims = {lang: data[lang].test.dimensions for lang in ev.languages}
     options = {**weights, "dimensions": dims, "batch_size": ev.batch_size}
-    passes = {
-        "ratings": (_scored_in_blocks(spec, concepts, RatingScorer, options, batch), concepts[["concept", "language"]])
-    }
     held_back = [lang for lang in ev.languages if data[lang].validation is not None]
+    rows = concepts
     if validation and held_back:
-        rows = _concept_rows(data, held_back, "validation")
-        passes["validation_ratings"] = (
-            _scored_in_blocks(spec, rows, RatingScorer, options, batch),
-            rows[["concept", "language"]],
-        )
-    return passes
+        rows = pd.concat([concepts, _concept_rows(data, held_back, "validation")], ignore_index=True)
+    return {"ratings": (_scored_in_blocks(spec, rows, RatingScorer, options, batch), rows[["concept", "language"]])}
+
+
+def _part_validation(out: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The validation concepts' ratings apart from the held-out ones, as ``validation_ratings``
+    (a trial's score for the searcher, never written with the held-out ratings)."""
+    ratings = out.get("ratings")
+    if ratings is None or "split" not in ratings.columns:
+        return out
+    is_validation = ratings["split"] == "validation"
+    if is_validation.any():
+        out["validation_ratings"] = ratings[is_validation].drop(columns="split").reset_index(drop=True)
+    out["ratings"] = ratings[~is_validation].drop(columns="split").reset_index(drop=True)
+    return out
 
 
 def _embedding_pass(spec: JobSpec, data: dict, concepts: pd.DataFrame, weights: dict, batch: int, probe: bool) -> tuple:

@@ -70,7 +70,7 @@ class RatingScorer(_ModelActor):
 
     def _score(self, batch: pd.DataFrame) -> pd.DataFrame:
         frames = []
-        for lang, part in batch.groupby("language", sort=False):
+        for (lang, split), part in batch.groupby(["language", "split"], sort=False):
             scored = score_ratings(
                 self.lm.model,
                 self.lm.tokenizer,
@@ -82,6 +82,7 @@ class RatingScorer(_ModelActor):
             )
             human = part.set_index("concept")
             scored["human"] = [float(human.loc[c, f"h_{d}"]) for c, d in zip(scored["concept"], scored["dimension"])]
+            scored["split"] = split  # held-out or validation: the caller parts them
             frames.append(scored)
         return pd.concat(frames, ignore_index=True)
 
