@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from grid.results import ResultsActor
@@ -95,15 +96,49 @@ def init_ray(
     # The dashboard (State API, job API; started where ray[default] is installed) listens
     # on localhost only unless asked otherwise.
     # address="local": always a new local Ray, even where `ray start` left one running.
-    ray.init(
-        address="local",
-        num_cpus=num_cpus or max(2, os.cpu_count() or 2),
-        include_dashboard=None,
-        dashboard_host=dashboard_host,
-        runtime_env=env,
-        log_to_driver=True,
-        namespace=NAMESPACE,
-    )
+    gcs_address = _own_gcs_address()
+    env["env_vars"]["RAY_ADDRESS"] = gcs_address
+    with _environment(RAY_GCS_SERVER_PORT=gcs_address.rsplit(":", 1)[1]):
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or max(2, os.cpu_count() or 2),
+            include_dashboard=None,
+            dashboard_host=dashboard_host,
+            runtime_env=env,
+            log_to_driver=True,
+            namespace=NAMESPACE,
+        )
+
+
+def _own_gcs_address() -> str:
+    """The address a local Ray's GCS will listen on, chosen before it starts.
+
+    Its workers are told it (``RAY_ADDRESS``): Ray Train's placement-group cleaner finds "its"
+    cluster through the State API, which without an address reads /tmp/ray/ray_current_cluster,
+    the last cluster `ray start` made. Where that one still runs, the cleaner asks it about this
+    run's controller, finds none, and removes the trial's placement group mid-training; where
+    it is gone, each trial's shutdown waits out the cleaner's timeout.
+    """
+    import ray
+
+    from embodiment.training.distributed import free_port
+
+    return f"{ray.util.get_node_ip_address()}:{free_port()}"
+
+
+@contextmanager
+def _environment(**values: str):
+    """``values`` set in this process's environment for the block (the raylet it starts reads them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def results_actor(run_dir: str, run_name: str):
