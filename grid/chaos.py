@@ -3,11 +3,12 @@ that cluster are killed at random — training workers, scorer actors, the resul
 whole worker node, the driver (then finished by ``egrid resume``) — and a count of what
 survived, against an uninterrupted run of the same job on the same cluster.
 
-    python -m grid.chaos --kills 20 --nodes 3 [--trials 6] [--seed 0] [--work DIR]
+    python -m grid.chaos --kills 20 --nodes 3 [--trials 6] [--seed 0] [--work DIR] [--reference RUN]
 
 Prints each kill as it is made, then: the kinds used, kills survived, rows lost and rows
 duplicated in every table (both must be 0), and whether the final metrics equal the
-uninterrupted run's. Only processes of the cluster it started are ever killed (found under
+uninterrupted run's (``--reference``: a finished run of any job, whose job is then rerun
+under the kills instead of the built-in one, and no uninterrupted run is made). Only processes of the cluster it started are ever killed (found under
 that cluster's own raylets), never another Ray on the machine. Exit status 0 when the run
 finished with nothing lost, nothing duplicated and the same metrics.
 """
@@ -24,9 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import yaml
+from grid.chaos_runs import METRIC_TOLERANCE, chaos_job, count_rows, job_of_reference, metrics_gap, tables_of
 
 #: what can be killed, and the Ray process name of each kind that is one process
 KINDS = ("training worker", "scorer actor", "results actor", "worker node", "driver")
@@ -35,15 +34,6 @@ PROCESS_NAMES = {
     "scorer actor": "ray::MapWorker",
     "results actor": "ray::ResultsActor",
 }
-KEYS = {
-    "ratings": ["trial_id", "concept", "dimension"],
-    "embeddings": ["trial_id", "concept", "layer", "pooling"],
-    "trials": ["trial_id"],
-}
-#: metrics of a resumed run equal the uninterrupted run's to this: a batch scored in another
-#: process can differ in float32's last bits, which reorders near-tied distances of the tiny
-#: model's nearly flat ratings in an RSA (the fault tests measured up to 6e-4)
-METRIC_TOLERANCE = 5e-3
 #: seconds to wait for a victim of a kind no kill has reached yet (a training worker)
 RARE_PATIENCE_S = 90.0
 
@@ -115,35 +105,6 @@ class ChaosCluster:
 
     def shutdown(self) -> None:
         self.cluster.shutdown()
-
-
-def chaos_job(work: Path, trials: int) -> Path:
-    """The job every chaos run uses: a tiny saved model, ``trials`` learning rates, 9 steps, checkpoints every 3."""
-    from embodiment.models.tiny import save_tiny_model
-
-    job = {
-        "name": "chaos",
-        "models": [save_tiny_model(work / "tiny", hidden=32, layers=2, heads=4)],
-        "norms": {"en": {"source": "embedded", "max_train": 40, "max_test": 20, "validation": 10}},
-        "conditions": [{"name": "rating_en", "format": "rating", "languages": ["en"]}],
-        "training": {
-            "lora": True,
-            "lora_rank": 4,
-            "steps": 9,
-            "batch_size": 4,
-            "checkpoint_every": 3,
-            "engine": "deepspeed",
-        },
-        "search": {"learning_rate": {"grid": [1e-3 * (i + 1) for i in range(trials)]}},
-        "tune": {"max_failures": 100},
-        "evaluation": {"subsets": ["all"], "layers": [2], "n_boot": 10},
-        "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 2},
-        "seed": 0,
-        "storage": str(work / "runs"),
-    }
-    path = work / "job.yaml"
-    path.write_text(yaml.safe_dump(job))
-    return path
 
 
 def _egrid(work: Path, log, *args: str) -> subprocess.Popen:
@@ -282,46 +243,6 @@ def _kill(cluster: ChaosCluster, kind: str, driver: subprocess.Popen, rng: rando
     return f"pid {victim.pid}"
 
 
-def _tables(run_dir: str) -> dict[str, pd.DataFrame]:
-    from grid.results import ResultsStore
-
-    store = ResultsStore(run_dir)
-    return {t: store.read(t) for t in (*KEYS, "metrics")}
-
-
-def _trial_labels(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """Trial id -> what the trial was (its learning rate): ids differ between two runs of a job."""
-    import json
-
-    labels = {row.trial_id: f"lr={json.loads(row.config)['learning_rate']}" for row in tables["trials"].itertuples()}
-    return {"base": "base", **labels}
-
-
-def _comparable_metrics(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    m = tables["metrics"].assign(trial=lambda f: f["trial_id"].map(_trial_labels(tables)))
-    cols = ["trial", "metric", "subset", "dimension", "layer"]
-    return m.sort_values(cols, na_position="first")[cols + ["value"]].reset_index(drop=True)
-
-
-def count_rows(tables: dict[str, pd.DataFrame], reference: dict[str, pd.DataFrame]) -> tuple[int, int]:
-    """(rows lost, rows duplicated) over the keyed tables: a row of the uninterrupted run
-    whose key (trial by what it was) is missing counts as lost; a key twice, duplicated."""
-    lost = duplicated = 0
-    for table, keys in KEYS.items():
-        mine, theirs = tables[table], reference[table]
-        if mine.empty:
-            mine = pd.DataFrame(columns=keys)
-        label = ["trial", *keys[1:]]
-        mine_keys = mine.assign(trial=mine["trial_id"].map(_trial_labels(tables)))[label]
-        their_keys = theirs.assign(trial=theirs["trial_id"].map(_trial_labels(reference)))[label].drop_duplicates()
-        unique = mine_keys.drop_duplicates()
-        missing = len(their_keys.merge(unique, how="left", indicator=True).query("_merge == 'left_only'"))
-        lost += missing
-        duplicated += len(mine_keys) - len(unique)
-        print(f"{table:<11} rows {len(mine):6d}  uninterrupted run {len(their_keys):6d}  missing {missing}")
-    return lost, duplicated
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
@@ -331,25 +252,44 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="folder for the runs and logs [a new temporary folder]")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="RUN",
+        help="a finished run to compare with: its job is run under the kills (--trials is then unused), "
+        "and no uninterrupted run is made first",
+    )
     args = parser.parse_args(argv)
+    from embodiment.errors import InputError
     from grid.job_file import load_job
 
     work = Path(args.work or tempfile.mkdtemp(prefix="egrid-chaos-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    job = chaos_job(work, args.trials)
+    if args.reference:
+        try:
+            job, reference_dir = job_of_reference(work, args.reference)
+        except InputError as exc:
+            print(f"egrid chaos: error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        job, reference_dir = chaos_job(work, args.trials), None
     spec = load_job(job)
     cluster = ChaosCluster(args.nodes, work)
     try:
         print(f"[chaos] cluster of {args.nodes} nodes at {cluster.address}; work folder {work}", flush=True)
         started = time.time()
-        with open(work / "reference.log", "w") as log:
-            code = _egrid(
-                work, log, "run", str(job), "--address", cluster.address, "--storage", str(work / "reference")
-            ).wait()
-        if code != 0:
-            print(f"[chaos] the uninterrupted run failed (exit {code}); see {work / 'reference.log'}")
-            return 2
-        print(f"[chaos] uninterrupted run: {time.time() - started:.0f} s", flush=True)
+        if reference_dir is None:
+            reference_dir = spec.run_dir(str(work / "reference"))
+            with open(work / "reference.log", "w") as log:
+                code = _egrid(
+                    work, log, "run", str(job), "--address", cluster.address, "--storage", str(work / "reference")
+                ).wait()
+            if code != 0:
+                print(f"[chaos] the uninterrupted run failed (exit {code}); see {work / 'reference.log'}")
+                return 2
+            print(f"[chaos] uninterrupted run: {time.time() - started:.0f} s", flush=True)
+        else:
+            print(f"[chaos] uninterrupted run: {reference_dir} (given)", flush=True)
         started = time.time()
         made, finished = run_with_chaos(
             cluster, job, spec.run_dir(), args.kills, random.Random(args.seed), say=lambda m: print(m, flush=True)
@@ -357,15 +297,11 @@ def main(argv=None) -> int:
         print(f"[chaos] run with kills: {time.time() - started:.0f} s", flush=True)
     finally:
         cluster.shutdown()
-    tables, reference = _tables(spec.run_dir()), _tables(spec.run_dir(str(work / "reference")))
+    tables, reference = tables_of(spec.run_dir()), tables_of(reference_dir)
     lost, duplicated = count_rows(tables, reference)
     kinds = {k: sum(m.kind == k for m in made) for k in KINDS}
-    same, gap = False, float("nan")
-    if finished and not tables["metrics"].empty:
-        mine, theirs = _comparable_metrics(tables), _comparable_metrics(reference)
-        if mine[["trial", "metric", "subset"]].equals(theirs[["trial", "metric", "subset"]]):
-            gap = float(np.nanmax(np.abs(mine["value"].to_numpy(float) - theirs["value"].to_numpy(float))))
-            same = gap <= METRIC_TOLERANCE
+    gap = metrics_gap(tables, reference) if finished else float("nan")
+    same = gap <= METRIC_TOLERANCE
     print(
         f"kills made: {len(made)} ({', '.join(f'{v} {k}' for k, v in kinds.items())}); kinds used: "
         f"{sum(v > 0 for v in kinds.values())} of {len(KINDS)}"
