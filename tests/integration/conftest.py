@@ -46,6 +46,40 @@ def write_job(path, model: str, storage: str, **overrides) -> str:
     return str(path)
 
 
+#: the job of the fault tests and the short chaos run: one trial of 12 steps, a checkpoint every 3
+FAULT_JOB = {
+    "norms": {"en": {"source": "embedded", "max_train": 32, "max_test": 16}},
+    "training": {"steps": 12, "checkpoint_every": 3},
+    "search": {"learning_rate": 3.0e-3},
+    "tune": {"max_failures": 100},  # chaos kills its training workers again and again
+    "evaluation": {"layers": [2], "n_boot": 10},
+    "resources": {"workers": 1, "max_concurrent_trials": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def fault_job(tmp_path_factory, tiny_model_dir) -> str:
+    folder = tmp_path_factory.mktemp("faultjob")
+    return write_job(folder / "job.yaml", tiny_model_dir, str(folder / "runs"), **FAULT_JOB)
+
+
+@pytest.fixture(scope="session")
+def fault_reference(fault_job, tmp_path_factory) -> str:
+    """The uninterrupted run of :data:`FAULT_JOB` (its run folder), made once: every fault run
+    and the short chaos run are compared with it."""
+    import ray
+
+    from grid.job_file import load_job
+    from grid.runner import run_job
+
+    spec = load_job(fault_job)
+    try:
+        summary = run_job(spec, storage=str(tmp_path_factory.mktemp("reference")), num_cpus=2, say=print)
+    finally:
+        ray.shutdown()  # a failed reference run must not leave its Ray to the next test
+    return summary["run_dir"]
+
+
 @pytest.fixture(scope="session")
 def make_job():
     """The job writer itself: make_job(path, model, storage, **overrides)."""

@@ -13,10 +13,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_short_chaos_run_across_three_nodes_loses_and_duplicates_nothing(tmp_path):
+def test_a_short_chaos_run_across_three_nodes_loses_and_duplicates_nothing(tmp_path, fault_reference):
+    """Compared with the fault tests' uninterrupted run (one trial): its job is run under the kills."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = ["--kills", "5", "--nodes", "3", "--reference", fault_reference, "--work", str(tmp_path)]
     proc = subprocess.run(
-        [sys.executable, "-m", "grid.chaos", "--kills", "5", "--nodes", "3", "--trials", "1", "--work", str(tmp_path)],
+        [sys.executable, "-m", "grid.chaos", *command],
         capture_output=True,
         text=True,
         env=env,
@@ -34,6 +36,7 @@ def test_a_short_chaos_run_across_three_nodes_loses_and_duplicates_nothing(tmp_p
     for kind in kinds:
         assert f"{sum(k == kind for _, k, _ in kills)} {kind}" in summary.group(2)
     assert re.search(rf"kills survived: {len(kills)}; rows lost: 0; rows duplicated: 0", out), out[-3000:]
+    assert f"uninterrupted run: {fault_reference} (given)" in out
     assert "metrics equal the uninterrupted run's: yes" in out
     # every table was compared with the uninterrupted run's, row keys and all
     for table in ("ratings", "embeddings", "trials"):

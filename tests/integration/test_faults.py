@@ -1,6 +1,6 @@
 """Faults on local Ray clusters: a training worker SIGKILLed mid-trial and then its node
-removed, the results actor killed, the run folder's disk filling up, the driver killed,
-the folder turning read-only, each followed by `egrid resume`. After each, every table
+removed, the results actor killed, the run folder's disk filling up, Ctrl-C, the driver
+killed, the folder turning read-only, each followed by `egrid resume`. After each, every table
 holds each expected row exactly once and the results are those of an uninterrupted run
 with the same seeds: the same training losses and adapter weights bit for bit, the same
 ratings to float32 precision, the same metrics (see :func:`_assert_same_results`)."""
@@ -27,13 +27,6 @@ from ray_processes import session_of_driver, stop_ray_under
 from grid.runner import run_job
 from grid.job_file import load_job
 
-FAULT_JOB = {
-    "norms": {"en": {"source": "embedded", "max_train": 32, "max_test": 16}},
-    "training": {"steps": 12, "checkpoint_every": 3},
-    "search": {"learning_rate": 3.0e-3},
-    "evaluation": {"layers": [2], "n_boot": 10},
-    "resources": {"workers": 1, "max_concurrent_trials": 1},
-}
 KEYS = {
     "ratings": ["trial_id", "concept", "dimension"],
     "embeddings": ["trial_id", "concept", "layer", "pooling"],
@@ -106,12 +99,6 @@ def _ray_processes(name: str) -> list[psutil.Process]:
     return out
 
 
-@pytest.fixture(scope="module")
-def fault_job(tmp_path_factory, tiny_model_dir, make_job):
-    folder = tmp_path_factory.mktemp("faultjob")
-    return make_job(folder / "job.yaml", tiny_model_dir, str(folder / "runs"), **FAULT_JOB)
-
-
 @dataclass
 class Reference:
     run_dir: Path
@@ -119,16 +106,9 @@ class Reference:
 
 
 @pytest.fixture(scope="module")
-def reference(fault_job, tmp_path_factory) -> Reference:
-    """The uninterrupted run every fault run is compared with."""
-    import ray
-
-    spec = load_job(fault_job)
-    try:
-        summary = run_job(spec, storage=str(tmp_path_factory.mktemp("reference")), num_cpus=2, say=print)
-    finally:
-        ray.shutdown()  # a failed reference run must not leave its Ray to the next test
-    return Reference(Path(summary["run_dir"]), _tables(summary["run_dir"]))
+def reference(fault_reference) -> Reference:
+    """The uninterrupted run every fault run is compared with (made once for the session)."""
+    return Reference(Path(fault_reference), _tables(fault_reference))
 
 
 def test_reference_run_is_complete(reference):
@@ -178,13 +158,18 @@ def _table_files(run_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted((run_dir / "tables").rglob("*.parquet"))}
 
 
-def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault_job, reference, tmp_path, small_disk):
-    """One run, three faults, each ended by `egrid resume`: the run folder's disk fills up
+def test_disk_full_ctrl_c_driver_killed_read_only_each_time_egrid_resume_finishes(
+    fault_job, reference, tmp_path, small_disk
+):
+    """One run, four faults, each ended by `egrid resume`: the run folder's disk fills up
     after the first checkpoint (the run stops with one clear line); once space is back the
-    resumed driver is SIGKILLed after the step-6 checkpoint; the folder then turns
-    read-only (resume refuses in one line, tables untouched); once writable the run
-    finishes with every row once and the metrics of the uninterrupted run.
-    Without permission to mount a small disk only the driver kill is exercised."""
+    resumed run gets Ctrl-C (SIGINT) after the step-6 checkpoint: Tune saves its state, the
+    run says so, exits 130 and its manifest says interrupted (not finished, which would make
+    `egrid run` show half-made tables as results); the next resumed driver is SIGKILLed after
+    the step-9 checkpoint; the folder then turns read-only (resume refuses in one line,
+    tables untouched); once writable the run finishes with every row once and the metrics of
+    the uninterrupted run. Without permission to mount a small disk the disk-full and
+    read-only phases are left out."""
     storage = small_disk.path if small_disk else tmp_path
     run_dir = Path(load_job(fault_job).run_dir(str(storage)))
 
@@ -208,6 +193,16 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
         driver = start_egrid("resume", str(run_dir), "--no-report")
 
     _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 6, driver, "the step-6 checkpoint")
+    driver.send_signal(signal.SIGINT)
+    code, out, err = finish(driver)
+    _stop_ray(driver)
+    assert code == 130, err[-3000:]
+    assert f"finish with: egrid resume {run_dir}" in out + err
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert not list((run_dir / "tables").glob("metrics/*.parquet"))
+
+    driver = start_egrid("resume", str(run_dir), "--no-report")
+    _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 9, driver, "the step-9 checkpoint")
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.communicate()
     _stop_ray(driver)
@@ -224,14 +219,15 @@ def test_disk_full_driver_killed_read_only_each_time_egrid_resume_finishes(fault
     code, out, err = finish(start_egrid("resume", str(run_dir), "--no-report"))
     assert code == 0, err[-3000:]
     assert "Per-dimension Spearman" in out
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
     tables = _tables(run_dir)
     _assert_exactly_once(tables)
     assert tables["trials"]["steps"].tolist() == [12]
     _assert_same_results(run_dir, reference)
-    if small_disk is None:  # visible to CI's no-skip rule: only the driver kill ran
+    if small_disk is None:  # visible to CI's no-skip rule: only Ctrl-C and the driver kill ran
         pytest.skip(
             "the disk-full and read-only phases need permission to mount a small disk (tmpfs); "
-            "only the driver kill was exercised"
+            "only Ctrl-C and the driver kill were exercised"
         )
 
 
@@ -309,27 +305,3 @@ def test_worker_killed_then_its_node_removed_the_trial_resumes_each_time(
     _assert_exactly_once(tables)
     assert tables["trials"]["steps"].tolist() == [12]
     _assert_same_results(summary["run_dir"], reference)
-
-
-def test_ctrl_c_during_the_trials_leaves_an_interrupted_run_that_resume_finishes(fault_job, reference, tmp_path):
-    """Ctrl-C (SIGINT to the driver) while a trial trains: Tune saves its state and
-    returns; the run says so, exits 130 and its manifest says interrupted (not finished,
-    which would make `egrid run` show the half-made tables as results); `egrid resume`
-    then finishes with the uninterrupted run's results."""
-    run_dir = Path(load_job(fault_job).run_dir(str(tmp_path)))
-    driver = start_egrid("run", fault_job, "--storage", str(tmp_path), "--num-cpus", "2", "--no-report")
-    _when(lambda: 3 in _checkpoint_steps(run_dir), driver, "the first checkpoint")
-    driver.send_signal(signal.SIGINT)
-    code, out, err = finish(driver)
-    _stop_ray(driver)
-    assert code == 130, err[-3000:]
-    assert f"finish with: egrid resume {run_dir}" in out + err
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
-    assert not list((run_dir / "tables").glob("metrics/*.parquet"))
-
-    code, out, err = finish(start_egrid("resume", str(run_dir), "--no-report"))
-    assert code == 0, err[-3000:]
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
-    tables = _tables(run_dir)
-    _assert_exactly_once(tables)
-    _assert_same_results(run_dir, reference)

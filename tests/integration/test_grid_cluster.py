@@ -3,6 +3,7 @@ DeepSpeed ranks each, Ray Data evaluation, the results actor, Parquet read back 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -22,15 +23,57 @@ from grid.job_file import load_job
 TABLES = ("trials", "ratings", "metrics", "transfer", "embeddings")
 
 
-@pytest.fixture
-def finished_run(job_file, two_node_cluster):
-    # the colour questions only for the best trial of each objective (and the base)
-    spec = load_job(job_file(mcq={"test": "wu2026:mcq-test"}, evaluation={"best_only": ["mcq"]}))
-    summary = run_job(spec, address=two_node_cluster.address, say=print)
-    import ray
+#: MLflow tracking rides on this run where mlflow is installed (the test extras have it)
+HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
-    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    return spec, summary, nodes
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir, make_job):
+    """One grid run on a head and a worker node of 2 CPUs each, shared by this module's tests."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    folder = tmp_path_factory.mktemp("grid")
+    # the colour questions only for the best trial of each objective (and the base)
+    extra = {"tune": {"mlflow": "run"}} if HAS_MLFLOW else {}
+    job = make_job(
+        folder / "job.yaml",
+        tiny_model_dir,
+        str(folder / "runs"),
+        mcq={"test": "wu2026:mcq-test"},
+        evaluation={"best_only": ["mcq"]},
+        **extra,
+    )
+    spec = load_job(job)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    try:
+        summary = run_job(spec, address=cluster.address, say=print)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        yield spec, summary, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow not installed (pip install mlflow-skinny)")
+def test_mlflow_gets_one_run_per_trial_with_its_score(finished_run):
+    """``tune: {mlflow: run}``: one MLflow run per trial, with its score and learning rate."""
+    import mlflow
+
+    spec, summary, _ = finished_run
+    run_dir = Path(summary["run_dir"])
+    trials = pd.read_parquet(run_dir / "tables" / "trials")
+    client = mlflow.tracking.MlflowClient(tracking_uri=(run_dir / "mlruns").as_uri())  # the run's file store
+    experiment = client.get_experiment_by_name(spec.run_name)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == len(trials) == 2
+    by_trial = {r.data.tags.get("trial_name", r.info.run_name): r for r in runs}
+    for row in trials.itertuples():
+        run = next(r for name, r in by_trial.items() if row.trial_id in name)
+        assert run.data.metrics["eval_score"] == pytest.approx(row.eval_score)
+        assert float(run.data.params["learning_rate"]) in (1.0e-3, 3.0e-3)
 
 
 def test_grid_on_two_nodes_writes_every_row_once(finished_run, capsys, svg_texts):

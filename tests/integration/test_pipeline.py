@@ -145,7 +145,7 @@ def test_hidden_states_stream_block_by_block_and_a_second_attempt_replaces_the_f
     }
     spec = parse_job(raw)
     data = prepare_norms(spec.norms, spec.seed)
-    whole = evaluate_model(spec, tiny_model_dir, None, data)["embeddings"]
+    whole = evaluate_model(spec, tiny_model_dir, None, data, formats=[])["embeddings"]  # no ratings pass
     blocks_seen = []
     streamed = evaluate_model(
         spec, tiny_model_dir, None, data, sink=lambda table, frame: blocks_seen.append((table, frame))
