@@ -62,7 +62,7 @@ def family_groups(columns: dict[str, Sequence[str]]) -> list[str]:
     if any(len(columns[lang]) != n for lang in languages):
         raise InputError("paired columns of unequal length", key="columns")
     if n < CACHED_FROM_ROWS:
-        return _linked_families(columns, languages, n)
+        return _linked_families(columns)
     path = _cache_path(columns)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -71,7 +71,7 @@ def family_groups(columns: dict[str, Sequence[str]]) -> list[str]:
             return labels
     except (OSError, ValueError):
         pass  # not cached yet (or a damaged file): computed and written again
-    labels = _linked_families(columns, languages, n)
+    labels = _linked_families(columns)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
@@ -98,8 +98,10 @@ def _cache_path(columns: dict[str, Sequence[str]]):
     return cache_root() / "families" / f"{digest.hexdigest()[:32]}.json"
 
 
-def _linked_families(columns: dict[str, Sequence[str]], languages: list[str], n: int) -> list[str]:
+def _linked_families(columns: dict[str, Sequence[str]]) -> list[str]:
     """The connected components of the rows' keys (see :func:`family_groups`)."""
+    languages = list(columns)
+    n = len(columns[languages[0]])
     parent: dict[str, str] = {}
 
     def find(key: str) -> str:

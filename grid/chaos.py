@@ -8,8 +8,9 @@ survived, against an uninterrupted run of the same job on the same cluster.
 Prints each kill as it is made, then: the kinds used, kills survived, rows lost and rows
 duplicated in every table (both must be 0), and whether the final metrics equal the
 uninterrupted run's (``--reference``: a finished run of any job, whose job is then rerun
-under the kills instead of the built-in one, and no uninterrupted run is made). Only processes of the cluster it started are ever killed (found under
-that cluster's own raylets), never another Ray on the machine. Exit status 0 when the run
+under the kills instead of the built-in one, and no uninterrupted run is made). Only
+processes of the cluster it started are ever killed (found under that cluster's own
+raylets), never another Ray on the machine. Exit status 0 when the run
 finished with nothing lost, nothing duplicated and the same metrics.
 """
 

@@ -96,9 +96,9 @@ def job_file(tmp_path, tiny_model_dir):
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_node_cluster():
-    """A head and a worker node, 2 logical CPUs each, on this machine."""
+    """A head and a worker node, 2 logical CPUs each, on this machine (one per test module)."""
     import ray
     from ray.cluster_utils import Cluster
 

@@ -28,10 +28,9 @@ HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir, make_job):
+def finished_run(tmp_path_factory, tiny_model_dir, make_job, two_node_cluster):
     """One grid run on a head and a worker node of 2 CPUs each, shared by this module's tests."""
     import ray
-    from ray.cluster_utils import Cluster
 
     folder = tmp_path_factory.mktemp("grid")
     # the colour questions only for the best trial of each objective (and the base)
@@ -45,16 +44,9 @@ def finished_run(tmp_path_factory, tiny_model_dir, make_job):
         **extra,
     )
     spec = load_job(job)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    cluster.add_node(num_cpus=2)
-    cluster.wait_for_nodes()
-    try:
-        summary = run_job(spec, address=cluster.address, say=print)
-        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        yield spec, summary, nodes
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    summary = run_job(spec, address=two_node_cluster.address, say=print)
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    return spec, summary, nodes
 
 
 @pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow not installed (pip install mlflow-skinny)")

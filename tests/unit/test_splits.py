@@ -36,7 +36,7 @@ def test_large_tables_keep_their_families_in_the_cache_with_the_same_labels(tmp_
 
     monkeypatch.setenv("EGRID_CACHE", str(tmp_path))
     words = load_norms("embedded").words[: families.CACHED_FROM_ROWS + 7]
-    linked = families._linked_families({"en": words}, ["en"], len(words))
+    linked = families._linked_families({"en": words})
     assert family_groups({"en": words}) == linked  # computed, then written
     (written,) = (tmp_path / "families").iterdir()
     assert family_groups({"en": words}) == linked  # read back
