@@ -15,6 +15,7 @@ from scipy import stats
 
 from embodiment.errors import InputError
 from embodiment.metrics.bootstrap import percentile_interval
+from embodiment.metrics.resampled import RESAMPLED, SortedColumn, counts_of, resampled_correlations
 from embodiment.registry import lookup
 
 
@@ -134,11 +135,12 @@ def bootstrap_ci(
     """
     rng = np.random.default_rng(seed)
     n = len(x)
+    sorted_x, sorted_y = SortedColumn(x), SortedColumn(y)
     values = []
     for start in range(0, n_boot, block):
         b = min(block, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        values.append(CORRELATIONS[method](x[idx], y[idx]))
+        counts = counts_of(rng.integers(0, n, size=(b, n)), n)
+        values.append(resampled_correlations(method, sorted_x, sorted_y, counts))
     return percentile_interval(np.concatenate(values), ci)
 
 
@@ -202,7 +204,7 @@ def mean_correlation(
         n_boot: bootstrap resamples over concepts (0: no CI).
         ci: confidence level of the percentile interval.
         seed: seed of the bootstrap.
-        block: resamples drawn at once (memory: block x n x d).
+        block: resamples drawn at once (memory: block x n).
 
     A dimension whose model ratings are constant (a model that collapsed to one rating)
     has no coefficient: it counts as 0 in the mean (in the CI's resamples too) and in
@@ -230,15 +232,23 @@ def mean_correlation(
     r = float(np.mean(np.where(constant, 0.0, per_dim))) if not np.isnan(per_dim[~constant]).any() else float("nan")
     lo = hi = float("nan")
     if n_boot and np.isfinite(r):
-        rng = np.random.default_rng(seed)
-        values = []
-        for start in range(0, n_boot, block):
-            idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
-            # (b, n, d) -> per resample and dimension a coefficient, averaged over dimensions
-            xs, ys = np.moveaxis(x[idx], 2, 1), np.moveaxis(y[idx], 2, 1)
-            per = rows(xs.reshape(-1, n), ys.reshape(-1, n)).reshape(len(idx), -1)
-            # a model column constant in this resample counts 0, as in the value
-            flat = (xs == xs[:, :, :1]).all(axis=2) & ~(ys == ys[:, :, :1]).all(axis=2)
-            values.append(np.where(flat, 0.0, per).mean(axis=1))
-        lo, hi = percentile_interval(np.concatenate(values), ci)
+        lo, hi = percentile_interval(_resampled_means(x, y, method, n_boot, seed, block), ci)
     return Correlation(method, r, n, dropped, float("nan"), lo, hi, n_constant=int(constant.sum()))
+
+
+def _resampled_means(x: np.ndarray, y: np.ndarray, method: str, n_boot: int, seed: int, block: int) -> np.ndarray:
+    """The mean coefficient over dimensions of each of ``n_boot`` resamples of rows (the same
+    resample for every dimension); a model column constant in a resample counts 0 there, as
+    in the value; NaN where a human column is constant in it."""
+    n = len(x)
+    columns = [(SortedColumn(x[:, j]), SortedColumn(y[:, j])) for j in range(x.shape[1])]
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, n_boot, block):
+        counts = counts_of(rng.integers(0, n, size=(min(block, n_boot - start), n)), n)
+        total = np.zeros(len(counts))
+        for model_column, human_column in columns:
+            r, flat_model, flat_human = RESAMPLED[method](model_column, human_column, counts)
+            total += np.where(flat_human, np.nan, np.where(flat_model, 0.0, r))
+        values.append(total / len(columns))
+    return np.concatenate(values)

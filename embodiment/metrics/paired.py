@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodiment.metrics.bootstrap import percentile_interval
-from embodiment.metrics.correlation import mean_correlation
+from embodiment.metrics.resampled import RESAMPLED, SortedColumn, counts_of
 
 #: a statistic of the items ``idx`` (a resample of row indices, with repeats)
 Statistic = Callable[[np.ndarray], float]
@@ -41,10 +41,41 @@ class Difference:
     n: int
 
 
-def mean_spearman_of(model: np.ndarray, human: np.ndarray) -> Statistic:
-    """A model's mean Spearman over dimensions on the rows ``idx`` of its (n, d) ratings and
-    the humans': the statistic the paired comparisons of ratings resample."""
-    return lambda idx: mean_correlation(model[idx], human[idx], "spearman").r
+class MeanSpearman:
+    """A model's mean Spearman over dimensions on a resample of the rows of its (n, d)
+    ratings and the humans': the statistic the paired comparisons of ratings resample.
+
+    Called with ``idx`` (rows, with repeats) it gives the statistic of those rows;
+    :meth:`of_counts` gives it for many resamples at once from each row's count in them
+    (:mod:`embodiment.metrics.resampled`). Rows missing a rating are left out of every
+    resample, as :func:`~embodiment.metrics.mean_correlation` leaves them out.
+    """
+
+    def __init__(self, model: np.ndarray, human: np.ndarray):
+        x, y = np.asarray(model, dtype=np.float64), np.asarray(human, dtype=np.float64)
+        self.n = len(x)
+        self.keep = ~(np.isnan(x) | np.isnan(y)).any(axis=1)
+        x, y = x[self.keep], y[self.keep]
+        self.columns = [(SortedColumn(x[:, j]), SortedColumn(y[:, j])) for j in range(x.shape[1])]
+
+    def __call__(self, idx: np.ndarray) -> float:
+        return float(self.of_counts(counts_of(idx, self.n))[0])
+
+    def of_counts(self, counts: np.ndarray) -> np.ndarray:
+        """The statistic of each resample: rows of (b, n) counts; NaN for one of fewer
+        than 3 complete rows or with a constant human column; a constant model column counts 0."""
+        counts = counts[:, self.keep]
+        total = np.zeros(len(counts))
+        for model_column, human_column in self.columns:
+            r, flat_model, flat_human = RESAMPLED["spearman"](model_column, human_column, counts)
+            total += np.where(flat_human, np.nan, np.where(flat_model, 0.0, r))
+        return np.where(counts.sum(axis=1) >= 3, total / max(len(self.columns), 1), np.nan)
+
+
+def mean_spearman_of(model: np.ndarray, human: np.ndarray) -> MeanSpearman:
+    """A model's mean Spearman over dimensions as a statistic of resampled rows
+    (:class:`MeanSpearman`)."""
+    return MeanSpearman(model, human)
 
 
 def paired_difference(
@@ -71,6 +102,7 @@ def paired_differences(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    block: int = 128,
 ) -> dict[tuple[str, str], Difference]:
     """:func:`paired_difference` for many pairs of models at once: each draw of items
     scores every model once, and every pair's difference is taken on that same draw.
@@ -82,6 +114,8 @@ def paired_differences(
         n_boot: resamples (0: the differences only).
         ci: confidence level of the percentile intervals.
         seed: seed of the resampling.
+        block: resamples scored at once by a statistic with ``of_counts`` (batched:
+            :class:`MeanSpearman`, :class:`~embodiment.metrics.ResampledRSA`).
     """
     every = np.arange(n)
     full = {name: float(stat(every)) for name, stat in statistics.items()}
@@ -90,10 +124,13 @@ def paired_differences(
     rng = np.random.default_rng(seed)
     needed = list(dict.fromkeys(name for pair in pairs for name in pair))
     draws = {name: np.empty(n_boot) for name in needed}
-    for k in range(n_boot):
-        idx = rng.integers(0, n, size=n)
+    for start in range(0, n_boot, block):
+        # drawn one resample at a time, in order: the same resamples whatever the block
+        idx = np.stack([rng.integers(0, n, size=n) for _ in range(min(block, n_boot - start))])
+        counts = counts_of(idx, n)
         for name in needed:
-            draws[name][k] = statistics[name](idx)
+            stat, part = statistics[name], slice(start, start + len(idx))
+            draws[name][part] = stat.of_counts(counts) if hasattr(stat, "of_counts") else [stat(i) for i in idx]
     out = {}
     for a, b in pairs:
         boots = draws[a] - draws[b]

@@ -197,7 +197,12 @@ class ResampledRSA:
         thread: its steps are too short for a second one to pay (docs/performance.md).
         """
         counts = [np.bincount(rng.integers(0, self.n, size=self.n), minlength=self.n) for _ in range(n_boot)]
-        threads = max(1, min(threads or _cores(), MAX_THREADS, n_boot))
+        return self.of_counts(counts, threads)
+
+    def of_counts(self, counts, threads: int | None = None) -> np.ndarray:
+        """The RSA of each resample given as its concepts' counts (rows of ``counts``),
+        several at once (``threads``: as in :meth:`draws`)."""
+        threads = max(1, min(threads or _cores(), MAX_THREADS, len(counts)))
 
         def run(part: int) -> list[float]:
             return [self.from_counts(c) for c in counts[part::threads]]
@@ -207,7 +212,7 @@ class ResampledRSA:
                 return np.array(run(0))
         from concurrent.futures import ThreadPoolExecutor
 
-        out = np.empty(n_boot)
+        out = np.empty(len(counts))
         with _one_torch_thread(), ThreadPoolExecutor(threads) as pool:
             for part, values in enumerate(pool.map(run, range(threads))):
                 out[part::threads] = values

@@ -147,3 +147,40 @@ def test_proportion_bootstrap_matches_resampling_items():
     assert (p.ci_low, p.ci_high) == pytest.approx(tuple(naive), abs=0.021)
     assert proportion(hits, n_boot=4000, seed=1) == p  # seeded
     assert np.isnan(proportion([]).value) and np.isnan(proportion(hits).ci_low)
+
+
+@pytest.mark.parametrize("method,oracle", [("spearman", stats.spearmanr), ("pearson", stats.pearsonr)])
+def test_resampled_correlations_equal_scipy_on_each_written_out_resample(rng, method, oracle):
+    from embodiment.metrics.resampled import SortedColumn, counts_of, resampled_correlations
+
+    n = 40
+    x = rng.integers(0, 4, size=n).astype(float)  # ties between concepts, besides a resample's repeats
+    y = np.round(x + rng.normal(size=n), 1)
+    idx = rng.integers(0, n, size=(200, n))
+    idx[0] = 7  # a resample of one concept: both sides constant
+    idx[1, :] = np.where(x == x[0])[0][0]  # constant too
+    got = resampled_correlations(method, SortedColumn(x), SortedColumn(y), counts_of(idx, n))
+    for row, value in zip(idx, got):
+        if np.unique(x[row]).size == 1 or np.unique(y[row]).size == 1:
+            assert np.isnan(value)
+        else:
+            assert value == pytest.approx(oracle(x[row], y[row]).statistic, abs=1e-12)
+    assert np.isnan(got[:2]).all() and np.isfinite(got[2:]).sum() > 150
+
+
+def test_mean_correlation_bootstrap_counts_a_model_column_constant_in_a_resample_as_zero(rng):
+    from embodiment.metrics import mean_correlation
+
+    n = 12
+    human = rng.normal(size=(n, 2))
+    model = np.column_stack([human[:, 0] + rng.normal(size=n), np.where(np.arange(n) == 0, 1.0, 0.0)])
+    m = mean_correlation(model, human, "spearman", n_boot=300, seed=5, block=70)
+    r = np.random.default_rng(5)
+    idx = np.concatenate([r.integers(0, n, size=(min(70, 300 - s), n)) for s in range(0, 300, 70)])
+    boots = []
+    for i in idx:
+        col = [stats.spearmanr(model[i, 0], human[i, 0]).statistic]
+        col.append(0.0 if np.unique(model[i, 1]).size == 1 else stats.spearmanr(model[i, 1], human[i, 1]).statistic)
+        boots.append(np.mean(col))
+    assert any(0 not in i for i in idx)  # some resamples leave out the one concept where column 1 differs
+    assert (m.ci_low, m.ci_high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-12)

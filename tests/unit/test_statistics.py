@@ -129,3 +129,33 @@ def test_probe_layer_is_chosen_by_cross_validated_error():
         }
     )  # layer 8 scores better held out, 15 fits better
     assert probe_layer(metrics, "en") == 15
+
+
+def test_paired_differences_of_mean_spearman_and_rsa_equal_a_loop_over_written_out_resamples():
+    from embodiment.metrics import mean_spearman_of, paired_differences
+
+    rng = np.random.default_rng(4)
+    n = 30
+    human = np.round(rng.uniform(0, 5, size=(n, 3)), 0)  # tied ratings
+    tuned = human + rng.normal(size=human.shape)
+    probe = human + rng.normal(scale=2.0, size=human.shape)
+    tuned[4, 1] = np.nan  # a row missing a rating: out of every resample of that model
+    recipe = RECIPES["wu2026"]
+    stats_of = {"tuned": mean_spearman_of(tuned, human), "probe": mean_spearman_of(probe, human)}
+    got = paired_differences(stats_of, [("tuned", "probe")], n, n_boot=150, seed=9, block=32)[("tuned", "probe")]
+    r = np.random.default_rng(9)
+    idx = [r.integers(0, n, size=n) for _ in range(150)]
+    boots = [mean_correlation(tuned[i], human[i]).r - mean_correlation(probe[i], human[i]).r for i in idx]
+    assert got.value == pytest.approx(mean_correlation(tuned, human).r - mean_correlation(probe, human).r, abs=1e-12)
+    assert (got.ci_low, got.ci_high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-12)
+    keep = ~np.isnan(tuned).any(axis=1)
+    t, p, h = tuned[keep], probe[keep], human[keep]
+    rsa_of = {"tuned": ResampledRSA.of(t, h, recipe), "probe": ResampledRSA.of(p, h, recipe)}
+    got = paired_differences(rsa_of, [("tuned", "probe")], len(t), n_boot=40, seed=2, block=16)[("tuned", "probe")]
+    r = np.random.default_rng(2)
+    boots = []
+    for i in [r.integers(0, len(t), size=len(t)) for _ in range(40)]:
+        boots.append(
+            SCIPY["spearman"](*_written_out(t, h, recipe, i)) - SCIPY["spearman"](*_written_out(p, h, recipe, i))
+        )
+    assert (got.ci_low, got.ci_high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-9)
