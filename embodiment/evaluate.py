@@ -15,6 +15,7 @@ import pandas as pd
 from embodiment import dimensions as dims
 from embodiment.metrics import mean_correlation, per_dimension, rsa_by_subset, transfer_rows, wordwise_similarity
 from embodiment.metrics.rsa import STUDY_RECIPE, RSARecipe, get_recipe
+from embodiment.metrics.rsa_shared import SharedDraws
 from embodiment.ratings import JoinedRatings
 
 METRIC_COLUMNS = [
@@ -102,27 +103,11 @@ def evaluate_joined(
     say = progress or (lambda _: None)
     metric_rows, wordwise_rows = [], []
     models = paired_ratings(joined.model) if opt.paired else joined.model
-    for condition, model in models.items():
-        say(f"{condition}: correlations")
-        tag = {"condition": condition, "eval_set": opt.eval_set}
-        metric_rows += _correlation_rows(model, joined, opt, tag)
-        say(f"{condition}: RSA")
-        metric_rows += _rsa_rows(model, joined, opt, recipe, tag)
-        sim = wordwise_similarity(model, joined.human)
-        wordwise_rows.append(pd.DataFrame({**tag, "word": joined.words, "similarity": sim}))
-        ok = ~np.isnan(sim)
-        metric_rows.append(
-            {
-                **tag,
-                "metric": "wordwise_similarity",
-                "subset": "all",
-                "dimension": None,
-                "value": float(sim[ok].mean()) if ok.any() else float("nan"),
-                "n": int(ok.sum()),
-                "n_dropped": int((~ok).sum()),
-            }
-        )
-    metrics = pd.DataFrame(metric_rows).reindex(columns=METRIC_COLUMNS)
+    # the conditions' RSAs share each draw's human side (CIs filled in as the context closes)
+    with SharedDraws.unless_open() as shared:
+        for condition, model in models.items():
+            metric_rows += _condition_rows(condition, model, joined, opt, recipe, say, wordwise_rows)
+    metrics = shared.resolved(pd.DataFrame(metric_rows).reindex(columns=METRIC_COLUMNS))
     metrics["layer"] = metrics["layer"].astype("Int64")
     for col in ("n", "n_dropped"):
         metrics[col] = metrics[col].astype("Int64")
@@ -138,6 +123,31 @@ def evaluate_joined(
         "wordwise": pd.concat(wordwise_rows, ignore_index=True),
         "ratings": joined.long.reset_index(drop=True) if joined.long is not None else pd.DataFrame(),
     }
+
+
+def _condition_rows(condition, model, joined: JoinedRatings, opt, recipe, say, wordwise_rows: list) -> list[dict]:
+    """One condition's metric rows: correlations, RSA and word-wise similarity (its
+    per-word similarities appended to ``wordwise_rows``)."""
+    say(f"{condition}: correlations")
+    tag = {"condition": condition, "eval_set": opt.eval_set}
+    rows = _correlation_rows(model, joined, opt, tag)
+    say(f"{condition}: RSA")
+    rows += _rsa_rows(model, joined, opt, recipe, tag)
+    sim = wordwise_similarity(model, joined.human)
+    wordwise_rows.append(pd.DataFrame({**tag, "word": joined.words, "similarity": sim}))
+    ok = ~np.isnan(sim)
+    rows.append(
+        {
+            **tag,
+            "metric": "wordwise_similarity",
+            "subset": "all",
+            "dimension": None,
+            "value": float(sim[ok].mean()) if ok.any() else float("nan"),
+            "n": int(ok.sum()),
+            "n_dropped": int((~ok).sum()),
+        }
+    )
+    return rows
 
 
 def _correlation_rows(model: np.ndarray, joined: JoinedRatings, opt: EvaluationOptions, tag: dict) -> list[dict]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from embodiment.evaluate import EvaluationOptions, evaluate_joined
 from embodiment.metrics import proportion
+from embodiment.metrics.rsa_shared import SharedDraws
 from embodiment.ratings import JoinedRatings
 from grid.hidden_states import difference_fields, _hidden_state_metrics, _readout_rows, probe_differences
 from grid.schema import BASE
@@ -87,16 +88,19 @@ def aggregate(
     cond_of = {**dict(zip(trials.get("trial_id", []), trials.get("condition", []))), BASE: BASE}
     stats = _Statistics(rsa_recipe, tuple(subsets), n_boot, seed, paired)
     joined_of = {}  # (model, language) -> the aligned ratings, built once for every use below
-    metrics, transfer = _rating_rows(ratings, cond_of, stats, trained, joined_of)
-    metrics += _head_rows(tables.get("head_ratings", pd.DataFrame()), cond_of, stats)
-    emb = tables.get("embeddings", pd.DataFrame())
-    if len(emb) and len(ratings):
-        say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
-        metrics += _hidden_rows(emb, ratings, cond_of, stats, train_norms, joined_of)
-    choices = tables.get("choices", pd.DataFrame())
-    if len(choices):
-        metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
-    return _typed(metrics, transfer, trials)
+    # RSAs against the same human RDM share each draw's human side: their CIs are filled in as the context closes
+    with SharedDraws() as shared:
+        metrics, transfer = _rating_rows(ratings, cond_of, stats, trained, joined_of)
+        metrics += _head_rows(tables.get("head_ratings", pd.DataFrame()), cond_of, stats)
+        emb = tables.get("embeddings", pd.DataFrame())
+        if len(emb) and len(ratings):
+            say("aggregate: RSA of hidden states by layer and the frozen-feature probe")
+            metrics += _hidden_rows(emb, ratings, cond_of, stats, train_norms, joined_of)
+        choices = tables.get("choices", pd.DataFrame())
+        if len(choices):
+            metrics.append(_accuracy_rows(choices, cond_of, n_boot=n_boot, seed=seed))
+        say("aggregate: RSA bootstrap draws")
+    return _typed([shared.resolved(m) for m in metrics], transfer, trials)
 
 
 @dataclass(frozen=True)

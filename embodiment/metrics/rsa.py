@@ -255,9 +255,15 @@ def _bootstrap(
     a: np.ndarray, b: np.ndarray, n: int, comparison, n_boot: int, rng, ci: float = 0.95
 ) -> tuple[float, float]:
     """Percentile CI over concepts resampled with replacement, on the RDMs already built
-    (see :mod:`embodiment.metrics.rsa_bootstrap`)."""
+    (see :mod:`embodiment.metrics.rsa_bootstrap`); inside a
+    :class:`~embodiment.metrics.rsa_shared.SharedDraws` context, a Spearman RSA's is queued
+    and its bounds are placeholders until the context closes."""
     from embodiment.metrics.rsa_bootstrap import ResampledRSA
+    from embodiment.metrics.rsa_shared import active
 
+    shared = active()
+    if shared is not None and comparison.name == "spearman":
+        return shared.add(a, b, n, n_boot, rng, ci)
     return percentile_interval(ResampledRSA(a, b, n, comparison).draws(n_boot, rng), ci)
 
 

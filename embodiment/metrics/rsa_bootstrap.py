@@ -103,6 +103,45 @@ def _weighted_pearson(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return float((wa @ b) / denom) if denom > 0 else float("nan")
 
 
+def human_draw(side_b: _RankedSide, counts: np.ndarray, space: dict) -> tuple[float, float]:
+    """One draw's human side of a Spearman RSA: its weights and shifted ranks written into
+    ``space`` (``w_b``, ``rank_b``); returns the total weight and the ranks' weighted
+    variance. Every model compared with the same human RDM on the same draw reuses it
+    (:mod:`embodiment.metrics.rsa_shared`).
+
+    Weighted Pearson of the two sides' weighted average ranks: shifted ranks r' = r - 1/2
+    average W / 2 over the total weight W; the sums are taken uncentred (no pass to centre)
+    and centred in closing: both variances are about W^3 / 12 against sums of about W^3 / 3,
+    so nothing cancels.
+    """
+    w_b, rank_b, scratch = space["w_b"], space["rank_b"], space["scratch"]
+    total = (counts.sum() ** 2 - counts @ counts) / 2.0
+    side_b.shifted_ranks(counts, w_b, rank_b, scratch)
+    np.multiply(w_b, rank_b, out=scratch)
+    return total, _dot(scratch, rank_b) - total * (total / 2.0) ** 2
+
+
+def model_draw(side_a: _RankedSide, b_of_a: np.ndarray, counts: np.ndarray, human: tuple, space: dict) -> float:
+    """The Spearman RSA of one draw, given its human side (:func:`human_draw`, in ``space``)."""
+    total, var_b = human
+    shift = total * (total / 2.0) ** 2  # W * mean^2, the mean of r' being W / 2
+    w_a, rank_a, scratch, cross = space["w_a"], space["rank_a"], space["scratch"], space["cross"]
+    side_a.shifted_ranks(counts, w_a, rank_a, scratch)
+    np.take(space["rank_b"], b_of_a, out=cross, mode="clip")  # b's ranks in a's order of pairs
+    np.multiply(w_a, rank_a, out=scratch)
+    var_a = _dot(scratch, rank_a) - shift
+    covariance = _dot(scratch, cross) - shift
+    denom = np.sqrt(var_a * var_b)
+    return float(covariance / denom) if denom > 0 else float("nan")
+
+
+def positions_in(side_b: _RankedSide, side_a: _RankedSide) -> np.ndarray:
+    """Position in b's sorted order of each pair of a's sorted order."""
+    where_in_b = np.empty(side_b.order.size, dtype=np.int64)
+    where_in_b[side_b.order] = np.arange(side_b.order.size)
+    return where_in_b[side_a.order].astype(np.int32)
+
+
 class ResampledRSA:
     """RSA of two fixed condensed RDMs over resamples of their concepts.
 
@@ -130,10 +169,7 @@ class ResampledRSA:
         if self.comparison.name == "spearman":
             side_a = _RankedSide(self.a, self.rows, self.cols)
             side_b = _RankedSide(self.b, self.rows, self.cols)
-            where_in_b = np.empty(self.a.size, dtype=np.int64)
-            where_in_b[side_b.order] = np.arange(self.a.size)
-            # position in b's sorted order of each pair of a's sorted order
-            self._ranked = (side_a, side_b, where_in_b[side_a.order].astype(np.int32))
+            self._ranked = (side_a, side_b, positions_in(side_b, side_a))
 
     @classmethod
     def of(cls, model: np.ndarray, human: np.ndarray, recipe) -> "ResampledRSA":
@@ -167,26 +203,10 @@ class ResampledRSA:
         return self.comparison.dense(np.repeat(self.a, repeat), np.repeat(self.b, repeat))
 
     def _spearman(self, counts: np.ndarray) -> float:
-        """Weighted Pearson of the two sides' weighted average ranks. Shifted ranks r' = r - 1/2
-        average W / 2 over the total weight W; the sums are taken uncentred (no pass to centre)
-        and centred in closing: both variances are about W^3 / 12 against sums of about W^3 / 3,
-        so nothing cancels."""
         side_a, side_b, b_of_a = self._ranked
         space = _Workspace.of(self.a.size)
-        w_a, rank_a, w_b, rank_b = space["w_a"], space["rank_a"], space["w_b"], space["rank_b"]
-        scratch, cross = space["scratch"], space["cross"]
-        total = (counts.sum() ** 2 - counts @ counts) / 2.0
-        side_a.shifted_ranks(counts, w_a, rank_a, scratch)
-        side_b.shifted_ranks(counts, w_b, rank_b, scratch)
-        shift = total * (total / 2.0) ** 2  # W * mean^2, the mean of r' being W / 2
-        np.multiply(w_b, rank_b, out=scratch)
-        var_b = _dot(scratch, rank_b) - shift
-        np.take(rank_b, b_of_a, out=cross, mode="clip")  # b's ranks in a's order of pairs
-        np.multiply(w_a, rank_a, out=scratch)
-        var_a = _dot(scratch, rank_a) - shift
-        covariance = _dot(scratch, cross) - shift
-        denom = np.sqrt(var_a * var_b)
-        return float(covariance / denom) if denom > 0 else float("nan")
+        human = human_draw(side_b, counts, space)
+        return model_draw(side_a, b_of_a, counts, human, space)
 
     def draws(self, n_boot: int, rng: np.random.Generator, threads: int | None = None) -> np.ndarray:
         """``n_boot`` bootstrap values (concepts resampled with replacement).

@@ -159,3 +159,45 @@ def test_paired_differences_of_mean_spearman_and_rsa_equal_a_loop_over_written_o
             SCIPY["spearman"](*_written_out(t, h, recipe, i)) - SCIPY["spearman"](*_written_out(p, h, recipe, i))
         )
     assert (got.ci_low, got.ci_high) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])), abs=1e-9)
+
+
+@pytest.mark.parametrize("threads,max_bytes", [(1, 1 << 30), (2, 1 << 30), (2, 1)])
+def test_shared_draws_give_each_rsa_the_interval_it_gets_alone(threads, max_bytes):
+    from embodiment.metrics import rsa
+    from embodiment.metrics.rsa_shared import PendingBound, SharedDraws
+
+    rng = np.random.default_rng(6)
+    n = 40
+    human = np.round(rng.uniform(0, 5, size=(n, 4)), 1)
+    models = [human + rng.normal(scale=s, size=human.shape) for s in (0.5, 1.0, 3.0)]
+    calls = [(m, human) for m in models] + [(models[0], human[:, :2]), (models[1][:30], human[:30])]
+    alone = [rsa(m, h, "wu2026", n_boot=60, seed=3) for m, h in calls]
+    with SharedDraws(threads=threads, max_bytes=max_bytes) as shared:
+        queued = [rsa(m, h, "wu2026", n_boot=60, seed=3) for m, h in calls]
+        pending = [r for r in queued if isinstance(r.ci_low, PendingBound)]
+        if max_bytes > 1:  # nothing run yet: reading a bound is an error, not a NaN
+            assert len(pending) == len(calls)
+            with pytest.raises(RuntimeError):
+                float(queued[0].ci_low)
+        rows = pd.DataFrame([r.as_row() for r in queued])  # as_row deep-copies: the bounds stay linked
+    assert len(shared.groups) == 0
+    table = shared.resolved(rows)
+    assert table["ci_low"].dtype == float
+    for got, want, (low, high) in zip(queued, alone, zip(table["ci_low"], table["ci_high"])):
+        assert (float(got.ci_low), float(got.ci_high)) == (want.ci_low, want.ci_high) == (low, high)
+        assert got.value == want.value
+
+
+def test_shared_draws_leave_other_comparisons_and_no_bootstrap_alone():
+    from embodiment.metrics import rsa
+    from embodiment.metrics.rsa_shared import SharedDraws
+
+    rng = np.random.default_rng(1)
+    human = rng.uniform(0, 5, size=(25, 3))
+    model = human + rng.normal(size=human.shape)
+    with SharedDraws() as shared:
+        pearson = rsa(model, human, "pearson-euclidean", n_boot=30, seed=0)
+        none = rsa(model, human, "wu2026", seed=0)
+        assert not shared.groups
+    assert pearson == rsa(model, human, "pearson-euclidean", n_boot=30, seed=0)
+    assert np.isnan(none.ci_low)
