@@ -163,10 +163,10 @@ def test_disk_full_ctrl_c_driver_killed_read_only_each_time_egrid_resume_finishe
 ):
     """One run, four faults, each ended by `egrid resume`: the run folder's disk fills up
     after the first checkpoint (the run stops with one clear line); once space is back the
-    resumed run gets Ctrl-C (SIGINT) after the step-6 checkpoint: Tune saves its state, the
+    resumed run gets Ctrl-C (SIGINT) after a checkpoint of its own (step 6 or later): Tune saves its state, the
     run says so, exits 130 and its manifest says interrupted (not finished, which would make
     `egrid run` show half-made tables as results); the next resumed driver is SIGKILLed after
-    the step-9 checkpoint; the folder then turns read-only (resume refuses in one line,
+    a checkpoint of its own (step 9 or later); the folder then turns read-only (resume refuses in one line,
     tables untouched); once writable the run finishes with every row once and the metrics of
     the uninterrupted run. Without permission to mount a small disk the disk-full and
     read-only phases are left out."""
@@ -192,7 +192,7 @@ def test_disk_full_ctrl_c_driver_killed_read_only_each_time_egrid_resume_finishe
         small_disk.free()
         driver = start_egrid("resume", str(run_dir), "--no-report")
 
-    _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 6, driver, "the step-6 checkpoint")
+    _own_checkpoint(run_dir, driver, at_least=6)
     driver.send_signal(signal.SIGINT)
     code, out, err = finish(driver)
     _stop_ray(driver)
@@ -202,7 +202,7 @@ def test_disk_full_ctrl_c_driver_killed_read_only_each_time_egrid_resume_finishe
     assert not list((run_dir / "tables").glob("metrics/*.parquet"))
 
     driver = start_egrid("resume", str(run_dir), "--no-report")
-    _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= 9, driver, "the step-9 checkpoint")
+    _own_checkpoint(run_dir, driver, at_least=9)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.communicate()
     _stop_ray(driver)
@@ -253,6 +253,14 @@ def _node_of(cluster, proc: psutil.Process):
         return next((raylets[p.pid] for p in proc.parents() if p.pid in raylets), None)
     except psutil.NoSuchProcess:  # it ended meanwhile
         return None
+
+
+def _own_checkpoint(run_dir: Path, driver: subprocess.Popen, at_least: int) -> None:
+    """Wait for a checkpoint that ``driver`` wrote itself: past every step checkpointed before
+    it started, and at ``at_least`` or later. (A checkpoint an earlier driver left would let
+    the signal land while the new one is still starting Python, before it can handle it.)"""
+    target = max(at_least, max(_checkpoint_steps(run_dir), default=0) + 1)
+    _when(lambda: max(_checkpoint_steps(run_dir), default=0) >= target, driver, f"a checkpoint of step {target}+")
 
 
 def _checkpoint_steps(run_dir: Path) -> list[int]:
