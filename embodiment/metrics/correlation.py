@@ -15,7 +15,7 @@ from scipy import stats
 
 from embodiment.errors import InputError
 from embodiment.metrics.bootstrap import percentile_interval
-from embodiment.metrics.resampled import RESAMPLED, SortedColumn, counts_of, resampled_correlations
+from embodiment.metrics.resampled import SortedColumn, counts_of, mean_of_columns, resampled_correlations
 from embodiment.registry import lookup
 
 
@@ -246,9 +246,5 @@ def _resampled_means(x: np.ndarray, y: np.ndarray, method: str, n_boot: int, see
     values = []
     for start in range(0, n_boot, block):
         counts = counts_of(rng.integers(0, n, size=(min(block, n_boot - start), n)), n)
-        total = np.zeros(len(counts))
-        for model_column, human_column in columns:
-            r, flat_model, flat_human = RESAMPLED[method](model_column, human_column, counts)
-            total += np.where(flat_human, np.nan, np.where(flat_model, 0.0, r))
-        values.append(total / len(columns))
+        values.append(mean_of_columns(method, columns, counts))
     return np.concatenate(values)

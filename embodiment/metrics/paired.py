@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodiment.metrics.bootstrap import percentile_interval
-from embodiment.metrics.resampled import RESAMPLED, SortedColumn, counts_of
+from embodiment.metrics.resampled import SortedColumn, counts_of, mean_of_columns
 
 #: a statistic of the items ``idx`` (a resample of row indices, with repeats)
 Statistic = Callable[[np.ndarray], float]
@@ -65,11 +65,7 @@ class MeanSpearman:
         """The statistic of each resample: rows of (b, n) counts; NaN for one of fewer
         than 3 complete rows or with a constant human column; a constant model column counts 0."""
         counts = counts[:, self.keep]
-        total = np.zeros(len(counts))
-        for model_column, human_column in self.columns:
-            r, flat_model, flat_human = RESAMPLED["spearman"](model_column, human_column, counts)
-            total += np.where(flat_human, np.nan, np.where(flat_model, 0.0, r))
-        return np.where(counts.sum(axis=1) >= 3, total / max(len(self.columns), 1), np.nan)
+        return np.where(counts.sum(axis=1) >= 3, mean_of_columns("spearman", self.columns, counts), np.nan)
 
 
 def mean_spearman_of(model: np.ndarray, human: np.ndarray) -> MeanSpearman:

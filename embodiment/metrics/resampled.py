@@ -44,29 +44,28 @@ class SortedColumn:
         self.group_end = np.flatnonzero(np.append(new_group[1:], True))
         self.ties = self.group_end.size < ordered.size
 
-    def _group_counts(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per resample, the prefix sums of counts in sorted order and each tie group's count."""
-        prefix = np.cumsum(counts[:, self.order], axis=1)
-        ends = prefix[:, self.group_end]
+    def _sorted(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per resample, the counts in sorted order, their prefix sums at each tie group's
+        end, and each tie group's count."""
+        ordered = counts[:, self.order]
+        ends = np.cumsum(ordered, axis=1)[:, self.group_end]
         group = ends.copy()
         group[:, 1:] -= ends[:, :-1]
-        return prefix, group
+        return ordered, ends, group
 
     def constant(self, counts: np.ndarray) -> np.ndarray:
         """Per resample (rows of ``counts``): does it hold one distinct value only?"""
-        _, group = self._group_counts(counts)
-        return (group > 0).sum(axis=1) <= 1
+        return (self._sorted(counts)[2] > 0).sum(axis=1) <= 1
 
     def ranks(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per resample, each concept's average rank in it (concept order; meaningless where
         its count is 0) and whether the resample is constant."""
-        prefix, group = self._group_counts(counts)
+        ordered, ends, group = self._sorted(counts)
         if self.ties:
-            ends = prefix[:, self.group_end]
             # a tie group's average rank: halfway between the count before it and the count up to its end, plus 1/2
             ranked = ((ends - group + ends + 1.0) / 2.0)[:, self.group]
-        else:
-            ranked = prefix - (counts[:, self.order] - 1.0) / 2.0
+        else:  # every group one position: the prefix sums are the ends
+            ranked = ends - (ordered - 1.0) / 2.0
         out = np.empty_like(ranked)
         out[:, self.order] = ranked
         return out, (group > 0).sum(axis=1) <= 1
@@ -101,6 +100,17 @@ RESAMPLED: dict[str, Callable[[SortedColumn, SortedColumn, np.ndarray], tuple]] 
     "spearman": _spearman,
     "pearson": _pearson,
 }
+
+
+def mean_of_columns(method: str, columns: list[tuple[SortedColumn, SortedColumn]], counts: np.ndarray) -> np.ndarray:
+    """The mean ``method`` coefficient over (model, human) column pairs of each resample
+    (the same resample for every pair): a model column constant in a resample counts 0
+    there; NaN where a human column is constant in it."""
+    total = np.zeros(len(counts))
+    for model_column, human_column in columns:
+        r, flat_model, flat_human = RESAMPLED[method](model_column, human_column, counts)
+        total += np.where(flat_human, np.nan, np.where(flat_model, 0.0, r))
+    return total / max(len(columns), 1)
 
 
 def resampled_correlations(method: str, x: SortedColumn, y: SortedColumn, counts: np.ndarray) -> np.ndarray:

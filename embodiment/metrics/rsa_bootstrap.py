@@ -223,20 +223,23 @@ class ResampledRSA:
         """The RSA of each resample given as its concepts' counts (rows of ``counts``),
         several at once (``threads``: as in :meth:`draws`)."""
         threads = max(1, min(threads or _cores(), MAX_THREADS, len(counts)))
+        out = np.empty(len(counts))
+        parts = in_parts(lambda part: [self.from_counts(c) for c in counts[part::threads]], threads)
+        for part, values in enumerate(parts):
+            out[part::threads] = values
+        return out
 
-        def run(part: int) -> list[float]:
-            return [self.from_counts(c) for c in counts[part::threads]]
 
+def in_parts(run, threads: int) -> list:
+    """``run(part)`` for each part in ``range(threads)``, each on its own thread (one torch
+    thread each); their results in part order."""
+    with _one_torch_thread():
         if threads == 1:
-            with _one_torch_thread():
-                return np.array(run(0))
+            return [run(0)]
         from concurrent.futures import ThreadPoolExecutor
 
-        out = np.empty(len(counts))
-        with _one_torch_thread(), ThreadPoolExecutor(threads) as pool:
-            for part, values in enumerate(pool.map(run, range(threads))):
-                out[part::threads] = values
-        return out
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(run, range(threads)))
 
 
 def _cores() -> int:

@@ -24,10 +24,10 @@ from embodiment.metrics.bootstrap import percentile_interval
 from embodiment.metrics.rsa_bootstrap import (
     MAX_THREADS,
     _cores,
-    _one_torch_thread,
     _RankedSide,
     _Workspace,
     human_draw,
+    in_parts,
     model_draw,
     positions_in,
 )
@@ -160,14 +160,7 @@ class SharedDraws:
                 for j, job in enumerate(group.jobs):
                     out[k, j] = model_draw(job.side_a, job.b_of_a, counts[k], human, space)
 
-        with _one_torch_thread():
-            if threads == 1:
-                run(0)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(threads) as pool:
-                    list(pool.map(run, range(threads)))
+        in_parts(run, threads)
         return out
 
     @staticmethod
